@@ -1,0 +1,90 @@
+//! [`App`]: the dependencies every handler takes, built once per process.
+
+use std::sync::Arc;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, ConfigError};
+use crate::delivery::{ManagementApi, SendOptions, Sender, Transport};
+use crate::policy::ChannelCheck;
+use crate::session::{ChannelName, Identity};
+use crate::store::dynamodb::DynamoDbStore;
+use crate::store::{CounterStore, SessionStore, TokenStore};
+
+/// Configuration plus the store, transport and clock the handlers use. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// Deployment configuration.
+    pub config: Arc<Config>,
+    /// Sessions and memberships.
+    pub sessions: Arc<dyn SessionStore>,
+    /// Connect tokens.
+    pub tokens: Arc<dyn TokenStore>,
+    /// Rate-limit counters.
+    pub counters: Arc<dyn CounterStore>,
+    /// How posts reach connections.
+    pub transport: Arc<dyn Transport>,
+    /// Wall-clock time.
+    pub clock: Arc<dyn Clock>,
+    /// The application's own channel check, if any.
+    pub channel_check: Option<Arc<dyn ChannelCheck>>,
+}
+
+impl App {
+    /// An app over one store that keeps sessions, tokens and counters alike.
+    pub fn new<S>(config: Config, store: Arc<S>, transport: Arc<dyn Transport>) -> Self
+    where
+        S: SessionStore + TokenStore + CounterStore + 'static,
+    {
+        Self {
+            config: Arc::new(config),
+            sessions: store.clone(),
+            tokens: store.clone(),
+            counters: store,
+            transport,
+            clock: Arc::new(SystemClock),
+            channel_check: None,
+        }
+    }
+
+    /// Reads [`Config`] from the environment, loads AWS configuration (region, credentials,
+    /// `AWS_ENDPOINT_URL_*` overrides) and builds the DynamoDB store and Management API transport.
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        let config = Config::from_env()?;
+        let table = config.require_table()?.to_owned();
+        let aws = aws_config::load_from_env().await;
+        let store = Arc::new(DynamoDbStore::new(aws_sdk_dynamodb::Client::new(&aws), table));
+        if config.allowed_origins == crate::policy::OriginPolicy::Any {
+            tracing::warn!("LWS_ALLOWED_ORIGINS is not set: connections are accepted from any origin");
+        }
+        Ok(Self::new(config, store, Arc::new(ManagementApi::new(aws))))
+    }
+
+    /// Replaces the clock (tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Adds an application channel check, consulted after the channel rules.
+    pub fn with_channel_check(mut self, check: Arc<dyn ChannelCheck>) -> Self {
+        self.channel_check = Some(check);
+        self
+    }
+
+    /// A sender using this app's store, transport and concurrency.
+    pub fn sender(&self) -> Sender {
+        let options = SendOptions { concurrency: self.config.send_concurrency, ..SendOptions::default() };
+        Sender::new(self.sessions.clone(), self.transport.clone(), self.clock.clone(), options)
+    }
+
+    /// Whether `identity` may join `channel`: the configured rules, then the application check.
+    pub async fn may_join(&self, identity: Option<&Identity>, channel: &ChannelName) -> bool {
+        if !self.config.channel_rules.admits(identity, channel) {
+            return false;
+        }
+        match &self.channel_check {
+            Some(check) => check.allows(identity, channel).await,
+            None => true,
+        }
+    }
+}

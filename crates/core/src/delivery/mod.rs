@@ -1,0 +1,16 @@
+//! Delivery: reaching connections through the Management API.
+//!
+//! - [`Transport`]: one post to one connection ([`ManagementApi`] in production).
+//! - [`Target`]: who a message is for; the JSON contract of the sender function.
+//! - [`Sender`]: streams recipients from the store into a bounded-concurrency pipeline, retries
+//!   what may succeed, removes sessions the API reports gone, and returns a [`DeliveryReport`].
+
+mod report;
+mod sender;
+mod target;
+mod transport;
+
+pub use report::{DeliveryReport, FailedDelivery};
+pub use sender::{SendError, SendOptions, Sender};
+pub use target::{SEND_CONTRACT_VERSION, SendRequest, Target};
+pub use transport::{ConnectionInfo, ManagementApi, Transport, TransportError};

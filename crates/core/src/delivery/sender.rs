@@ -1,0 +1,291 @@
+//! The sender: resolve a target page by page, post with bounded concurrency, retry, report.
+
+use std::collections::HashSet;
+use std::future::{Future, ready};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use rand::Rng as _;
+
+use super::report::{DeliveryReport, FailedDelivery};
+use super::target::Target;
+use super::transport::{Transport, TransportError};
+use crate::clock::Clock;
+use crate::protocol::{Outbound, OutboundError};
+use crate::session::{ConnectionId, Recipient};
+use crate::store::{Cursor, Page, Segment, SessionStore, StoreError};
+
+/// Why a send was refused before any post.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The message is invalid or over 128 KiB.
+    #[error(transparent)]
+    Message(#[from] OutboundError),
+}
+
+/// Tuning for the sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendOptions {
+    /// Posts in flight at once.
+    pub concurrency: usize,
+    /// Attempts per recipient, first included.
+    pub max_attempts: u32,
+    /// First retry waits up to this long (full jitter, doubling per attempt).
+    pub base_backoff: Duration,
+    /// No single wait exceeds this.
+    pub max_backoff: Duration,
+    /// No retry starts after this much time since the send began.
+    pub deadline: Duration,
+    /// Recipients read from the store per page.
+    pub page_size: usize,
+    /// Parallel scan segments for [`Target::All`].
+    pub scan_segments: u32,
+}
+
+impl Default for SendOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 64,
+            max_attempts: 4,
+            base_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(1),
+            deadline: Duration::from_secs(10),
+            page_size: 500,
+            scan_segments: 4,
+        }
+    }
+}
+
+/// Delivers messages to targets. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    sessions: Arc<dyn SessionStore>,
+    transport: Arc<dyn Transport>,
+    clock: Arc<dyn Clock>,
+    options: SendOptions,
+}
+
+/// A target resolved to one connection: either a recipient, or an id with no live session.
+enum Resolved {
+    Found(Recipient),
+    Unknown(ConnectionId),
+}
+
+enum Outcome {
+    Delivered { retries: usize },
+    Gone { id: ConnectionId, retries: usize },
+    Failed { failure: FailedDelivery, forbidden: bool, retries: usize },
+    Unknown(ConnectionId),
+    Excluded,
+    ListingFailed(StoreError),
+}
+
+impl Sender {
+    /// A sender over a store and a transport.
+    pub fn new(
+        sessions: Arc<dyn SessionStore>,
+        transport: Arc<dyn Transport>,
+        clock: Arc<dyn Clock>,
+        options: SendOptions,
+    ) -> Self {
+        Self { sessions, transport, clock, options }
+    }
+
+    /// The options in use.
+    pub fn options(&self) -> &SendOptions {
+        &self.options
+    }
+
+    /// Sends `message` to `target`, leaving out `exclude`. The message is serialized and
+    /// size-checked once, before any post.
+    pub async fn send(
+        &self,
+        target: &Target,
+        message: &Outbound,
+        exclude: &[ConnectionId],
+    ) -> Result<DeliveryReport, SendError> {
+        let payload = message.encode()?;
+        Ok(self.send_payload(target, payload, exclude).await)
+    }
+
+    /// Sends an already encoded payload (at most 128 KiB) to `target`.
+    pub async fn send_payload(&self, target: &Target, payload: Bytes, exclude: &[ConnectionId]) -> DeliveryReport {
+        let started = Instant::now();
+        let deadline = started + self.options.deadline;
+        let exclude: HashSet<&ConnectionId> = exclude.iter().collect();
+        let forbidden_logged = AtomicBool::new(false);
+        let outcomes = self.resolve(target).map(|resolved| {
+            let payload = payload.clone();
+            let exclude = &exclude;
+            async move {
+                match resolved {
+                    Ok(Resolved::Found(r)) if exclude.contains(&r.connection_id) => Outcome::Excluded,
+                    Ok(Resolved::Found(r)) => self.deliver(&r, payload, deadline).await,
+                    Ok(Resolved::Unknown(id)) => Outcome::Unknown(id),
+                    Err(e) => Outcome::ListingFailed(e),
+                }
+            }
+        });
+        let mut report = outcomes
+            .buffer_unordered(self.options.concurrency.max(1))
+            .fold(DeliveryReport::default(), |mut report, outcome| {
+                match outcome {
+                    Outcome::Delivered { retries } => {
+                        report.recipients += 1;
+                        report.delivered += 1;
+                        report.retries += retries;
+                    }
+                    Outcome::Gone { id, retries } => {
+                        report.recipients += 1;
+                        report.retries += retries;
+                        report.gone.push(id);
+                    }
+                    Outcome::Failed { failure, forbidden, retries } => {
+                        if forbidden && !forbidden_logged.swap(true, Ordering::Relaxed) {
+                            tracing::error!(
+                                reason = %failure.reason,
+                                "the Management API refused to post (403): check execute-api:ManageConnections \
+                                 permission and the endpoint"
+                            );
+                        }
+                        report.recipients += 1;
+                        report.retries += retries;
+                        report.failed.push(failure);
+                    }
+                    Outcome::Unknown(id) => report.unknown.push(id),
+                    Outcome::Excluded => report.excluded += 1,
+                    Outcome::ListingFailed(e) => {
+                        tracing::error!(error = %e, "listing recipients failed; the send is incomplete");
+                        report.incomplete = Some(e.to_string());
+                    }
+                }
+                ready(report)
+            })
+            .await;
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        report
+    }
+
+    /// Delivers `message` to one known recipient (e.g. the connection that sent a message) without
+    /// reading the store first; retries and 410 handling are those of [`Sender::send`].
+    pub async fn deliver_to(&self, recipient: &Recipient, message: &Outbound) -> Result<DeliveryReport, SendError> {
+        let payload = message.encode()?;
+        let started = Instant::now();
+        let deadline = started + self.options.deadline;
+        let mut report = DeliveryReport { recipients: 1, ..DeliveryReport::default() };
+        match self.deliver(recipient, payload, deadline).await {
+            Outcome::Delivered { retries } => (report.delivered, report.retries) = (1, retries),
+            Outcome::Gone { id, retries } => (report.gone, report.retries) = (vec![id], retries),
+            Outcome::Failed { failure, retries, .. } => (report.failed, report.retries) = (vec![failure], retries),
+            Outcome::Unknown(_) | Outcome::Excluded | Outcome::ListingFailed(_) => {}
+        }
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        Ok(report)
+    }
+
+    /// Posts to one recipient with retries; a 410 removes its session.
+    async fn deliver(&self, recipient: &Recipient, payload: Bytes, deadline: Instant) -> Outcome {
+        let id = &recipient.connection_id;
+        let mut attempt: u32 = 0;
+        loop {
+            let error = match self.transport.post(&recipient.endpoint, id, payload.clone()).await {
+                Ok(()) => return Outcome::Delivered { retries: attempt as usize },
+                Err(TransportError::Gone) => {
+                    if let Err(e) = self.sessions.remove_session(id).await {
+                        tracing::warn!(connection_id = %id, error = %e, "could not remove a gone session");
+                    }
+                    return Outcome::Gone { id: id.clone(), retries: attempt as usize };
+                }
+                Err(e) => e,
+            };
+            let backoff = self.backoff(attempt);
+            let may_retry =
+                error.is_retryable() && attempt + 1 < self.options.max_attempts && Instant::now() + backoff < deadline;
+            if !may_retry {
+                let forbidden = matches!(error, TransportError::Forbidden(_));
+                let failure = FailedDelivery { connection_id: id.clone(), reason: error.to_string() };
+                return Outcome::Failed { failure, forbidden, retries: attempt as usize };
+            }
+            tokio::time::sleep(backoff).await;
+            attempt += 1;
+        }
+    }
+
+    /// Full jitter: a uniform wait in `[0, min(max, base * 2^attempt)]`.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let cap = self.options.base_backoff.saturating_mul(1 << attempt.min(16)).min(self.options.max_backoff);
+        let millis = cap.as_millis() as u64;
+        Duration::from_millis(if millis == 0 { 0 } else { rand::rng().random_range(0..=millis) })
+    }
+
+    /// The recipients of `target`, streamed page by page; memory does not grow with the target
+    /// except for the de-duplication set of multi-channel targets.
+    fn resolve<'a>(&'a self, target: &'a Target) -> BoxStream<'a, Result<Resolved, StoreError>> {
+        let now = self.clock.now_secs();
+        let store = &self.sessions;
+        let page = self.options.page_size;
+        match target {
+            Target::Connection(id) => self.lookup(std::slice::from_ref(id), now),
+            Target::Connections(ids) => self.lookup(ids, now),
+            Target::User(user) => found(paged(move |c| async move { store.user_page(user, c.as_ref(), page, now).await })),
+            Target::Channel(ch) => found(paged(move |c| async move { store.channel_page(ch, c.as_ref(), page, now).await })),
+            Target::Channels(channels) => {
+                let mut seen = HashSet::new();
+                let all = stream::iter(channels.iter().collect::<HashSet<_>>())
+                    .map(move |ch| paged(move |c| async move { store.channel_page(ch, c.as_ref(), page, now).await }))
+                    .flatten()
+                    .try_filter(move |r| ready(seen.insert(r.connection_id.clone())));
+                found(all)
+            }
+            Target::All => {
+                let total = self.options.scan_segments.max(1);
+                let segments = (0..total).map(move |index| {
+                    let segment = Segment { index, total };
+                    paged(move |c| async move { store.scan_page(segment, c.as_ref(), page, now).await }).boxed()
+                });
+                found(stream::select_all(segments))
+            }
+        }
+    }
+
+    fn lookup<'a>(&'a self, ids: &'a [ConnectionId], now: i64) -> BoxStream<'a, Result<Resolved, StoreError>> {
+        let mut seen = HashSet::new();
+        stream::iter(ids.iter().filter(move |id| seen.insert(*id)))
+            .map(move |id| async move {
+                Ok(match self.sessions.get_session(id, now).await? {
+                    Some(s) => Resolved::Found(Recipient { connection_id: s.connection_id, endpoint: s.endpoint }),
+                    None => Resolved::Unknown(id.clone()),
+                })
+            })
+            .buffered(16)
+            .boxed()
+    }
+}
+
+fn found<'a>(
+    s: impl futures::Stream<Item = Result<Recipient, StoreError>> + Send + 'a,
+) -> BoxStream<'a, Result<Resolved, StoreError>> {
+    s.map_ok(Resolved::Found).boxed()
+}
+
+/// Turns a page-fetching function into a stream of items that stops after the last page or the
+/// first error.
+fn paged<'a, T, F, Fut>(fetch: F) -> impl futures::Stream<Item = Result<T, StoreError>> + Send + 'a
+where
+    T: Send + 'a,
+    F: Fn(Option<Cursor>) -> Fut + Send + 'a,
+    Fut: Future<Output = Result<Page<T>, StoreError>> + Send + 'a,
+{
+    stream::try_unfold((Some(None::<Cursor>), fetch), |(cursor, fetch)| async move {
+        let Some(cursor) = cursor else {
+            return Ok(None);
+        };
+        let page = fetch(cursor).await?;
+        let items = stream::iter(page.items.into_iter().map(Ok));
+        Ok(Some((items, (page.next.map(Some), fetch))))
+    })
+    .try_flatten()
+}

@@ -1,0 +1,114 @@
+//! Who a message is for, and the sender function's request format.
+//!
+//! ```json
+//! {"target": {"channel": "lobby"}, "message": {"type": "toast", "level": "info", "message": "hi"},
+//!  "exclude": "abc="}
+//! ```
+//! `target` is the string `"all"` or an object with exactly one key: `connection`,
+//! `connections`, `user`, `channel` or `channels`. `exclude` is a connection id or a list of them.
+//! This format is public and versioned: requests may carry `"version": 1`.
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::protocol::Outbound;
+use crate::session::{ChannelName, ConnectionId};
+
+/// The version of the sender's request format this crate speaks.
+pub const SEND_CONTRACT_VERSION: u32 = 1;
+
+/// Who a message is delivered to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Target {
+    /// One connection.
+    Connection(ConnectionId),
+    /// Several connections.
+    Connections(Vec<ConnectionId>),
+    /// Every connection of one user (all their tabs and devices).
+    User(String),
+    /// Every member of a channel.
+    Channel(ChannelName),
+    /// Every member of any of these channels, each connection once.
+    Channels(Vec<ChannelName>),
+    /// Every live session.
+    All,
+}
+
+/// One request to the sender.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendRequest {
+    /// Contract version; absent means the current one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// Who to deliver to.
+    pub target: Target,
+    /// What to deliver.
+    pub message: Outbound,
+    /// Connections to leave out (e.g. the one whose action caused the broadcast).
+    #[serde(default, deserialize_with = "one_or_many", skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<ConnectionId>,
+}
+
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ConnectionId>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(ConnectionId),
+        Many(Vec<ConnectionId>),
+    }
+    Ok(match Option::<OneOrMany>::deserialize(d)? {
+        None => Vec::new(),
+        Some(OneOrMany::One(id)) => vec![id],
+        Some(OneOrMany::Many(ids)) => ids,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn targets_parse_as_documented() {
+        let cases = [
+            (json!("all"), Target::All),
+            (json!({"connection":"abc="}), Target::Connection(ConnectionId::new("abc=").expect("id"))),
+            (json!({"user":"u1"}), Target::User("u1".into())),
+            (json!({"channel":"lobby"}), Target::Channel(ChannelName::new("lobby").expect("ch"))),
+            (
+                json!({"channels":["a","b"]}),
+                Target::Channels(vec![ChannelName::new("a").expect("ch"), ChannelName::new("b").expect("ch")]),
+            ),
+        ];
+        for (json, target) in cases {
+            assert_eq!(serde_json::from_value::<Target>(json.clone()).expect("parses"), target);
+            assert_eq!(serde_json::to_value(&target).expect("serializes"), json);
+        }
+        for bad in [
+            json!("everyone"),
+            json!({"channel":"bad name"}),
+            json!({"connection":"x/y"}),
+            json!({"user":"u","channel":"c"}),
+            json!({}),
+            json!(5),
+        ] {
+            assert!(serde_json::from_value::<Target>(bad.clone()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn requests_accept_one_or_many_excludes() {
+        let msg = json!({"type":"system","level":"info","message":"m"});
+        let one: SendRequest =
+            serde_json::from_value(json!({"target":"all","message":msg,"exclude":"abc="})).expect("one");
+        assert_eq!(one.exclude.len(), 1);
+        let many: SendRequest =
+            serde_json::from_value(json!({"target":"all","message":msg,"exclude":["a","b"],"version":1}))
+                .expect("many");
+        assert_eq!((many.exclude.len(), many.version), (2, Some(1)));
+        let none: SendRequest = serde_json::from_value(json!({"target":"all","message":msg})).expect("none");
+        assert!(none.exclude.is_empty());
+        assert!(serde_json::from_value::<SendRequest>(json!({"target":"all","message":msg,"extra":1})).is_err());
+    }
+}

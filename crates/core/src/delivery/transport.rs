@@ -1,0 +1,202 @@
+//! How a payload reaches one connection: the [`Transport`] trait and its Management API
+//! implementation.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_apigatewaymanagement::Client;
+use aws_sdk_apigatewaymanagement::config::retry::RetryConfig;
+use aws_sdk_apigatewaymanagement::config::timeout::TimeoutConfig;
+use aws_sdk_apigatewaymanagement::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_apigatewaymanagement::primitives::Blob;
+use bytes::Bytes;
+
+use crate::session::ConnectionId;
+
+/// Why one post (or get, or delete) failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    /// 410: the connection is gone; its session should be removed.
+    #[error("connection is gone")]
+    Gone,
+    /// 413: the payload is too large for the Management API.
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// 403: the caller may not manage connections of this API (a configuration error).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// 429: throttled.
+    #[error("throttled")]
+    Throttled,
+    /// 5xx.
+    #[error("server error {0}")]
+    Server(u16),
+    /// No answer in time.
+    #[error("timed out")]
+    Timeout,
+    /// The request did not reach the endpoint.
+    #[error("network error: {0}")]
+    Network(String),
+    /// Anything else (e.g. a 400).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl TransportError {
+    /// Whether a retry may succeed (throttling, 5xx, timeouts, network errors).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Throttled | Self::Server(_) | Self::Timeout | Self::Network(_))
+    }
+}
+
+/// What the Management API says about a live connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// When it connected, Unix milliseconds.
+    pub connected_at: Option<i64>,
+    /// When it last sent or received, Unix milliseconds.
+    pub last_active_at: Option<i64>,
+    /// The client's IP.
+    pub source_ip: Option<String>,
+}
+
+/// Reaches connections through an endpoint.
+#[async_trait]
+pub trait Transport: Send + Sync + fmt::Debug {
+    /// Posts `payload` to one connection.
+    async fn post(&self, endpoint: &str, connection: &ConnectionId, payload: Bytes) -> Result<(), TransportError>;
+
+    /// Reads a connection's state (`GET @connections/{id}`).
+    async fn get_connection(&self, endpoint: &str, connection: &ConnectionId)
+    -> Result<ConnectionInfo, TransportError>;
+
+    /// Closes a connection (`DELETE @connections/{id}`).
+    async fn disconnect(&self, endpoint: &str, connection: &ConnectionId) -> Result<(), TransportError>;
+}
+
+/// The API Gateway Management API, one SDK client per endpoint, created on first use and reused.
+///
+/// SDK retries are off: the [`Sender`](crate::Sender) retries itself, so that every retry is
+/// counted in its report and bounded by its deadline.
+pub struct ManagementApi {
+    config: aws_config::SdkConfig,
+    clients: RwLock<HashMap<String, Client>>,
+}
+
+impl fmt::Debug for ManagementApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let endpoints: Vec<String> = self.clients.read().map(|c| c.keys().cloned().collect()).unwrap_or_default();
+        f.debug_struct("ManagementApi").field("endpoints", &endpoints).finish()
+    }
+}
+
+impl ManagementApi {
+    /// A transport using credentials and region from `config`.
+    pub fn new(config: aws_config::SdkConfig) -> Self {
+        Self { config, clients: RwLock::new(HashMap::new()) }
+    }
+
+    /// The client for `endpoint`, built once.
+    pub fn client(&self, endpoint: &str) -> Client {
+        if let Some(client) = self.clients.read().ok().and_then(|c| c.get(endpoint).cloned()) {
+            return client;
+        }
+        let conf = aws_sdk_apigatewaymanagement::config::Builder::from(&self.config)
+            .endpoint_url(endpoint)
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(2))
+                    .operation_attempt_timeout(Duration::from_secs(5))
+                    .build(),
+            )
+            .build();
+        let client = Client::from_conf(conf);
+        if let Ok(mut clients) = self.clients.write() {
+            clients.entry(endpoint.to_owned()).or_insert_with(|| client.clone());
+        }
+        client
+    }
+}
+
+fn map_error<E>(e: SdkError<E, aws_smithy_runtime_api_http::HttpResponse>) -> TransportError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match &e {
+        SdkError::TimeoutError(_) => return TransportError::Timeout,
+        SdkError::DispatchFailure(d) if d.is_timeout() => return TransportError::Timeout,
+        SdkError::DispatchFailure(_) => return TransportError::Network(DisplayErrorContext(&e).to_string()),
+        _ => {}
+    }
+    match e.code() {
+        Some("GoneException") => return TransportError::Gone,
+        Some("PayloadTooLargeException") => return TransportError::PayloadTooLarge,
+        Some("ForbiddenException" | "AccessDeniedException") => {
+            return TransportError::Forbidden(e.message().unwrap_or("forbidden").to_owned());
+        }
+        Some("LimitExceededException" | "ThrottlingException" | "TooManyRequestsException") => {
+            return TransportError::Throttled;
+        }
+        _ => {}
+    }
+    match e.raw_response().map(|r| r.status().as_u16()) {
+        Some(410) => TransportError::Gone,
+        Some(413) => TransportError::PayloadTooLarge,
+        Some(403) => TransportError::Forbidden("forbidden".to_owned()),
+        Some(429) => TransportError::Throttled,
+        Some(status) if status >= 500 => TransportError::Server(status),
+        _ => TransportError::Other(DisplayErrorContext(&e).to_string()),
+    }
+}
+
+mod aws_smithy_runtime_api_http {
+    pub use aws_sdk_apigatewaymanagement::config::http::HttpResponse;
+}
+
+#[async_trait]
+impl Transport for ManagementApi {
+    async fn post(&self, endpoint: &str, connection: &ConnectionId, payload: Bytes) -> Result<(), TransportError> {
+        self.client(endpoint)
+            .post_to_connection()
+            .connection_id(connection.as_str())
+            .data(Blob::new(payload))
+            .send()
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn get_connection(
+        &self,
+        endpoint: &str,
+        connection: &ConnectionId,
+    ) -> Result<ConnectionInfo, TransportError> {
+        let out = self
+            .client(endpoint)
+            .get_connection()
+            .connection_id(connection.as_str())
+            .send()
+            .await
+            .map_err(map_error)?;
+        let millis = |t: Option<&aws_smithy_types::DateTime>| t.and_then(|t| t.to_millis().ok());
+        Ok(ConnectionInfo {
+            connected_at: millis(out.connected_at()),
+            last_active_at: millis(out.last_active_at()),
+            source_ip: out.identity().and_then(|i| i.source_ip()).map(str::to_owned),
+        })
+    }
+
+    async fn disconnect(&self, endpoint: &str, connection: &ConnectionId) -> Result<(), TransportError> {
+        self.client(endpoint)
+            .delete_connection()
+            .connection_id(connection.as_str())
+            .send()
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,151 @@
+//! `$connect`: validate, consume the token, check the channel, store the session.
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use serde_json::json;
+
+use super::{api_id_matches, management_endpoint, respond};
+use crate::App;
+use crate::rate::{self, Scope};
+use crate::session::{ChannelName, ConnectionId, Session};
+use crate::token::{self, TokenError};
+
+/// Why a `$connect` was refused. Each maps to an HTTP status API Gateway returns to the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectRefusal {
+    /// 400: malformed connection id or channel name.
+    #[error("{0}")]
+    BadRequest(&'static str),
+    /// 401: token missing, invalid, expired or already used.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// 403: origin, API or channel permission refused.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// 429: too many attempts.
+    #[error("too many connection attempts")]
+    RateLimited,
+    /// 500: the store failed (details logged, not returned).
+    #[error("temporarily unavailable")]
+    Unavailable,
+}
+
+impl ConnectRefusal {
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::BadRequest(_) => 400,
+            Self::Unauthorized(_) => 401,
+            Self::Forbidden(_) => 403,
+            Self::RateLimited => 429,
+            Self::Unavailable => 500,
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ConnectRefusal {
+    fn from(e: crate::store::StoreError) -> Self {
+        tracing::error!(error = %e, "store failed during $connect");
+        Self::Unavailable
+    }
+}
+
+/// Handles a `$connect` event: 200, or 400/401/403/429 with a short reason.
+///
+/// Checks, in order: API id, connection id, rate per source IP (every attempt counts, so token
+/// guessing is limited too), `Origin`, channel name, token (consumed once), the token's channel
+/// binding, rate per user, channel permission. The channel name is checked before the token is
+/// spent, so a typo does not burn it.
+pub async fn connect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+    match try_connect(app, event).await {
+        Ok(session) => {
+            tracing::info!(connection_id = %session.connection_id, user = session.user_id(), "connected");
+            respond(200, &json!({}))
+        }
+        Err(refusal) => {
+            let ctx = &event.request_context;
+            tracing::info!(
+                status = refusal.status(),
+                reason = %refusal,
+                connection_id = ctx.connection_id.as_deref(),
+                source_ip = ctx.identity.source_ip.as_deref(),
+                "$connect refused"
+            );
+            respond(refusal.status(), &json!({ "message": refusal.to_string() }))
+        }
+    }
+}
+
+async fn try_connect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> Result<Session, ConnectRefusal> {
+    let ctx = &event.request_context;
+    let config = &app.config;
+    let now_ms = app.clock.now_millis();
+    let now = now_ms.div_euclid(1000);
+    if !api_id_matches(config, ctx) {
+        return Err(ConnectRefusal::Forbidden("unexpected API"));
+    }
+    let connection_id = ctx
+        .connection_id
+        .clone()
+        .and_then(|id| ConnectionId::new(id).ok())
+        .ok_or(ConnectRefusal::BadRequest("invalid connection id"))?;
+    let source_ip = ctx.identity.source_ip.clone().unwrap_or_else(|| "unknown".to_owned());
+    if !rate::allow(&*app.counters, Scope::ConnectIp, &source_ip, config.rate_limits.connect_per_ip, now).await? {
+        return Err(ConnectRefusal::RateLimited);
+    }
+    let origin = event.headers.get(http::header::ORIGIN).and_then(|v| v.to_str().ok());
+    if !config.allowed_origins.allows(origin) {
+        return Err(ConnectRefusal::Forbidden("origin not allowed"));
+    }
+    let query = &event.query_string_parameters;
+    let requested = match query.first("channel").filter(|c| !c.is_empty()) {
+        Some(name) => Some(ChannelName::new(name).map_err(|_| ConnectRefusal::BadRequest("invalid channel name"))?),
+        None => None,
+    };
+    let token_text = query.first("ws_token");
+    let record = match (token_text, config.require_token) {
+        (None, false) => None,
+        (token_text, _) => Some(token::consume(&*app.tokens, token_text, now).await.map_err(|e| match e {
+            TokenError::Missing => ConnectRefusal::Unauthorized("token missing"),
+            TokenError::Invalid => ConnectRefusal::Unauthorized("token invalid or already used"),
+            TokenError::Expired => ConnectRefusal::Unauthorized("token expired"),
+            TokenError::Store(e) => e.into(),
+        })?),
+    };
+    let bound = record.as_ref().and_then(|r| r.channel.clone());
+    let channel = match (requested, bound) {
+        (Some(req), Some(bound)) if req != bound => return Err(ConnectRefusal::Forbidden("token is for another channel")),
+        (req, bound) => req.or(bound).or_else(|| config.default_channel.clone()),
+    };
+    let identity = record.map(|r| r.identity);
+    if let Some(identity) = &identity {
+        let limit = config.rate_limits.connect_per_user;
+        if !rate::allow(&*app.counters, Scope::ConnectUser, &identity.user_id, limit, now).await? {
+            return Err(ConnectRefusal::RateLimited);
+        }
+    }
+    if let Some(channel) = &channel {
+        if !app.may_join(identity.as_ref(), channel).await {
+            return Err(ConnectRefusal::Forbidden("channel not allowed"));
+        }
+    }
+    let endpoint = management_endpoint(config, ctx).ok_or(ConnectRefusal::BadRequest("event has no domain name"))?;
+    let connected_at = if ctx.connected_at > 0 { ctx.connected_at } else { now_ms };
+    let session = Session {
+        connection_id,
+        identity,
+        api_id: ctx.apiid.clone().unwrap_or_default(),
+        stage: ctx.stage.clone().unwrap_or_default(),
+        endpoint,
+        source_ip,
+        user_agent: ctx.identity.user_agent.clone(),
+        connected_at,
+        last_seen: now_ms,
+        expires_at: connected_at.div_euclid(1000) + config.session_ttl.as_secs() as i64,
+        metadata: Default::default(),
+    };
+    app.sessions.put_session(&session).await?;
+    if let Some(channel) = &channel {
+        app.sessions.join(&session, channel).await?;
+    }
+    Ok(session)
+}

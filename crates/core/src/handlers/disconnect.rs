@@ -1,0 +1,35 @@
+//! `$disconnect`: forget the session and its memberships.
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use serde_json::json;
+
+use super::respond;
+use crate::App;
+use crate::session::ConnectionId;
+
+/// Handles a `$disconnect` event. Idempotent: an unknown connection is not an error (API Gateway
+/// may deliver `$disconnect` for a connection `$connect` refused, and delivers at most once).
+pub async fn disconnect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+    let ctx = &event.request_context;
+    let Some(id) = ctx.connection_id.clone().and_then(|id| ConnectionId::new(id).ok()) else {
+        tracing::warn!("$disconnect without a valid connection id");
+        return respond(400, &json!({ "message": "invalid connection id" }));
+    };
+    match app.sessions.remove_session(&id).await {
+        Ok(found) => {
+            tracing::info!(
+                connection_id = %id,
+                known = found.is_some(),
+                status = ctx.disconnect_status_code,
+                reason = ctx.disconnect_reason.as_deref(),
+                "disconnected"
+            );
+            respond(200, &json!({}))
+        }
+        Err(e) => {
+            // The items expire by TTL and the clean-up function removes them; nothing else to do.
+            tracing::error!(connection_id = %id, error = %e, "could not remove session on $disconnect");
+            respond(500, &json!({ "message": "temporarily unavailable" }))
+        }
+    }
+}

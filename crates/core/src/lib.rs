@@ -1,0 +1,49 @@
+//! # lambda-ws
+//!
+//! Real-time WebSockets for Rust on AWS Lambda, behind an API Gateway WebSocket API: sessions in
+//! DynamoDB, delivery through the Management API, single-use connect tokens, origin and channel
+//! policy, rate limits and a typed message protocol.
+//!
+//! ## Layout
+//! - [`session`]: validated names ([`ConnectionId`], [`ChannelName`]), [`Identity`], [`Session`].
+//! - [`protocol`]: the inbound envelope ([`Inbound`]) and outbound messages ([`Outbound`]).
+//! - [`store`]: [`SessionStore`], [`TokenStore`], [`CounterStore`]; DynamoDB and in-memory.
+//! - [`token`]: issue and consume connect tokens (stored as SHA-256 only).
+//! - [`delivery`]: [`Transport`] (Management API), [`Target`], [`Sender`], [`DeliveryReport`].
+//! - [`policy`]: origin allow-list, channel rules, the [`ChannelCheck`] hook.
+//! - [`rate`]: fixed-window rate limits over counters.
+//! - [`handlers`]: `$connect`, `$disconnect`, messages ([`Router`]), token issuing, send, clean-up.
+//! - [`config`]: [`Config`] from `LWS_*` environment variables.
+//! - [`App`]: the dependencies handlers take, built once per process.
+//!
+//! A Lambda binary builds an [`App`] once and calls a handler per event; the local gateway and
+//! the tests call the same handlers.
+
+#![warn(missing_docs)]
+
+mod app;
+pub mod clock;
+pub mod config;
+pub mod delivery;
+pub mod handlers;
+pub mod policy;
+pub mod protocol;
+pub mod rate;
+pub mod session;
+pub mod store;
+pub mod token;
+
+pub use app::App;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{Config, ConfigError, RateLimits};
+pub use delivery::{DeliveryReport, FailedDelivery, ManagementApi, SendOptions, SendRequest, Sender, Target, Transport, TransportError};
+pub use handlers::{MessageContext, Route, RouteError, Router};
+pub use policy::{Access, ChannelCheck, ChannelRules, OriginPolicy};
+pub use protocol::{ErrorCode, Inbound, Outbound, Reply};
+pub use session::{ChannelName, ConnectionId, Identity, Recipient, Session};
+pub use store::dynamodb::DynamoDbStore;
+pub use store::memory::MemoryStore;
+pub use store::{CounterStore, Cursor, Page, SessionStore, StoreError, TokenRecord, TokenStore};
+
+/// Re-exported so custom routes and checks can use `#[async_trait]` without another dependency line.
+pub use async_trait::async_trait;

@@ -1,0 +1,579 @@
+//! The DynamoDB store: one table, two sparse GSIs, TTL on `expires_at`.
+//!
+//! | item       | `pk`               | `sk`             | other attributes                                    |
+//! |------------|--------------------|------------------|-----------------------------------------------------|
+//! | session    | `conn#<id>`        | `session`        | `user_id`, endpoint, identity, times, metadata, ... |
+//! | membership | `conn#<id>`        | `chan#<channel>` | `channel`, endpoint, `expires_at`                   |
+//! | token      | `token#<sha256>`   | `token`          | token_user, token_groups, token_channel, expiry     |
+//! | counter    | `rate#<scope>#...` | `rate`           | `n`, `expires_at`                                   |
+//!
+//! `by-channel` (hash `channel`, range `pk`) holds only memberships; `by-user` (hash `user_id`,
+//! range `pk`) only sessions with a user. Both project just `connection_id`, `endpoint` and
+//! `expires_at`, so fan-out reads what it needs and nothing more. Tokens and counters name their
+//! attributes differently so they never enter an index.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    Projection, ProjectionType, ReturnValue, ScalarAttributeType, WriteRequest,
+};
+
+use super::{CounterStore, Cursor, Page, Segment, SessionStore, StoreError, TokenRecord, TokenStore};
+use crate::session::{ChannelName, ConnectionId, Identity, Recipient, Session};
+
+/// Name of the channel index.
+pub const CHANNEL_INDEX: &str = "by-channel";
+/// Name of the user index.
+pub const USER_INDEX: &str = "by-user";
+/// The TTL attribute (Unix seconds).
+pub const TTL_ATTRIBUTE: &str = "expires_at";
+/// Attributes the indexes project besides their keys.
+pub const INDEX_PROJECTION: [&str; 3] = ["connection_id", "endpoint", "expires_at"];
+
+const SESSION_SK: &str = "session";
+const CONN_PREFIX: &str = "conn#";
+const CHAN_PREFIX: &str = "chan#";
+/// DynamoDB's BatchWriteItem limit.
+const BATCH_LIMIT: usize = 25;
+const BATCH_RETRIES: u32 = 8;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Sessions, tokens and counters in one DynamoDB table.
+#[derive(Debug, Clone)]
+pub struct DynamoDbStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoDbStore {
+    /// A store over `table` using `client`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Deletes items by key, 25 at a time, retrying unprocessed items with backoff.
+    async fn delete_keys(&self, keys: Vec<Item>) -> Result<(), StoreError> {
+        for chunk in keys.chunks(BATCH_LIMIT) {
+            let mut requests = chunk
+                .iter()
+                .map(|key| {
+                    let delete = DeleteRequest::builder().set_key(Some(key.clone())).build().map_err(corrupt)?;
+                    Ok(WriteRequest::builder().delete_request(delete).build())
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            for attempt in 0.. {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(sdk_error)?;
+                requests = out.unprocessed_items.and_then(|mut m| m.remove(&self.table)).unwrap_or_default();
+                if requests.is_empty() {
+                    break;
+                }
+                if attempt >= BATCH_RETRIES {
+                    return Err(StoreError::Throttled);
+                }
+                tokio::time::sleep(Duration::from_millis(20 << attempt.min(6))).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a GSI query for recipients.
+    async fn index_page(
+        &self,
+        index: &str,
+        hash_attr: &str,
+        hash_value: &str,
+        cursor: Option<&Cursor>,
+        limit: usize,
+        now: i64,
+    ) -> Result<Page<Recipient>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .key_condition_expression("#h = :h")
+            .filter_expression("#exp > :now")
+            .expression_attribute_names("#h", hash_attr)
+            .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+            .expression_attribute_values(":h", s(hash_value))
+            .expression_attribute_values(":now", n(now))
+            .limit(page_limit(limit))
+            .set_exclusive_start_key(decode_cursor(cursor)?)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        let items = out.items.unwrap_or_default().iter().map(recipient_of).collect::<Result<_, _>>()?;
+        Ok(Page { items, next: encode_cursor(out.last_evaluated_key)? })
+    }
+
+    /// Creates the table with the keys and indexes above (on-demand billing) and waits until it
+    /// is active. TTL is declared by the deployment template, not here.
+    pub async fn create_table(&self) -> Result<(), StoreError> {
+        create_table(&self.client, &self.table).await
+    }
+}
+
+/// Creates `table` with the lambda-ws key schema and indexes; waits until it is active.
+pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
+    let key = |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
+    let attr = |name: &str| {
+        AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build()
+    };
+    let projection = INDEX_PROJECTION
+        .iter()
+        .fold(Projection::builder().projection_type(ProjectionType::Include), |p, a| p.non_key_attributes(*a))
+        .build();
+    let index = |name: &str, hash: &str| -> Result<GlobalSecondaryIndex, StoreError> {
+        GlobalSecondaryIndex::builder()
+            .index_name(name)
+            .key_schema(key(hash, KeyType::Hash).map_err(corrupt)?)
+            .key_schema(key("pk", KeyType::Range).map_err(corrupt)?)
+            .projection(projection.clone())
+            .build()
+            .map_err(corrupt)
+    };
+    client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_attribute_definitions(Some(
+            ["pk", "sk", "channel", "user_id"].into_iter().map(attr).collect::<Result<_, _>>().map_err(corrupt)?,
+        ))
+        .key_schema(key("pk", KeyType::Hash).map_err(corrupt)?)
+        .key_schema(key("sk", KeyType::Range).map_err(corrupt)?)
+        .global_secondary_indexes(index(CHANNEL_INDEX, "channel")?)
+        .global_secondary_indexes(index(USER_INDEX, "user_id")?)
+        .send()
+        .await
+        .map_err(sdk_error)?;
+    for _ in 0..100 {
+        let out = client.describe_table().table_name(table).send().await.map_err(sdk_error)?;
+        let active = out.table.and_then(|t| t.table_status).is_some_and(|s| s.as_str() == "ACTIVE");
+        if active {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(StoreError::Unavailable(format!("table {table} did not become active")))
+}
+
+#[async_trait]
+impl SessionStore for DynamoDbStore {
+    async fn put_session(&self, session: &Session) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(session_item(session)))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+
+    async fn get_session(&self, id: &ConnectionId, now: i64) -> Result<Option<Session>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", conn_pk(id))
+            .key("sk", s(SESSION_SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        let session = out.item.as_ref().map(session_from).transpose()?;
+        Ok(session.filter(|s| !s.is_expired(now)))
+    }
+
+    async fn remove_session(&self, id: &ConnectionId) -> Result<Option<Session>, StoreError> {
+        let mut keys = Vec::new();
+        let mut session = None;
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", conn_pk(id))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            for item in out.items.unwrap_or_default() {
+                if get_s(&item, "sk") == Some(SESSION_SK) {
+                    session = Some(session_from(&item)?);
+                }
+                let key = ["pk", "sk"].into_iter().filter_map(|k| item.get(k).map(|v| (k.to_owned(), v.clone())));
+                keys.push(key.collect());
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        self.delete_keys(keys).await?;
+        Ok(session)
+    }
+
+    async fn join(&self, session: &Session, channel: &ChannelName) -> Result<(), StoreError> {
+        let item = HashMap::from([
+            ("pk".to_owned(), conn_pk(&session.connection_id)),
+            ("sk".to_owned(), s(&format!("{CHAN_PREFIX}{channel}"))),
+            ("channel".to_owned(), s(channel.as_str())),
+            ("connection_id".to_owned(), s(session.connection_id.as_str())),
+            ("endpoint".to_owned(), s(&session.endpoint)),
+            (TTL_ATTRIBUTE.to_owned(), n(session.expires_at)),
+        ]);
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(sdk_error)?;
+        Ok(())
+    }
+
+    async fn leave(&self, id: &ConnectionId, channel: &ChannelName) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", conn_pk(id))
+            .key("sk", s(&format!("{CHAN_PREFIX}{channel}")))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+
+    async fn channels_of(&self, id: &ConnectionId, now: i64) -> Result<Vec<ChannelName>, StoreError> {
+        let mut channels = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :chan)")
+                .filter_expression("#exp > :now")
+                .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+                .expression_attribute_values(":pk", conn_pk(id))
+                .expression_attribute_values(":chan", s(CHAN_PREFIX))
+                .expression_attribute_values(":now", n(now))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            for item in out.items.unwrap_or_default() {
+                let name = get_s(&item, "channel").ok_or_else(|| StoreError::Corrupt("membership without channel".into()))?;
+                channels.push(ChannelName::new(name).map_err(corrupt)?);
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(channels);
+            }
+        }
+    }
+
+    async fn channel_page(
+        &self,
+        channel: &ChannelName,
+        cursor: Option<&Cursor>,
+        limit: usize,
+        now: i64,
+    ) -> Result<Page<Recipient>, StoreError> {
+        self.index_page(CHANNEL_INDEX, "channel", channel.as_str(), cursor, limit, now).await
+    }
+
+    async fn user_page(
+        &self,
+        user_id: &str,
+        cursor: Option<&Cursor>,
+        limit: usize,
+        now: i64,
+    ) -> Result<Page<Recipient>, StoreError> {
+        self.index_page(USER_INDEX, "user_id", user_id, cursor, limit, now).await
+    }
+
+    async fn scan_page(
+        &self,
+        segment: Segment,
+        cursor: Option<&Cursor>,
+        limit: usize,
+        now: i64,
+    ) -> Result<Page<Recipient>, StoreError> {
+        let mut request = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("sk = :session AND #exp > :now")
+            .projection_expression("connection_id, endpoint")
+            .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+            .expression_attribute_values(":session", s(SESSION_SK))
+            .expression_attribute_values(":now", n(now))
+            .limit(page_limit(limit))
+            .set_exclusive_start_key(decode_cursor(cursor)?);
+        if segment.total > 1 {
+            request = request.segment(segment.index as i32).total_segments(segment.total as i32);
+        }
+        let out = request.send().await.map_err(sdk_error)?;
+        let items = out.items.unwrap_or_default().iter().map(recipient_of).collect::<Result<_, _>>()?;
+        Ok(Page { items, next: encode_cursor(out.last_evaluated_key)? })
+    }
+
+    async fn expired_page(
+        &self,
+        cursor: Option<&Cursor>,
+        limit: usize,
+        now: i64,
+    ) -> Result<Page<ConnectionId>, StoreError> {
+        let out = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("begins_with(pk, :conn) AND #exp <= :now")
+            .projection_expression("pk")
+            .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+            .expression_attribute_values(":conn", s(CONN_PREFIX))
+            .expression_attribute_values(":now", n(now))
+            .limit(page_limit(limit))
+            .set_exclusive_start_key(decode_cursor(cursor)?)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        let mut ids: Vec<ConnectionId> = Vec::new();
+        for item in out.items.unwrap_or_default() {
+            let id = get_s(&item, "pk").and_then(|pk| pk.strip_prefix(CONN_PREFIX)).unwrap_or_default();
+            let id = ConnectionId::new(id).map_err(corrupt)?;
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        Ok(Page { items: ids, next: encode_cursor(out.last_evaluated_key)? })
+    }
+}
+
+#[async_trait]
+impl TokenStore for DynamoDbStore {
+    async fn put_token(&self, hash: &str, record: &TokenRecord) -> Result<(), StoreError> {
+        let mut item = HashMap::from([
+            ("pk".to_owned(), s(&format!("token#{hash}"))),
+            ("sk".to_owned(), s("token")),
+            ("token_user".to_owned(), s(&record.identity.user_id)),
+            (TTL_ATTRIBUTE.to_owned(), n(record.expires_at)),
+        ]);
+        if !record.identity.groups.is_empty() {
+            item.insert("token_groups".to_owned(), AttributeValue::L(record.identity.groups.iter().map(|g| s(g)).collect()));
+        }
+        if let Some(channel) = &record.channel {
+            item.insert("token_channel".to_owned(), s(channel.as_str()));
+        }
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+
+    async fn take_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(&format!("token#{hash}")))
+            .key("sk", s("token"))
+            .condition_expression("attribute_exists(pk)")
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
+        let item = match result {
+            Ok(out) => out.attributes.unwrap_or_default(),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => return Ok(None),
+            Err(e) => return Err(sdk_error(e)),
+        };
+        let user_id = get_s(&item, "token_user").ok_or_else(|| StoreError::Corrupt("token without user".into()))?;
+        let groups = match item.get("token_groups") {
+            Some(AttributeValue::L(list)) => list.iter().filter_map(|v| v.as_s().ok().cloned()).collect(),
+            _ => Vec::new(),
+        };
+        let channel = get_s(&item, "token_channel").map(ChannelName::new).transpose().map_err(corrupt)?;
+        Ok(Some(TokenRecord {
+            identity: Identity { user_id: user_id.to_owned(), groups },
+            channel,
+            expires_at: get_n(&item, TTL_ATTRIBUTE)?,
+        }))
+    }
+}
+
+#[async_trait]
+impl CounterStore for DynamoDbStore {
+    async fn increment(&self, key: &str, expires_at: i64) -> Result<u64, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&format!("rate#{key}")))
+            .key("sk", s("rate"))
+            .update_expression("ADD #n :one SET #exp = if_not_exists(#exp, :exp)")
+            .expression_attribute_names("#n", "n")
+            .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":exp", n(expires_at))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        let attrs = out.attributes.unwrap_or_default();
+        get_n(&attrs, "n").map(|v| v.max(0) as u64)
+    }
+}
+
+fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
+}
+
+fn n(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn conn_pk(id: &ConnectionId) -> AttributeValue {
+    s(&format!("{CONN_PREFIX}{id}"))
+}
+
+fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+fn get_n(item: &Item, name: &str) -> Result<i64, StoreError> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("missing number {name}")))
+}
+
+fn page_limit(limit: usize) -> i32 {
+    limit.clamp(1, 1000) as i32
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn sdk_error<E, R>(e: aws_sdk_dynamodb::error::SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match e.code() {
+        Some("ProvisionedThroughputExceededException" | "ThrottlingException" | "RequestLimitExceeded") => {
+            StoreError::Throttled
+        }
+        _ => StoreError::Unavailable(DisplayErrorContext(&e).to_string()),
+    }
+}
+
+fn session_item(session: &Session) -> Item {
+    let mut item = HashMap::from([
+        ("pk".to_owned(), conn_pk(&session.connection_id)),
+        ("sk".to_owned(), s(SESSION_SK)),
+        ("connection_id".to_owned(), s(session.connection_id.as_str())),
+        ("api_id".to_owned(), s(&session.api_id)),
+        ("stage".to_owned(), s(&session.stage)),
+        ("endpoint".to_owned(), s(&session.endpoint)),
+        ("source_ip".to_owned(), s(&session.source_ip)),
+        ("connected_at".to_owned(), n(session.connected_at)),
+        ("last_seen".to_owned(), n(session.last_seen)),
+        (TTL_ATTRIBUTE.to_owned(), n(session.expires_at)),
+    ]);
+    if let Some(identity) = &session.identity {
+        item.insert("user_id".to_owned(), s(&identity.user_id));
+        if !identity.groups.is_empty() {
+            item.insert("groups".to_owned(), AttributeValue::L(identity.groups.iter().map(|g| s(g)).collect()));
+        }
+    }
+    if let Some(ua) = &session.user_agent {
+        item.insert("user_agent".to_owned(), s(ua));
+    }
+    if !session.metadata.is_empty() {
+        let map = session.metadata.iter().map(|(k, v)| (k.clone(), s(v))).collect();
+        item.insert("metadata".to_owned(), AttributeValue::M(map));
+    }
+    item
+}
+
+fn session_from(item: &Item) -> Result<Session, StoreError> {
+    let text = |name: &str| get_s(item, name).map(str::to_owned).ok_or_else(|| StoreError::Corrupt(format!("missing {name}")));
+    let identity = get_s(item, "user_id").map(|user| Identity {
+        user_id: user.to_owned(),
+        groups: match item.get("groups") {
+            Some(AttributeValue::L(list)) => list.iter().filter_map(|v| v.as_s().ok().cloned()).collect(),
+            _ => Vec::new(),
+        },
+    });
+    let metadata = match item.get("metadata") {
+        Some(AttributeValue::M(map)) => map.iter().filter_map(|(k, v)| v.as_s().ok().map(|v| (k.clone(), v.clone()))).collect(),
+        _ => Default::default(),
+    };
+    Ok(Session {
+        connection_id: ConnectionId::new(text("connection_id")?).map_err(corrupt)?,
+        identity,
+        api_id: text("api_id")?,
+        stage: text("stage")?,
+        endpoint: text("endpoint")?,
+        source_ip: text("source_ip")?,
+        user_agent: get_s(item, "user_agent").map(str::to_owned),
+        connected_at: get_n(item, "connected_at")?,
+        last_seen: get_n(item, "last_seen")?,
+        expires_at: get_n(item, TTL_ATTRIBUTE)?,
+        metadata,
+    })
+}
+
+fn recipient_of(item: &Item) -> Result<Recipient, StoreError> {
+    let id = get_s(item, "connection_id").ok_or_else(|| StoreError::Corrupt("missing connection_id".into()))?;
+    let endpoint = get_s(item, "endpoint").ok_or_else(|| StoreError::Corrupt("missing endpoint".into()))?;
+    Ok(Recipient { connection_id: ConnectionId::new(id).map_err(corrupt)?, endpoint: endpoint.to_owned() })
+}
+
+/// Key attributes are all strings, so a cursor is a JSON object of strings.
+fn encode_cursor(key: Option<Item>) -> Result<Option<Cursor>, StoreError> {
+    let Some(key) = key.filter(|k| !k.is_empty()) else {
+        return Ok(None);
+    };
+    let map: serde_json::Map<String, serde_json::Value> = key
+        .into_iter()
+        .map(|(k, v)| match v {
+            AttributeValue::S(s) => Ok((k, serde_json::Value::String(s))),
+            _ => Err(StoreError::Corrupt(format!("non-string key attribute {k}"))),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Some(Cursor(serde_json::Value::Object(map).to_string())))
+}
+
+fn decode_cursor(cursor: Option<&Cursor>) -> Result<Option<Item>, StoreError> {
+    let Some(cursor) = cursor else {
+        return Ok(None);
+    };
+    let map: HashMap<String, String> = serde_json::from_str(&cursor.0).map_err(|_| StoreError::BadCursor)?;
+    Ok(Some(map.into_iter().map(|(k, v)| (k, AttributeValue::S(v))).collect()))
+}

@@ -1,0 +1,258 @@
+//! An in-memory store: the local gateway's default and the unit tests' backend.
+//!
+//! One mutex over ordered maps; never held across an `.await`. Pages walk the maps in key order
+//! from the cursor, so paging behaves like DynamoDB's.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use super::{CounterStore, Cursor, Page, Segment, SessionStore, StoreError, TokenRecord, TokenStore};
+use crate::session::{ChannelName, ConnectionId, Recipient, Session};
+
+#[derive(Debug, Default)]
+struct State {
+    sessions: BTreeMap<ConnectionId, Session>,
+    /// channel → members (the by-channel index). A membership's expiry is its session's.
+    channels: BTreeMap<ChannelName, BTreeMap<ConnectionId, (String, i64)>>,
+    /// connection → channels it is in.
+    memberships: HashMap<ConnectionId, BTreeSet<ChannelName>>,
+    /// user → connections (the by-user index).
+    users: BTreeMap<String, BTreeSet<ConnectionId>>,
+    tokens: HashMap<String, TokenRecord>,
+    counters: HashMap<String, (u64, i64)>,
+}
+
+/// The in-memory store. Cheap to create; share it with `Arc`.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way later
+        // readers could not cope with, so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Number of stored sessions, expired ones included (for tests and diagnostics).
+    pub fn session_count(&self) -> usize {
+        self.state().sessions.len()
+    }
+}
+
+fn after(cursor: Option<&Cursor>) -> Result<Bound<ConnectionId>, StoreError> {
+    match cursor {
+        None => Ok(Bound::Unbounded),
+        Some(c) => ConnectionId::new(c.0.clone()).map(Bound::Excluded).map_err(|_| StoreError::BadCursor),
+    }
+}
+
+/// Takes up to `limit` items and reports the cursor after the last one if more remain.
+fn paginate<T>(mut iter: impl Iterator<Item = (ConnectionId, T)>, limit: usize) -> Page<T> {
+    let limit = limit.max(1);
+    let mut items = Vec::new();
+    let mut last = None;
+    for (id, item) in iter.by_ref() {
+        items.push(item);
+        if items.len() == limit {
+            last = Some(id);
+            break;
+        }
+    }
+    let next = match last {
+        Some(id) if iter.next().is_some() => Some(Cursor(id.as_str().to_owned())),
+        _ => None,
+    };
+    Page { items, next }
+}
+
+fn segment_of(id: &ConnectionId, total: u32) -> u32 {
+    // FNV-1a: stable across runs, so segments stay disjoint between pages.
+    let hash = id.as_str().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    (hash % u64::from(total.max(1))) as u32
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn put_session(&self, session: &Session) -> Result<(), StoreError> {
+        let mut s = self.state();
+        let id = session.connection_id.clone();
+        if let Some(old_user) = s.sessions.get(&id).and_then(|old| old.user_id().map(str::to_owned)) {
+            if let Some(set) = s.users.get_mut(&old_user) {
+                set.remove(&id);
+            }
+        }
+        if let Some(user) = session.user_id() {
+            s.users.entry(user.to_owned()).or_default().insert(id.clone());
+        }
+        s.sessions.insert(id, session.clone());
+        Ok(())
+    }
+
+    async fn get_session(&self, id: &ConnectionId, now: i64) -> Result<Option<Session>, StoreError> {
+        Ok(self.state().sessions.get(id).filter(|s| !s.is_expired(now)).cloned())
+    }
+
+    async fn remove_session(&self, id: &ConnectionId) -> Result<Option<Session>, StoreError> {
+        let mut s = self.state();
+        let session = s.sessions.remove(id);
+        if let Some(user) = session.as_ref().and_then(|s| s.user_id().map(str::to_owned)) {
+            if let Some(set) = s.users.get_mut(&user) {
+                set.remove(id);
+                if set.is_empty() {
+                    s.users.remove(&user);
+                }
+            }
+        }
+        for channel in s.memberships.remove(id).unwrap_or_default() {
+            if let Some(members) = s.channels.get_mut(&channel) {
+                members.remove(id);
+                if members.is_empty() {
+                    s.channels.remove(&channel);
+                }
+            }
+        }
+        Ok(session)
+    }
+
+    async fn join(&self, session: &Session, channel: &ChannelName) -> Result<(), StoreError> {
+        let mut s = self.state();
+        let id = session.connection_id.clone();
+        s.channels.entry(channel.clone()).or_default().insert(id.clone(), (session.endpoint.clone(), session.expires_at));
+        s.memberships.entry(id).or_default().insert(channel.clone());
+        Ok(())
+    }
+
+    async fn leave(&self, id: &ConnectionId, channel: &ChannelName) -> Result<bool, StoreError> {
+        let mut s = self.state();
+        let existed = s.memberships.get_mut(id).is_some_and(|set| set.remove(channel));
+        if let Some(members) = s.channels.get_mut(channel) {
+            members.remove(id);
+            if members.is_empty() {
+                s.channels.remove(channel);
+            }
+        }
+        Ok(existed)
+    }
+
+    async fn channels_of(&self, id: &ConnectionId, now: i64) -> Result<Vec<ChannelName>, StoreError> {
+        let s = self.state();
+        let live = |c: &&ChannelName| s.channels.get(*c).and_then(|m| m.get(id)).is_some_and(|(_, exp)| *exp > now);
+        Ok(s.memberships.get(id).map(|set| set.iter().filter(live).cloned().collect()).unwrap_or_default())
+    }
+
+    async fn channel_page(
+        &self,
+        channel: &ChannelName,
+        cursor: Option<&Cursor>,
+        limit: usize,
+        now: i64,
+    ) -> Result<Page<Recipient>, StoreError> {
+        let start = after(cursor)?;
+        let s = self.state();
+        let Some(members) = s.channels.get(channel) else {
+            return Ok(Page { items: Vec::new(), next: None });
+        };
+        let iter = members.range((start, Bound::Unbounded)).filter(|(_, (_, exp))| *exp > now).map(|(id, (ep, _))| {
+            (id.clone(), Recipient { connection_id: id.clone(), endpoint: ep.clone() })
+        });
+        Ok(paginate(iter, limit))
+    }
+
+    async fn user_page(
+        &self,
+        user_id: &str,
+        cursor: Option<&Cursor>,
+        limit: usize,
+        now: i64,
+    ) -> Result<Page<Recipient>, StoreError> {
+        let start = after(cursor)?;
+        let s = self.state();
+        let Some(ids) = s.users.get(user_id) else {
+            return Ok(Page { items: Vec::new(), next: None });
+        };
+        let iter = ids
+            .range((start, Bound::Unbounded))
+            .filter_map(|id| s.sessions.get(id).filter(|sess| !sess.is_expired(now)))
+            .map(recipient_of);
+        Ok(paginate(iter, limit))
+    }
+
+    async fn scan_page(
+        &self,
+        segment: Segment,
+        cursor: Option<&Cursor>,
+        limit: usize,
+        now: i64,
+    ) -> Result<Page<Recipient>, StoreError> {
+        let start = after(cursor)?;
+        let s = self.state();
+        let iter = s
+            .sessions
+            .range((start, Bound::Unbounded))
+            .filter(|(id, sess)| segment_of(id, segment.total) == segment.index && !sess.is_expired(now))
+            .map(|(_, sess)| recipient_of(sess));
+        Ok(paginate(iter, limit))
+    }
+
+    async fn expired_page(
+        &self,
+        cursor: Option<&Cursor>,
+        limit: usize,
+        now: i64,
+    ) -> Result<Page<ConnectionId>, StoreError> {
+        let start = after(cursor)?;
+        let s = self.state();
+        let mut expired: BTreeSet<&ConnectionId> = s
+            .sessions
+            .range((start.clone(), Bound::Unbounded))
+            .filter(|(_, sess)| sess.is_expired(now))
+            .map(|(id, _)| id)
+            .collect();
+        for members in s.channels.values() {
+            expired.extend(members.range((start.clone(), Bound::Unbounded)).filter(|(_, (_, e))| *e <= now).map(|(id, _)| id));
+        }
+        Ok(paginate(expired.into_iter().map(|id| (id.clone(), id.clone())), limit))
+    }
+}
+
+fn recipient_of(session: &Session) -> (ConnectionId, Recipient) {
+    let id = session.connection_id.clone();
+    (id.clone(), Recipient { connection_id: id, endpoint: session.endpoint.clone() })
+}
+
+#[async_trait]
+impl TokenStore for MemoryStore {
+    async fn put_token(&self, hash: &str, record: &TokenRecord) -> Result<(), StoreError> {
+        self.state().tokens.insert(hash.to_owned(), record.clone());
+        Ok(())
+    }
+
+    async fn take_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        Ok(self.state().tokens.remove(hash))
+    }
+}
+
+#[async_trait]
+impl CounterStore for MemoryStore {
+    async fn increment(&self, key: &str, expires_at: i64) -> Result<u64, StoreError> {
+        let mut s = self.state();
+        if s.counters.len() > 10_000 {
+            // Forget windows that ended; the key embeds its window, so they are never read again.
+            let now = crate::clock::unix_now_secs();
+            s.counters.retain(|_, (_, exp)| *exp > now);
+        }
+        let entry = s.counters.entry(key.to_owned()).or_insert((0, expires_at));
+        entry.0 += 1;
+        Ok(entry.0)
+    }
+}

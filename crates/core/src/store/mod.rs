@@ -1,0 +1,149 @@
+//! Where sessions, channel memberships, tokens and rate counters live.
+//!
+//! Three small traits, each implemented by [`DynamoDbStore`](dynamodb::DynamoDbStore) (production)
+//! and [`MemoryStore`](memory::MemoryStore) (local gateway and unit tests). One conformance suite
+//! in the end-to-end tests runs against both.
+//!
+//! Reads take `now` (Unix seconds) and ignore items whose `expires_at` has passed: DynamoDB's TTL
+//! deletes expired items hours late, so expiry must not depend on it.
+
+pub mod dynamodb;
+pub mod memory;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::session::{ChannelName, ConnectionId, Identity, Recipient, Session};
+
+/// A store failure. Client mistakes never produce one; these are infrastructure problems.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The backend did not answer or refused the request (network, permissions, missing table).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The backend throttled the request.
+    #[error("store throttled the request")]
+    Throttled,
+    /// An item did not have the expected shape.
+    #[error("stored item is malformed: {0}")]
+    Corrupt(String),
+    /// A pagination cursor was not issued by this store.
+    #[error("invalid cursor")]
+    BadCursor,
+}
+
+/// An opaque position in a paged listing. Pass it back to get the next page.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Cursor(pub String);
+
+/// One page of results and where the next one starts (`None` = last page).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items on this page.
+    pub items: Vec<T>,
+    /// The cursor of the next page, if there is one.
+    pub next: Option<Cursor>,
+}
+
+/// One of `total` disjoint parts of a full listing, so `all` can be read in parallel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    /// This part, `0..total`.
+    pub index: u32,
+    /// How many parts there are.
+    pub total: u32,
+}
+
+impl Segment {
+    /// The whole listing as one segment.
+    pub const WHOLE: Self = Self { index: 0, total: 1 };
+}
+
+/// Sessions and their channel memberships.
+#[async_trait]
+pub trait SessionStore: Send + Sync + fmt::Debug {
+    /// Stores a session, replacing any with the same connection id.
+    async fn put_session(&self, session: &Session) -> Result<(), StoreError>;
+
+    /// The live session of `id`, if any.
+    async fn get_session(&self, id: &ConnectionId, now: i64) -> Result<Option<Session>, StoreError>;
+
+    /// Deletes the session and all its memberships; returns the session if it existed.
+    async fn remove_session(&self, id: &ConnectionId) -> Result<Option<Session>, StoreError>;
+
+    /// Adds `session` to `channel`. The membership expires with the session.
+    async fn join(&self, session: &Session, channel: &ChannelName) -> Result<(), StoreError>;
+
+    /// Removes a membership; returns whether it existed.
+    async fn leave(&self, id: &ConnectionId, channel: &ChannelName) -> Result<bool, StoreError>;
+
+    /// The channels a connection is in (bounded by the per-connection limit).
+    async fn channels_of(&self, id: &ConnectionId, now: i64) -> Result<Vec<ChannelName>, StoreError>;
+
+    /// Live members of `channel`, a page at a time.
+    async fn channel_page(
+        &self,
+        channel: &ChannelName,
+        cursor: Option<&Cursor>,
+        limit: usize,
+        now: i64,
+    ) -> Result<Page<Recipient>, StoreError>;
+
+    /// Live connections of `user_id`, a page at a time.
+    async fn user_page(
+        &self,
+        user_id: &str,
+        cursor: Option<&Cursor>,
+        limit: usize,
+        now: i64,
+    ) -> Result<Page<Recipient>, StoreError>;
+
+    /// Live sessions in one segment of the whole store, a page at a time.
+    async fn scan_page(
+        &self,
+        segment: Segment,
+        cursor: Option<&Cursor>,
+        limit: usize,
+        now: i64,
+    ) -> Result<Page<Recipient>, StoreError>;
+
+    /// Connections with an expired session or membership, a page at a time (for clean-up).
+    async fn expired_page(
+        &self,
+        cursor: Option<&Cursor>,
+        limit: usize,
+        now: i64,
+    ) -> Result<Page<ConnectionId>, StoreError>;
+}
+
+/// What a connect token stands for, stored under the SHA-256 of the token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// Who the token was issued to.
+    pub identity: Identity,
+    /// The only channel the token may connect to, if bound.
+    pub channel: Option<ChannelName>,
+    /// When the token stops being valid, in Unix seconds.
+    pub expires_at: i64,
+}
+
+/// Single-use connect tokens.
+#[async_trait]
+pub trait TokenStore: Send + Sync + fmt::Debug {
+    /// Stores a token record under its hash (lowercase hex SHA-256).
+    async fn put_token(&self, hash: &str, record: &TokenRecord) -> Result<(), StoreError>;
+
+    /// Atomically removes and returns the record: of any number of concurrent callers for one
+    /// hash, exactly one gets `Some`.
+    async fn take_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError>;
+}
+
+/// Counters for fixed-window rate limits.
+#[async_trait]
+pub trait CounterStore: Send + Sync + fmt::Debug {
+    /// Atomically adds one to `key` and returns the new value. The counter may be forgotten
+    /// after `expires_at` (Unix seconds).
+    async fn increment(&self, key: &str, expires_at: i64) -> Result<u64, StoreError>;
+}
