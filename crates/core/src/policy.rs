@@ -61,7 +61,11 @@ impl Origin {
         if host.is_empty() {
             return None;
         }
-        Some(Self { scheme, host: host.to_ascii_lowercase(), port })
+        Some(Self {
+            scheme,
+            host: host.to_ascii_lowercase(),
+            port,
+        })
     }
 }
 
@@ -105,16 +109,19 @@ impl OriginPolicy {
         let Some(origin) = origin.and_then(Origin::parse) else {
             return false;
         };
-        patterns.iter().filter_map(|p| parse_pattern(p)).any(|pattern| match pattern {
-            OriginPattern::Exact(o) => o == origin,
-            OriginPattern::Subdomains(o) => {
-                o.scheme == origin.scheme
-                    && o.port == origin.port
-                    && origin.host.len() > o.host.len() + 1
-                    && origin.host.ends_with(&o.host)
-                    && origin.host.as_bytes()[origin.host.len() - o.host.len() - 1] == b'.'
-            }
-        })
+        patterns
+            .iter()
+            .filter_map(|p| parse_pattern(p))
+            .any(|pattern| match pattern {
+                OriginPattern::Exact(o) => o == origin,
+                OriginPattern::Subdomains(o) => {
+                    o.scheme == origin.scheme
+                        && o.port == origin.port
+                        && origin.host.len() > o.host.len() + 1
+                        && origin.host.ends_with(&o.host)
+                        && origin.host.as_bytes()[origin.host.len() - o.host.len() - 1] == b'.'
+                }
+            })
     }
 }
 
@@ -157,7 +164,12 @@ impl FromStr for Access {
     type Err = ();
     fn from_str(s: &str) -> Result<Self, ()> {
         let list = |v: &str| -> Result<Vec<String>, ()> {
-            let items: Vec<String> = v.split('|').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            let items: Vec<String> = v
+                .split('|')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
             if items.is_empty() { Err(()) } else { Ok(items) }
         };
         match s.trim() {
@@ -213,7 +225,10 @@ impl ChannelRules {
                 return Err(bad());
             }
             let access = access.parse().map_err(|()| bad())?;
-            rules.push(ChannelRule { pattern: pattern.to_owned(), access });
+            rules.push(ChannelRule {
+                pattern: pattern.to_owned(),
+                access,
+            });
         }
         Ok(Self(rules))
     }
@@ -223,7 +238,10 @@ impl ChannelRules {
         if self.0.is_empty() {
             return true;
         }
-        self.0.iter().find(|r| r.matches(channel.as_str())).is_some_and(|r| r.access.admits(identity))
+        self.0
+            .iter()
+            .find(|r| r.matches(channel.as_str()))
+            .is_some_and(|r| r.access.admits(identity))
     }
 }
 
@@ -286,7 +304,13 @@ mod tests {
         assert_eq!(OriginPolicy::parse("").expect("empty"), OriginPolicy::Any);
         assert_eq!(OriginPolicy::parse(" * ").expect("star"), OriginPolicy::Any);
         assert!(OriginPolicy::Any.allows(None));
-        for bad in ["example.com", "ftp://x.com", "https://x.com/path", "https://", "https://x.com:notaport"] {
+        for bad in [
+            "example.com",
+            "ftp://x.com",
+            "https://x.com/path",
+            "https://",
+            "https://x.com:notaport",
+        ] {
             assert!(OriginPolicy::parse(bad).is_err(), "{bad}");
         }
     }
@@ -297,8 +321,9 @@ mod tests {
 
     #[test]
     fn channel_rules_first_match_decides() {
-        let rules = ChannelRules::parse("public-*=all; staff=groups:admin|staff; dm-*=authenticated; vip=users:ann|bob")
-            .expect("parses");
+        let rules =
+            ChannelRules::parse("public-*=all; staff=groups:admin|staff; dm-*=authenticated; vip=users:ann|bob")
+                .expect("parses");
         let ann = Identity::user("ann");
         let admin = Identity::user("zed").with_groups(["admin"]);
         assert!(rules.admits(None, &ch("public-news")));
@@ -309,14 +334,24 @@ mod tests {
         assert!(rules.admits(Some(&ann), &ch("vip")));
         assert!(!rules.admits(Some(&admin), &ch("vip")));
         assert!(!rules.admits(Some(&admin), &ch("unlisted")), "no matching rule refuses");
-        assert!(ChannelRules::default().admits(None, &ch("anything")), "no rules admit all");
+        assert!(
+            ChannelRules::default().admits(None, &ch("anything")),
+            "no rules admit all"
+        );
         let closed = ChannelRules::parse("*=none").expect("parses");
         assert!(!closed.admits(Some(&admin), &ch("x")));
     }
 
     #[test]
     fn bad_channel_rules_are_refused() {
-        for bad in ["lobby", "lobby=maybe", "a*b=all", "bad name=all", "x=users:", "x=groups:|"] {
+        for bad in [
+            "lobby",
+            "lobby=maybe",
+            "a*b=all",
+            "bad name=all",
+            "x=users:",
+            "x=groups:|",
+        ] {
             assert!(ChannelRules::parse(bad).is_err(), "{bad}");
         }
     }

@@ -36,7 +36,9 @@ impl ConnectionId {
         let id = id.into();
         let ok = !id.is_empty()
             && id.len() <= MAX_CONNECTION_ID_LEN
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'=' | b'-'));
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'=' | b'-'));
         if ok { Ok(Self(id)) } else { Err(NameError::ConnectionId) }
     }
 
@@ -76,7 +78,9 @@ impl ChannelName {
         let name = name.into();
         let ok = !name.is_empty()
             && name.len() <= MAX_CHANNEL_NAME_LEN
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
         if ok { Ok(Self(name)) } else { Err(NameError::Channel) }
     }
 
@@ -121,7 +125,10 @@ pub struct Identity {
 impl Identity {
     /// An identity with no groups.
     pub fn user(user_id: impl Into<String>) -> Self {
-        Self { user_id: user_id.into(), groups: Vec::new() }
+        Self {
+            user_id: user_id.into(),
+            groups: Vec::new(),
+        }
     }
 
     /// Adds groups to the identity.
@@ -132,6 +139,37 @@ impl Identity {
     {
         self.groups.extend(groups.into_iter().map(Into::into));
         self
+    }
+}
+
+impl Identity {
+    /// Builds an identity from authorizer claims: the user is `sub` (JWT) or `user_id` /
+    /// `principalId` (Lambda authorizer context); groups come from `cognito:groups` or `groups`,
+    /// either as a JSON array or as API Gateway's flattened `"[a b]"` / `"a,b"` strings.
+    /// Returns `None` without a non-empty user.
+    pub fn from_claims(claim: impl Fn(&str) -> Option<serde_json::Value>) -> Option<Self> {
+        let text = |v: serde_json::Value| match v {
+            serde_json::Value::String(s) => Some(s),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        };
+        let user_id = ["sub", "user_id", "principalId"]
+            .into_iter()
+            .find_map(|k| claim(k).and_then(text))?;
+        if user_id.trim().is_empty() {
+            return None;
+        }
+        let groups = match ["cognito:groups", "groups"].into_iter().find_map(&claim) {
+            Some(serde_json::Value::Array(items)) => items.into_iter().filter_map(text).collect(),
+            Some(serde_json::Value::String(s)) => s
+                .trim_matches(|c| c == '[' || c == ']')
+                .split([' ', ','])
+                .filter(|g| !g.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            _ => Vec::new(),
+        };
+        Some(Self { user_id, groups })
     }
 }
 
@@ -208,6 +246,40 @@ mod tests {
         for bad in ["", "a b", "dot.ted", "emoji😀", "a=b", &"x".repeat(129)] {
             assert_eq!(ChannelName::new(bad), Err(NameError::Channel), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn identity_from_jwt_and_lambda_authorizer_claims() {
+        use serde_json::json;
+        let jwt = |k: &str| match k {
+            "sub" => Some(json!("u-1")),
+            "cognito:groups" => Some(json!("[admin staff]")),
+            _ => None,
+        };
+        assert_eq!(
+            Identity::from_claims(jwt),
+            Some(Identity::user("u-1").with_groups(["admin", "staff"]))
+        );
+        let lambda = |k: &str| match k {
+            "user_id" => Some(json!(42)),
+            "groups" => Some(json!(["a", "b"])),
+            _ => None,
+        };
+        assert_eq!(
+            Identity::from_claims(lambda),
+            Some(Identity::user("42").with_groups(["a", "b"]))
+        );
+        let comma = |k: &str| match k {
+            "principalId" => Some(json!("p")),
+            "groups" => Some(json!("x,y")),
+            _ => None,
+        };
+        assert_eq!(
+            Identity::from_claims(comma).map(|i| i.groups),
+            Some(vec!["x".to_owned(), "y".to_owned()])
+        );
+        assert_eq!(Identity::from_claims(|_| None), None);
+        assert_eq!(Identity::from_claims(|k| (k == "sub").then(|| json!(" "))), None);
     }
 
     #[test]

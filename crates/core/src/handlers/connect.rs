@@ -89,7 +89,15 @@ async fn try_connect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> Resu
         .and_then(|id| ConnectionId::new(id).ok())
         .ok_or(ConnectRefusal::BadRequest("invalid connection id"))?;
     let source_ip = ctx.identity.source_ip.clone().unwrap_or_else(|| "unknown".to_owned());
-    if !rate::allow(&*app.counters, Scope::ConnectIp, &source_ip, config.rate_limits.connect_per_ip, now).await? {
+    if !rate::allow(
+        &*app.counters,
+        Scope::ConnectIp,
+        &source_ip,
+        config.rate_limits.connect_per_ip,
+        now,
+    )
+    .await?
+    {
         return Err(ConnectRefusal::RateLimited);
     }
     let origin = event.headers.get(http::header::ORIGIN).and_then(|v| v.to_str().ok());
@@ -104,16 +112,22 @@ async fn try_connect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> Resu
     let token_text = query.first("ws_token");
     let record = match (token_text, config.require_token) {
         (None, false) => None,
-        (token_text, _) => Some(token::consume(&*app.tokens, token_text, now).await.map_err(|e| match e {
-            TokenError::Missing => ConnectRefusal::Unauthorized("token missing"),
-            TokenError::Invalid => ConnectRefusal::Unauthorized("token invalid or already used"),
-            TokenError::Expired => ConnectRefusal::Unauthorized("token expired"),
-            TokenError::Store(e) => e.into(),
-        })?),
+        (token_text, _) => Some(
+            token::consume(&*app.tokens, token_text, now)
+                .await
+                .map_err(|e| match e {
+                    TokenError::Missing => ConnectRefusal::Unauthorized("token missing"),
+                    TokenError::Invalid => ConnectRefusal::Unauthorized("token invalid or already used"),
+                    TokenError::Expired => ConnectRefusal::Unauthorized("token expired"),
+                    TokenError::Store(e) => e.into(),
+                })?,
+        ),
     };
     let bound = record.as_ref().and_then(|r| r.channel.clone());
     let channel = match (requested, bound) {
-        (Some(req), Some(bound)) if req != bound => return Err(ConnectRefusal::Forbidden("token is for another channel")),
+        (Some(req), Some(bound)) if req != bound => {
+            return Err(ConnectRefusal::Forbidden("token is for another channel"));
+        }
         (req, bound) => req.or(bound).or_else(|| config.default_channel.clone()),
     };
     let identity = record.map(|r| r.identity);

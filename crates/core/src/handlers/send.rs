@@ -21,9 +21,16 @@ pub async fn send(app: &App, request: Value) -> Value {
 /// Handles an already parsed request.
 pub async fn send_response(app: &App, request: &SendRequest) -> Value {
     if let Some(v) = request.version.filter(|v| *v != SEND_CONTRACT_VERSION) {
-        return error(ErrorCode::BadRequest, &format!("unsupported version {v}; this sender speaks {SEND_CONTRACT_VERSION}"));
+        return error(
+            ErrorCode::BadRequest,
+            &format!("unsupported version {v}; this sender speaks {SEND_CONTRACT_VERSION}"),
+        );
     }
-    match app.sender().send(&request.target, &request.message, &request.exclude).await {
+    match app
+        .sender()
+        .send(&request.target, &request.message, &request.exclude)
+        .await
+    {
         Ok(report) => {
             tracing::info!(
                 target = ?request.target,

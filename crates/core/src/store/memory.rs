@@ -52,7 +52,9 @@ impl MemoryStore {
 fn after(cursor: Option<&Cursor>) -> Result<Bound<ConnectionId>, StoreError> {
     match cursor {
         None => Ok(Bound::Unbounded),
-        Some(c) => ConnectionId::new(c.0.clone()).map(Bound::Excluded).map_err(|_| StoreError::BadCursor),
+        Some(c) => ConnectionId::new(c.0.clone())
+            .map(Bound::Excluded)
+            .map_err(|_| StoreError::BadCursor),
     }
 }
 
@@ -77,7 +79,9 @@ fn paginate<T>(mut iter: impl Iterator<Item = (ConnectionId, T)>, limit: usize) 
 
 fn segment_of(id: &ConnectionId, total: u32) -> u32 {
     // FNV-1a: stable across runs, so segments stay disjoint between pages.
-    let hash = id.as_str().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let hash = id.as_str().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
     (hash % u64::from(total.max(1))) as u32
 }
 
@@ -127,7 +131,10 @@ impl SessionStore for MemoryStore {
     async fn join(&self, session: &Session, channel: &ChannelName) -> Result<(), StoreError> {
         let mut s = self.state();
         let id = session.connection_id.clone();
-        s.channels.entry(channel.clone()).or_default().insert(id.clone(), (session.endpoint.clone(), session.expires_at));
+        s.channels
+            .entry(channel.clone())
+            .or_default()
+            .insert(id.clone(), (session.endpoint.clone(), session.expires_at));
         s.memberships.entry(id).or_default().insert(channel.clone());
         Ok(())
     }
@@ -146,8 +153,16 @@ impl SessionStore for MemoryStore {
 
     async fn channels_of(&self, id: &ConnectionId, now: i64) -> Result<Vec<ChannelName>, StoreError> {
         let s = self.state();
-        let live = |c: &&ChannelName| s.channels.get(*c).and_then(|m| m.get(id)).is_some_and(|(_, exp)| *exp > now);
-        Ok(s.memberships.get(id).map(|set| set.iter().filter(live).cloned().collect()).unwrap_or_default())
+        let live = |c: &&ChannelName| {
+            s.channels
+                .get(*c)
+                .and_then(|m| m.get(id))
+                .is_some_and(|(_, exp)| *exp > now)
+        };
+        Ok(s.memberships
+            .get(id)
+            .map(|set| set.iter().filter(live).cloned().collect())
+            .unwrap_or_default())
     }
 
     async fn channel_page(
@@ -160,11 +175,23 @@ impl SessionStore for MemoryStore {
         let start = after(cursor)?;
         let s = self.state();
         let Some(members) = s.channels.get(channel) else {
-            return Ok(Page { items: Vec::new(), next: None });
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
         };
-        let iter = members.range((start, Bound::Unbounded)).filter(|(_, (_, exp))| *exp > now).map(|(id, (ep, _))| {
-            (id.clone(), Recipient { connection_id: id.clone(), endpoint: ep.clone() })
-        });
+        let iter = members
+            .range((start, Bound::Unbounded))
+            .filter(|(_, (_, exp))| *exp > now)
+            .map(|(id, (ep, _))| {
+                (
+                    id.clone(),
+                    Recipient {
+                        connection_id: id.clone(),
+                        endpoint: ep.clone(),
+                    },
+                )
+            });
         Ok(paginate(iter, limit))
     }
 
@@ -178,7 +205,10 @@ impl SessionStore for MemoryStore {
         let start = after(cursor)?;
         let s = self.state();
         let Some(ids) = s.users.get(user_id) else {
-            return Ok(Page { items: Vec::new(), next: None });
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
         };
         let iter = ids
             .range((start, Bound::Unbounded))
@@ -219,7 +249,12 @@ impl SessionStore for MemoryStore {
             .map(|(id, _)| id)
             .collect();
         for members in s.channels.values() {
-            expired.extend(members.range((start.clone(), Bound::Unbounded)).filter(|(_, (_, e))| *e <= now).map(|(id, _)| id));
+            expired.extend(
+                members
+                    .range((start.clone(), Bound::Unbounded))
+                    .filter(|(_, (_, e))| *e <= now)
+                    .map(|(id, _)| id),
+            );
         }
         Ok(paginate(expired.into_iter().map(|id| (id.clone(), id.clone())), limit))
     }
@@ -227,7 +262,13 @@ impl SessionStore for MemoryStore {
 
 fn recipient_of(session: &Session) -> (ConnectionId, Recipient) {
     let id = session.connection_id.clone();
-    (id.clone(), Recipient { connection_id: id, endpoint: session.endpoint.clone() })
+    (
+        id.clone(),
+        Recipient {
+            connection_id: id,
+            endpoint: session.endpoint.clone(),
+        },
+    )
 }
 
 #[async_trait]

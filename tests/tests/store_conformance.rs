@@ -1,0 +1,362 @@
+//! One conformance suite, two stores: the in-memory store and the DynamoDB store on the engine
+//! the test command starts. Both must behave the same for every case.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use lambda_ws::store::Segment;
+use lambda_ws::{
+    ChannelName, ConnectionId, CounterStore, Cursor, Identity, Page, Recipient, Session, SessionStore, StoreError,
+    TokenRecord, TokenStore,
+};
+use lambda_ws_e2e::fresh_dynamodb_store;
+
+const NOW: i64 = 1_795_446_000;
+
+trait Store: SessionStore + TokenStore + CounterStore {}
+impl<T: SessionStore + TokenStore + CounterStore> Store for T {}
+
+fn id(n: usize) -> ConnectionId {
+    ConnectionId::new(format!("conn{n:05}=")).unwrap()
+}
+
+fn ch(name: &str) -> ChannelName {
+    ChannelName::new(name).unwrap()
+}
+
+fn session(n: usize, user: Option<&str>, expires_at: i64) -> Session {
+    Session {
+        connection_id: id(n),
+        identity: user.map(|u| Identity::user(u).with_groups(["staff"])),
+        api_id: "api1".into(),
+        stage: "prod".into(),
+        endpoint: format!("https://api1.example/prod{}", n % 2),
+        source_ip: "203.0.113.7".into(),
+        user_agent: Some("ua".into()),
+        connected_at: NOW * 1000,
+        last_seen: NOW * 1000,
+        expires_at,
+        metadata: BTreeMap::from([("plan".to_owned(), "pro".to_owned())]),
+    }
+}
+
+/// Reads every page, checking each respects the limit.
+async fn all_pages<T, F, Fut>(limit: usize, fetch: F) -> (Vec<T>, usize)
+where
+    F: Fn(Option<Cursor>) -> Fut,
+    Fut: std::future::Future<Output = Result<Page<T>, StoreError>>,
+{
+    let (mut items, mut pages, mut cursor) = (Vec::new(), 0, None);
+    loop {
+        let page = fetch(cursor).await.expect("page");
+        assert!(
+            page.items.len() <= limit,
+            "page of {} over limit {limit}",
+            page.items.len()
+        );
+        pages += 1;
+        items.extend(page.items);
+        cursor = page.next;
+        if cursor.is_none() || pages > 1000 {
+            return (items, pages);
+        }
+    }
+}
+
+fn ids(recipients: &[Recipient]) -> HashSet<String> {
+    recipients.iter().map(|r| r.connection_id.to_string()).collect()
+}
+
+async fn put_get_remove(store: Arc<dyn Store>) {
+    let s = session(1, Some("ann"), NOW + 100);
+    assert_eq!(store.get_session(&s.connection_id, NOW).await.unwrap(), None);
+    store.put_session(&s).await.unwrap();
+    assert_eq!(
+        store.get_session(&s.connection_id, NOW).await.unwrap(),
+        Some(s.clone()),
+        "round trip"
+    );
+    let anonymous = Session {
+        identity: None,
+        user_agent: None,
+        metadata: BTreeMap::new(),
+        ..session(2, None, NOW + 100)
+    };
+    store.put_session(&anonymous).await.unwrap();
+    assert_eq!(
+        store.get_session(&anonymous.connection_id, NOW).await.unwrap(),
+        Some(anonymous.clone())
+    );
+    assert_eq!(store.remove_session(&s.connection_id).await.unwrap(), Some(s.clone()));
+    assert_eq!(store.get_session(&s.connection_id, NOW).await.unwrap(), None);
+    assert_eq!(
+        store.remove_session(&s.connection_id).await.unwrap(),
+        None,
+        "removal is idempotent"
+    );
+    assert!(
+        store
+            .get_session(&anonymous.connection_id, NOW)
+            .await
+            .unwrap()
+            .is_some(),
+        "others untouched"
+    );
+}
+
+async fn expired_sessions_are_invisible(store: Arc<dyn Store>) {
+    let s = session(3, Some("bob"), NOW);
+    store.put_session(&s).await.unwrap();
+    store.join(&s, &ch("lobby")).await.unwrap();
+    assert_eq!(
+        store.get_session(&s.connection_id, NOW).await.unwrap(),
+        None,
+        "expires_at == now is expired"
+    );
+    assert!(store.get_session(&s.connection_id, NOW - 1).await.unwrap().is_some());
+    assert!(
+        store
+            .channel_page(&ch("lobby"), None, 10, NOW)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(store.user_page("bob", None, 10, NOW).await.unwrap().items.is_empty());
+    assert!(store.channels_of(&s.connection_id, NOW).await.unwrap().is_empty());
+    let (expired, _) = all_pages(10, |c| {
+        let store = store.clone();
+        async move { store.expired_page(c.as_ref(), 10, NOW).await }
+    })
+    .await;
+    assert_eq!(expired, vec![s.connection_id.clone()]);
+}
+
+async fn memberships(store: Arc<dyn Store>) {
+    let a = session(10, Some("ann"), NOW + 100);
+    let b = session(11, None, NOW + 100);
+    for s in [&a, &b] {
+        store.put_session(s).await.unwrap();
+    }
+    store.join(&a, &ch("red")).await.unwrap();
+    store.join(&a, &ch("blue")).await.unwrap();
+    store.join(&a, &ch("blue")).await.unwrap();
+    store.join(&b, &ch("blue")).await.unwrap();
+    let mut of_a = store.channels_of(&a.connection_id, NOW).await.unwrap();
+    of_a.sort();
+    assert_eq!(of_a, vec![ch("blue"), ch("red")], "joining twice is one membership");
+    let blue = store.channel_page(&ch("blue"), None, 10, NOW).await.unwrap();
+    assert_eq!(
+        ids(&blue.items),
+        HashSet::from([id(10).to_string(), id(11).to_string()])
+    );
+    assert!(
+        blue.items.iter().any(|r| r.endpoint == a.endpoint),
+        "membership carries the endpoint"
+    );
+    assert!(store.leave(&a.connection_id, &ch("blue")).await.unwrap());
+    assert!(
+        !store.leave(&a.connection_id, &ch("blue")).await.unwrap(),
+        "second leave reports absence"
+    );
+    assert_eq!(store.channels_of(&a.connection_id, NOW).await.unwrap(), vec![ch("red")]);
+    store.remove_session(&a.connection_id).await.unwrap();
+    assert!(
+        store
+            .channel_page(&ch("red"), None, 10, NOW)
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "memberships removed"
+    );
+    assert!(store.channels_of(&a.connection_id, NOW).await.unwrap().is_empty());
+    assert_eq!(
+        ids(&store.channel_page(&ch("blue"), None, 10, NOW).await.unwrap().items),
+        HashSet::from([id(11).to_string()])
+    );
+}
+
+async fn pages_of_channels_users_and_all(store: Arc<dyn Store>) {
+    let n = 57;
+    for i in 100..100 + n {
+        let user = if i % 3 == 0 { "carol" } else { "dave" };
+        let s = session(i, Some(user), NOW + 100);
+        store.put_session(&s).await.unwrap();
+        store.join(&s, &ch("big")).await.unwrap();
+    }
+    let expected: HashSet<String> = (100..100 + n).map(|i| id(i).to_string()).collect();
+    let (members, pages) = all_pages(10, |c| {
+        let store = store.clone();
+        async move { store.channel_page(&ch("big"), c.as_ref(), 10, NOW).await }
+    })
+    .await;
+    assert_eq!(members.len(), n, "no duplicates across pages");
+    assert_eq!(ids(&members), expected);
+    assert!(pages >= 6, "{pages} pages");
+    let (carol, pages) = all_pages(4, |c| {
+        let store = store.clone();
+        async move { store.user_page("carol", c.as_ref(), 4, NOW).await }
+    })
+    .await;
+    assert_eq!(
+        ids(&carol),
+        (100..100 + n)
+            .filter(|i| i % 3 == 0)
+            .map(|i| id(i).to_string())
+            .collect()
+    );
+    assert!(pages > 1);
+    let mut everyone = HashSet::new();
+    for index in 0..3 {
+        let (part, _) = all_pages(7, |c| {
+            let store = store.clone();
+            async move { store.scan_page(Segment { index, total: 3 }, c.as_ref(), 7, NOW).await }
+        })
+        .await;
+        for r in part {
+            assert!(
+                everyone.insert(r.connection_id.to_string()),
+                "segments overlap at {}",
+                r.connection_id
+            );
+        }
+    }
+    assert_eq!(everyone, expected, "segments cover all sessions");
+    assert!(matches!(
+        store
+            .channel_page(&ch("big"), Some(&Cursor("not a cursor".into())), 10, NOW)
+            .await,
+        Err(StoreError::BadCursor)
+    ));
+}
+
+async fn tokens_are_taken_once(store: Arc<dyn Store>) {
+    let record = TokenRecord {
+        identity: Identity::user("erin").with_groups(["a", "b"]),
+        channel: Some(ch("room")),
+        expires_at: NOW + 60,
+    };
+    store.put_token("ab12", &record).await.unwrap();
+    let bare = TokenRecord {
+        identity: Identity::user("fay"),
+        channel: None,
+        expires_at: NOW + 60,
+    };
+    store.put_token("cd34", &bare).await.unwrap();
+    assert_eq!(store.take_token("ab12").await.unwrap(), Some(record));
+    assert_eq!(store.take_token("ab12").await.unwrap(), None);
+    assert_eq!(store.take_token("cd34").await.unwrap(), Some(bare));
+    assert_eq!(store.take_token("nope").await.unwrap(), None);
+    // Tokens never show up as sessions or channel members.
+    assert!(store.user_page("erin", None, 10, NOW).await.unwrap().items.is_empty());
+}
+
+async fn concurrent_token_consumers(store: Arc<dyn Store>) {
+    let record = TokenRecord {
+        identity: Identity::user("gus"),
+        channel: None,
+        expires_at: NOW + 60,
+    };
+    store.put_token("race", &record).await.unwrap();
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.take_token("race").await.unwrap() })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        winners += usize::from(task.await.unwrap().is_some());
+    }
+    assert_eq!(winners, 1, "exactly one of 32 concurrent consumers wins");
+}
+
+async fn counters_count_atomically(store: Arc<dyn Store>) {
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.increment("k#1", NOW + 120).await.unwrap() })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for task in tasks {
+        seen.push(task.await.unwrap());
+    }
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (1..=20).collect::<Vec<u64>>(),
+        "every increment sees a distinct value"
+    );
+    assert_eq!(store.increment("k#2", NOW + 120).await.unwrap(), 1);
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(std::sync::Arc::new(lambda_ws::MemoryStore::new())).await;
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::$case(super::fresh_dynamodb_store().await).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    put_get_remove,
+    expired_sessions_are_invisible,
+    memberships,
+    pages_of_channels_users_and_all,
+    tokens_are_taken_once,
+    concurrent_token_consumers,
+    counters_count_atomically,
+);
+
+#[tokio::test]
+async fn dynamodb_items_carry_the_ttl_attribute() {
+    let store = fresh_dynamodb_store().await;
+    let s = session(900, Some("hal"), NOW + 77);
+    store.put_session(&s).await.unwrap();
+    store.join(&s, &ch("ttl")).await.unwrap();
+    store
+        .put_token(
+            "tt",
+            &TokenRecord {
+                identity: Identity::user("hal"),
+                channel: None,
+                expires_at: NOW + 5,
+            },
+        )
+        .await
+        .unwrap();
+    store.increment("ttl#x", NOW + 9).await.unwrap();
+    let out = lambda_ws_e2e::dynamodb_client()
+        .scan()
+        .table_name(store.table())
+        .send()
+        .await
+        .unwrap();
+    let items = out.items.unwrap();
+    assert_eq!(items.len(), 4);
+    for item in items {
+        let exp: i64 = item
+            .get("expires_at")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        assert!([NOW + 77, NOW + 5, NOW + 9].contains(&exp), "{item:?}");
+    }
+}
