@@ -1,0 +1,679 @@
+//! Handlers driven by API Gateway-shaped events (from `events/`), against the DynamoDB engine,
+//! posting through the real SDK client to a recording Management API server. Each test asserts
+//! what ends up in the table and what is posted.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use aws_lambda_events::apigw::ApiGatewayProxyResponse;
+use aws_lambda_events::encodings::Body;
+use aws_sdk_dynamodb::types::AttributeValue;
+use lambda_ws::handlers::{self, TokenRequest};
+use lambda_ws::policy::{ChannelRules, OriginPolicy};
+use lambda_ws::{
+    App, ChannelCheck, ChannelName, Clock as _, Config, DynamoDbStore, Identity, ManualClock, RateLimits, Router,
+};
+use lambda_ws_e2e::{Events, MgmtServer, dynamodb_client, fresh_dynamodb_store, management_api};
+use serde_json::{Value, json};
+
+const ORIGIN: &str = "https://app.example.com";
+
+struct Harness {
+    app: App,
+    server: MgmtServer,
+    events: Events,
+    store: Arc<DynamoDbStore>,
+    clock: Arc<ManualClock>,
+}
+
+impl Harness {
+    async fn new(config: Config) -> Self {
+        let store = fresh_dynamodb_store().await;
+        let server = MgmtServer::start().await;
+        let clock = Arc::new(ManualClock::at(lambda_ws::clock::unix_now_millis()));
+        let app = App::new(config, store.clone(), management_api()).with_clock(clock.clone());
+        let events = Events::for_server(&server);
+        Self {
+            app,
+            server,
+            events,
+            store,
+            clock,
+        }
+    }
+
+    async fn default() -> Self {
+        Self::new(base_config()).await
+    }
+
+    async fn token(&self, user: &str, channel: Option<&str>) -> String {
+        self.token_for(Identity::user(user), channel).await
+    }
+
+    async fn token_for(&self, identity: Identity, channel: Option<&str>) -> String {
+        let answer = handlers::issue_token(&self.app, token_request(Some(identity), channel)).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        answer.body["token"].as_str().unwrap().to_owned()
+    }
+
+    async fn connect(&self, id: &str, token: Option<&str>, channel: Option<&str>) -> (i64, String) {
+        let mut event = self
+            .events
+            .connect(id, &[("ws_token", token), ("channel", channel)], Some(ORIGIN));
+        event.request_context.connected_at = self.clock.now_millis();
+        status_and_body(handlers::connect(&self.app, &event).await)
+    }
+
+    /// Connects `id` as `user` into `channel` with a fresh token.
+    async fn connected(&self, id: &str, user: &str, channel: &str) {
+        let token = self.token(user, None).await;
+        assert_eq!(self.connect(id, Some(&token), Some(channel)).await.0, 200);
+    }
+
+    async fn send_message(&self, id: &str, body: &str) -> Vec<Value> {
+        self.send_message_with(&Router::builtin().route("chat", handlers::ChatRoute), id, body)
+            .await
+    }
+
+    async fn send_message_with(&self, router: &Router, id: &str, body: &str) -> Vec<Value> {
+        self.server.clear();
+        let response = handlers::message(&self.app, router, &self.events.message(id, body)).await;
+        assert_eq!(
+            response.status_code, 200,
+            "messages answer 200; errors go to the client"
+        );
+        self.server.posts_to(id)
+    }
+
+    /// `(pk, sk)` of every item in the table.
+    async fn keys(&self) -> BTreeSet<(String, String)> {
+        self.items().await.iter().map(|i| (s(i, "pk"), s(i, "sk"))).collect()
+    }
+
+    async fn items(&self) -> Vec<HashMap<String, AttributeValue>> {
+        let out = dynamodb_client()
+            .scan()
+            .table_name(self.store.table())
+            .send()
+            .await
+            .unwrap();
+        out.items.unwrap_or_default()
+    }
+
+    async fn item(&self, pk: &str, sk: &str) -> HashMap<String, AttributeValue> {
+        self.items()
+            .await
+            .into_iter()
+            .find(|i| s(i, "pk") == pk && s(i, "sk") == sk)
+            .unwrap_or_default()
+    }
+}
+
+fn base_config() -> Config {
+    Config {
+        allowed_origins: OriginPolicy::parse(ORIGIN).unwrap(),
+        rate_limits: RateLimits {
+            connect_per_ip: 0,
+            connect_per_user: 0,
+            tokens_per_user: 0,
+            messages_per_connection: 0,
+        },
+        ..Config::default()
+    }
+}
+
+fn token_request(identity: Option<Identity>, channel: Option<&str>) -> TokenRequest {
+    TokenRequest {
+        identity,
+        origin: Some(ORIGIN.into()),
+        csrf_header: true,
+        channel: channel.map(str::to_owned),
+    }
+}
+
+fn s(item: &HashMap<String, AttributeValue>, name: &str) -> String {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default()
+}
+
+fn status_and_body(response: ApiGatewayProxyResponse) -> (i64, String) {
+    let body = match response.body {
+        Some(Body::Text(t)) => t,
+        _ => String::new(),
+    };
+    (response.status_code, body)
+}
+
+fn key(pk: &str, sk: &str) -> (String, String) {
+    (pk.to_owned(), sk.to_owned())
+}
+
+// ---- $connect -------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn connect_with_token_stores_session_and_membership() {
+    let h = Harness::default().await;
+    let token = h.token_for(Identity::user("ann").with_groups(["staff"]), None).await;
+    assert_eq!(h.keys().await.len(), 1, "the token item");
+    let (status, body) = h.connect("Abc123=", Some(&token), Some("lobby")).await;
+    assert_eq!((status, body.as_str()), (200, "{}"));
+    assert_eq!(
+        h.keys().await,
+        BTreeSet::from([key("conn#Abc123=", "session"), key("conn#Abc123=", "chan#lobby")]),
+        "token spent"
+    );
+    let session = h.item("conn#Abc123=", "session").await;
+    assert_eq!(s(&session, "user_id"), "ann");
+    assert_eq!(s(&session, "endpoint"), h.server.endpoint("prod"));
+    assert_eq!(s(&session, "source_ip"), "203.0.113.7");
+    assert_eq!(s(&session, "api_id"), "abc123defg");
+    assert!(session.contains_key("expires_at"));
+    let membership = h.item("conn#Abc123=", "chan#lobby").await;
+    assert_eq!(s(&membership, "channel"), "lobby");
+    assert!(h.server.posts().is_empty(), "$connect posts nothing");
+}
+
+#[tokio::test]
+async fn tokens_are_single_use_expiring_and_required() {
+    let h = Harness::default().await;
+    let token = h.token("ann", None).await;
+    assert_eq!(h.connect("a1", Some(&token), None).await.0, 200);
+    let (status, body) = h.connect("a2", Some(&token), None).await;
+    assert_eq!(status, 401, "replayed token");
+    assert!(body.contains("already used"), "{body}");
+    assert_eq!(
+        h.connect("a3", None, None).await,
+        (401, r#"{"message":"token missing"}"#.to_owned())
+    );
+    assert_eq!(h.connect("a4", Some("not-a-token"), None).await.0, 401);
+    assert_eq!(
+        h.connect("a5", Some(&"x".repeat(43)), None).await.0,
+        401,
+        "well-formed but unknown"
+    );
+    let late = h.token("ann", None).await;
+    h.clock.advance(61_000);
+    let (status, body) = h.connect("a6", Some(&late), None).await;
+    assert_eq!((status, body.contains("expired")), (401, true), "{body}");
+    assert_eq!(
+        h.keys().await.iter().filter(|(_, sk)| sk == "session").count(),
+        1,
+        "only the first connected"
+    );
+}
+
+#[tokio::test]
+async fn anonymous_connections_when_tokens_are_optional() {
+    let h = Harness::new(Config {
+        require_token: false,
+        ..base_config()
+    })
+    .await;
+    assert_eq!(h.connect("anon1", None, Some("public")).await.0, 200);
+    let session = h.item("conn#anon1", "session").await;
+    assert!(
+        !session.contains_key("user_id"),
+        "anonymous sessions have no user and stay out of by-user"
+    );
+    assert_eq!(
+        h.connect("anon2", Some("bogus"), None).await.0,
+        401,
+        "a presented token is still checked"
+    );
+}
+
+#[tokio::test]
+async fn origin_is_checked_against_the_allow_list() {
+    let h = Harness::default().await;
+    for origin in [
+        Some("https://evil.example"),
+        Some("https://app.example.com.evil.io"),
+        Some("null"),
+        None,
+    ] {
+        let token = h.token("ann", None).await;
+        let event = h.events.connect("o1", &[("ws_token", Some(&token))], origin);
+        let (status, body) = status_and_body(handlers::connect(&h.app, &event).await);
+        assert_eq!(
+            (status, body.as_str()),
+            (403, r#"{"message":"origin not allowed"}"#),
+            "{origin:?}"
+        );
+    }
+    assert!(
+        h.keys().await.iter().all(|(pk, _)| !pk.starts_with("conn#")),
+        "no session stored"
+    );
+}
+
+#[tokio::test]
+async fn bad_channel_is_400_and_does_not_spend_the_token() {
+    let h = Harness::default().await;
+    let token = h.token("ann", None).await;
+    for bad in ["has space", "dot.ted", &"x".repeat(129)] {
+        assert_eq!(h.connect("c1", Some(&token), Some(bad)).await.0, 400, "{bad}");
+    }
+    assert_eq!(
+        h.connect("c1", Some(&token), Some("fine")).await.0,
+        200,
+        "the token survived the typos"
+    );
+}
+
+#[tokio::test]
+async fn malformed_connection_id_is_400() {
+    let h = Harness::default().await;
+    let token = h.token("ann", None).await;
+    let (status, body) = h.connect("bad/id", Some(&token), None).await;
+    assert_eq!((status, body.as_str()), (400, r#"{"message":"invalid connection id"}"#));
+}
+
+#[tokio::test]
+async fn channel_permissions_on_connect() {
+    let rules = ChannelRules::parse("public-*=all; staff=groups:staff; vip=users:ann; *=authenticated").unwrap();
+    let h = Harness::new(Config {
+        channel_rules: rules,
+        ..base_config()
+    })
+    .await;
+    let staff = Identity::user("bob").with_groups(["staff"]);
+    let cases: [(Identity, &str, i64); 5] = [
+        (staff.clone(), "staff", 200),
+        (Identity::user("ann"), "staff", 403),
+        (Identity::user("ann"), "vip", 200),
+        (staff, "vip", 403),
+        (Identity::user("cat"), "public-news", 200),
+    ];
+    for (n, (identity, channel, expected)) in cases.into_iter().enumerate() {
+        let token = h.token_for(identity.clone(), None).await;
+        let (status, _) = h.connect(&format!("p{n}"), Some(&token), Some(channel)).await;
+        assert_eq!(status, expected, "{} → {channel}", identity.user_id);
+    }
+}
+
+#[derive(Debug)]
+struct OwnRoomOnly;
+
+#[lambda_ws::async_trait]
+impl ChannelCheck for OwnRoomOnly {
+    async fn allows(&self, identity: Option<&Identity>, channel: &ChannelName) -> bool {
+        match channel.as_str().strip_prefix("user-") {
+            Some(owner) => identity.is_some_and(|i| i.user_id == owner),
+            None => true,
+        }
+    }
+}
+
+#[tokio::test]
+async fn custom_channel_check_hook() {
+    let mut h = Harness::default().await;
+    h.app = h.app.clone().with_channel_check(Arc::new(OwnRoomOnly));
+    let token = h.token("ann", None).await;
+    assert_eq!(h.connect("h1", Some(&token), Some("user-bob")).await.0, 403);
+    let token = h.token("ann", None).await;
+    assert_eq!(h.connect("h2", Some(&token), Some("user-ann")).await.0, 200);
+}
+
+#[tokio::test]
+async fn token_bound_to_a_channel() {
+    let h = Harness::default().await;
+    let token = h.token("ann", Some("room-1")).await;
+    assert_eq!(h.connect("b1", Some(&token), Some("room-2")).await.0, 403);
+    let token = h.token("ann", Some("room-1")).await;
+    assert_eq!(
+        h.connect("b2", Some(&token), None).await.0,
+        200,
+        "no channel asked: the bound one is used"
+    );
+    assert!(h.keys().await.contains(&key("conn#b2", "chan#room-1")));
+}
+
+#[tokio::test]
+async fn default_channel_when_absent() {
+    let config = Config {
+        default_channel: Some(ChannelName::new("lobby").unwrap()),
+        ..base_config()
+    };
+    let h = Harness::new(config).await;
+    h.connected("d1", "ann", "own").await;
+    let token = h.token("ann", None).await;
+    assert_eq!(h.connect("d2", Some(&token), None).await.0, 200);
+    let keys = h.keys().await;
+    assert!(keys.contains(&key("conn#d1", "chan#own")) && !keys.contains(&key("conn#d1", "chan#lobby")));
+    assert!(keys.contains(&key("conn#d2", "chan#lobby")));
+}
+
+#[tokio::test]
+async fn api_id_is_checked_when_configured() {
+    let h = Harness::new(Config {
+        api_id: Some("otherapi".into()),
+        ..base_config()
+    })
+    .await;
+    let token = h.token("ann", None).await;
+    assert_eq!(h.connect("x1", Some(&token), None).await.0, 403);
+    let response = handlers::message(
+        &h.app,
+        &Router::builtin(),
+        &h.events.message("x1", r#"{"action":"ping"}"#),
+    )
+    .await;
+    assert_eq!(response.status_code, 403);
+    assert!(h.server.posts().is_empty(), "events from another API get no answer");
+}
+
+#[tokio::test]
+async fn connect_rate_limit_counts_failed_attempts_and_recovers() {
+    let limits = RateLimits {
+        connect_per_ip: 3,
+        ..base_config().rate_limits
+    };
+    let token_ttl = std::time::Duration::from_secs(300);
+    let h = Harness::new(Config {
+        rate_limits: limits,
+        token_ttl,
+        ..base_config()
+    })
+    .await;
+    for n in 0..3 {
+        assert_eq!(h.connect(&format!("r{n}"), Some("wrong-token"), None).await.0, 401);
+    }
+    let token = h.token("ann", None).await;
+    assert_eq!(
+        h.connect("r3", Some(&token), None).await.0,
+        429,
+        "token guessing counts toward the limit"
+    );
+    h.clock.advance(60_000);
+    assert_eq!(
+        h.connect("r4", Some(&token), None).await.0,
+        200,
+        "the 429 did not spend the token"
+    );
+}
+
+#[tokio::test]
+async fn connect_rate_limit_per_user() {
+    let limits = RateLimits {
+        connect_per_user: 2,
+        ..base_config().rate_limits
+    };
+    let h = Harness::new(Config {
+        rate_limits: limits,
+        ..base_config()
+    })
+    .await;
+    for n in 0..2 {
+        h.connected(&format!("u{n}"), "ann", "lobby").await;
+    }
+    let token = h.token("ann", None).await;
+    assert_eq!(h.connect("u2", Some(&token), None).await.0, 429);
+    h.connected("u3", "bob", "lobby").await;
+}
+
+// ---- messages -------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn ping_answers_pong_with_the_connection_id() {
+    let h = Harness::default().await;
+    h.connected("Ping1=", "ann", "lobby").await;
+    let posts = h.send_message("Ping1=", r#"{"action":"ping","ref":"p1"}"#).await;
+    assert_eq!(posts, vec![json!({"type":"pong","connection_id":"Ping1=","ref":"p1"})]);
+}
+
+#[tokio::test]
+async fn bad_messages_get_typed_errors() {
+    let h = Harness::default().await;
+    h.connected("m1", "ann", "lobby").await;
+    h.connected("m2", "bob", "lobby").await;
+    let before = h.keys().await;
+    let big = format!(r#"{{"action":"ping","pad":"{}"}}"#, "a".repeat(128 * 1024));
+    let cases: [(&str, &str); 8] = [
+        ("{not json", "bad_json"),
+        ("[1,2,3]", "bad_request"),
+        (r#"{"message":"no action"}"#, "bad_request"),
+        (r#"{"action":"launch","ref":"r9"}"#, "unknown_action"),
+        (r#"{"action":"subscribe","channel":"bad name"}"#, "bad_channel"),
+        (r#"{"action":"subscribe"}"#, "bad_request"),
+        (r#"{"action":"chat","message":""}"#, "bad_request"),
+        (&big, "too_large"),
+    ];
+    for (body, code) in cases {
+        let posts = h.send_message("m1", body).await;
+        assert_eq!(posts.len(), 1, "one answer for {body:.40}");
+        assert_eq!(posts[0]["type"], "error");
+        assert_eq!(posts[0]["code"], code, "{body:.40} → {}", posts[0]);
+        assert!(posts[0]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(h.server.posts_to("m2").is_empty(), "nobody else hears about it");
+    }
+    let unknown = h.send_message("m1", r#"{"action":"launch","ref":"r9"}"#).await;
+    assert_eq!(unknown[0]["ref"], "r9", "the ref is echoed on errors");
+    assert!(
+        unknown[0]["message"].as_str().unwrap().contains("ping"),
+        "lists the known actions"
+    );
+    assert_eq!(h.keys().await, before, "bad input changes nothing in the table");
+}
+
+#[tokio::test]
+async fn messages_from_unknown_connections_are_refused() {
+    let h = Harness::default().await;
+    let posts = h
+        .send_message("ghost1", r#"{"action":"subscribe","channel":"x","ref":"g"}"#)
+        .await;
+    assert_eq!(posts.len(), 1);
+    assert_eq!(
+        (posts[0]["code"].as_str(), posts[0]["ref"].as_str()),
+        (Some("not_connected"), Some("g"))
+    );
+    assert!(h.keys().await.is_empty(), "no session or membership created");
+}
+
+#[tokio::test]
+async fn subscribe_and_unsubscribe() {
+    let rules = ChannelRules::parse("secret=users:zed; *=all").unwrap();
+    let h = Harness::new(Config {
+        channel_rules: rules,
+        max_channels_per_connection: 3,
+        ..base_config()
+    })
+    .await;
+    h.connected("s1", "ann", "lobby").await;
+    let posts = h
+        .send_message("s1", r#"{"action":"subscribe","channel":"news","ref":"a"}"#)
+        .await;
+    assert_eq!(
+        posts,
+        vec![json!({"type":"reply","action":"subscribe","ref":"a","data":{"channel":"news"}})]
+    );
+    assert!(h.keys().await.contains(&key("conn#s1", "chan#news")));
+    let posts = h
+        .send_message("s1", r#"{"action":"subscribe","channel":"secret","ref":"b"}"#)
+        .await;
+    assert_eq!(
+        (posts[0]["code"].as_str(), posts[0]["ref"].as_str()),
+        (Some("forbidden"), Some("b"))
+    );
+    assert!(
+        !h.keys().await.contains(&key("conn#s1", "chan#secret")),
+        "the same rules as $connect"
+    );
+    h.send_message("s1", r#"{"action":"subscribe","channel":"third"}"#)
+        .await;
+    let posts = h
+        .send_message("s1", r#"{"action":"subscribe","channel":"fourth"}"#)
+        .await;
+    assert_eq!(posts[0]["code"], "bad_request", "channel limit: {}", posts[0]);
+    let posts = h
+        .send_message("s1", r#"{"action":"unsubscribe","channel":"news"}"#)
+        .await;
+    assert_eq!(posts[0]["data"], json!({"channel":"news","was_member":true}));
+    assert!(!h.keys().await.contains(&key("conn#s1", "chan#news")));
+}
+
+#[tokio::test]
+async fn chat_reaches_everyone_in_the_channel() {
+    let h = Harness::default().await;
+    h.connected("c1", "ann", "lobby").await;
+    h.connected("c2", "bob", "lobby").await;
+    h.connected("c3", "cat", "elsewhere").await;
+    h.server.clear();
+    let response = handlers::message(
+        &h.app,
+        &Router::new().route("chat", handlers::ChatRoute),
+        &h.events
+            .message("c1", r#"{"action":"chat","message":" hi all ","ref":"k"}"#),
+    )
+    .await;
+    assert_eq!(response.status_code, 200);
+    let line = json!({"type":"chat_message","username":"ann","message":"hi all","channel":"lobby"});
+    assert_eq!(h.server.posts_to("c2"), vec![line.clone()]);
+    let to_sender = h.server.posts_to("c1");
+    assert_eq!(to_sender.len(), 2);
+    assert!(to_sender.contains(&line));
+    assert!(to_sender.contains(&json!({"type":"reply","action":"chat","ref":"k","data":{"delivered":2}})));
+    assert!(h.server.posts_to("c3").is_empty());
+    let posts = h
+        .send_message("c1", r#"{"action":"chat","message":"x","channel":"elsewhere"}"#)
+        .await;
+    assert_eq!(posts[0]["code"], "forbidden", "only channels you are in");
+}
+
+#[tokio::test]
+async fn message_rate_limit() {
+    let limits = RateLimits {
+        messages_per_connection: 2,
+        ..base_config().rate_limits
+    };
+    let h = Harness::new(Config {
+        rate_limits: limits,
+        ..base_config()
+    })
+    .await;
+    h.connected("q1", "ann", "lobby").await;
+    for _ in 0..2 {
+        assert_eq!(h.send_message("q1", r#"{"action":"ping"}"#).await[0]["type"], "pong");
+    }
+    assert_eq!(
+        h.send_message("q1", r#"{"action":"ping"}"#).await[0]["code"],
+        "rate_limited"
+    );
+    h.clock.advance(60_000);
+    assert_eq!(h.send_message("q1", r#"{"action":"ping"}"#).await[0]["type"], "pong");
+}
+
+// ---- $disconnect and clean-up ------------------------------------------------------------------
+
+#[tokio::test]
+async fn disconnect_removes_session_and_memberships() {
+    let h = Harness::default().await;
+    h.connected("z1", "ann", "lobby").await;
+    h.connected("z2", "bob", "lobby").await;
+    h.send_message("z1", r#"{"action":"subscribe","channel":"news"}"#).await;
+    let response = handlers::disconnect(&h.app, &h.events.disconnect("z1")).await;
+    assert_eq!(response.status_code, 200);
+    let keys = h.keys().await;
+    assert!(keys.iter().all(|(pk, _)| pk != "conn#z1"), "{keys:?}");
+    assert!(keys.contains(&key("conn#z2", "chan#lobby")), "other sessions untouched");
+    let again = handlers::disconnect(&h.app, &h.events.disconnect("z1")).await;
+    assert_eq!(again.status_code, 200, "idempotent");
+}
+
+#[tokio::test]
+async fn cleanup_removes_expired_sessions() {
+    let h = Harness::new(Config {
+        session_ttl: std::time::Duration::from_secs(120),
+        ..base_config()
+    })
+    .await;
+    h.connected("e1", "ann", "lobby").await;
+    h.clock.advance(60_000);
+    h.connected("e2", "bob", "lobby").await;
+    h.clock.advance(61_000 + 1_000);
+    let report = handlers::cleanup(&h.app).await.unwrap();
+    assert_eq!(report.removed, 1);
+    let keys = h.keys().await;
+    assert!(keys.iter().all(|(pk, _)| pk != "conn#e1"));
+    assert!(keys.contains(&key("conn#e2", "session")) && keys.contains(&key("conn#e2", "chan#lobby")));
+}
+
+// ---- token issuer ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn token_issuer_checks_and_answers() {
+    let rules = ChannelRules::parse("staff=groups:staff; *=all").unwrap();
+    let limits = RateLimits {
+        tokens_per_user: 3,
+        ..base_config().rate_limits
+    };
+    let h = Harness::new(Config {
+        channel_rules: rules,
+        rate_limits: limits,
+        ..base_config()
+    })
+    .await;
+    let ann = || Some(Identity::user("ann"));
+    let ok = handlers::issue_token(&h.app, token_request(ann(), None)).await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.body["expires_in"], 60);
+    let token = ok.body["token"].as_str().unwrap();
+    assert_eq!(token.len(), 43);
+    let stored = h.keys().await;
+    assert!(
+        stored.iter().all(|(pk, _)| !pk.contains(token)),
+        "only the hash is stored"
+    );
+    let cases = [
+        (
+            TokenRequest {
+                origin: Some("https://evil.example".into()),
+                ..token_request(ann(), None)
+            },
+            403,
+        ),
+        (
+            TokenRequest {
+                origin: None,
+                ..token_request(ann(), None)
+            },
+            403,
+        ),
+        (
+            TokenRequest {
+                csrf_header: false,
+                ..token_request(ann(), None)
+            },
+            403,
+        ),
+        (token_request(None, None), 401),
+        (token_request(ann(), Some("bad name")), 400),
+        (token_request(ann(), Some("staff")), 403),
+    ];
+    for (request, status) in cases {
+        let answer = handlers::issue_token(&h.app, request.clone()).await;
+        assert_eq!(answer.status, status, "{request:?} → {}", answer.body);
+        assert!(answer.body["error"]["code"].is_string());
+    }
+    assert_eq!(
+        handlers::issue_token(&h.app, token_request(ann(), Some("room")))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        handlers::issue_token(&h.app, token_request(ann(), None)).await.status,
+        200
+    );
+    let limited = handlers::issue_token(&h.app, token_request(ann(), None)).await;
+    assert_eq!(
+        (limited.status, limited.body["error"]["code"].as_str()),
+        (429, Some("rate_limited"))
+    );
+    h.clock.advance(60_000);
+    assert_eq!(
+        handlers::issue_token(&h.app, token_request(ann(), None)).await.status,
+        200,
+        "recovers"
+    );
+}
