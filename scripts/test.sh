@@ -54,7 +54,14 @@ step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
-cargo test --workspace --locked
-
+log="$(mktemp)"
+set +e
+cargo test --workspace --locked 2>&1 | tee "$log"
+status="${PIPESTATUS[0]}"
+set -e
+passed="$(grep -Eo '[0-9]+ passed' "$log" | awk '{s += $1} END {print s + 0}')"
+failed="$(grep -Eo '[0-9]+ failed' "$log" | awk '{s += $1} END {print s + 0}')"
+rm -f "$log"
 echo
-echo "All checks passed."
+echo "cargo test: $passed passed, $failed failed"
+exit "$status"

@@ -42,9 +42,7 @@ pub fn dynamodb_client() -> aws_sdk_dynamodb::Client {
             "{DYNAMODB_ENDPOINT_VAR} is not set: run the tests with scripts/test.sh, which starts the DynamoDB engine"
         )
     });
-    let config = aws_sdk_dynamodb::config::Builder::from(&local_aws_config())
-        .endpoint_url(endpoint)
-        .build();
+    let config = aws_sdk_dynamodb::config::Builder::from(&local_aws_config()).endpoint_url(endpoint).build();
     aws_sdk_dynamodb::Client::from_conf(config)
 }
 
@@ -53,11 +51,7 @@ static TABLES: AtomicU64 = AtomicU64::new(0);
 /// A DynamoDB store over a new, empty table (one per test, so tests run in parallel).
 pub async fn fresh_dynamodb_store() -> Arc<DynamoDbStore> {
     let client = dynamodb_client();
-    let name = format!(
-        "lws-test-{}-{}",
-        std::process::id(),
-        TABLES.fetch_add(1, Ordering::SeqCst)
-    );
+    let name = format!("lws-test-{}-{}", std::process::id(), TABLES.fetch_add(1, Ordering::SeqCst));
     let store = DynamoDbStore::new(client, name);
     store.create_table().await.expect("create table");
     Arc::new(store)
@@ -103,10 +97,7 @@ impl MgmtServer {
     pub async fn start() -> Self {
         let state = Arc::new(Mutex::new(MgmtState::default()));
         let app = Router::new()
-            .route(
-                "/{stage}/@connections/{id}",
-                post(post_to).get(get_conn).delete(delete_conn),
-            )
+            .route("/{stage}/@connections/{id}", post(post_to).get(get_conn).delete(delete_conn))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -131,22 +122,12 @@ impl MgmtServer {
 
     /// Bodies posted to one connection.
     pub fn posts_to(&self, connection_id: &str) -> Vec<Value> {
-        self.posts()
-            .into_iter()
-            .filter(|p| p.connection_id == connection_id)
-            .map(|p| p.body)
-            .collect()
+        self.posts().into_iter().filter(|p| p.connection_id == connection_id).map(|p| p.body).collect()
     }
 
     /// How many requests (successful or not) reached one connection.
     pub fn attempts(&self, connection_id: &str) -> usize {
-        self.state
-            .lock()
-            .unwrap()
-            .attempts
-            .get(connection_id)
-            .copied()
-            .unwrap_or(0)
+        self.state.lock().unwrap().attempts.get(connection_id).copied().unwrap_or(0)
     }
 
     /// Makes a connection answer 410 Gone from now on.
@@ -156,11 +137,7 @@ impl MgmtServer {
 
     /// Makes a connection answer these statuses, in order, before succeeding.
     pub fn script(&self, connection_id: &str, statuses: &[u16]) {
-        self.state
-            .lock()
-            .unwrap()
-            .scripted
-            .insert(connection_id.to_owned(), statuses.iter().copied().collect());
+        self.state.lock().unwrap().scripted.insert(connection_id.to_owned(), statuses.iter().copied().collect());
     }
 
     /// Connections deleted through `DELETE @connections/{id}`.
@@ -208,10 +185,7 @@ async fn post_to(State(state): Shared, Path((_stage, id)): Path<(String, String)
         return error_response(413);
     }
     let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    state.posts.push(Posted {
-        connection_id: id,
-        body,
-    });
+    state.posts.push(Posted { connection_id: id, body });
     StatusCode::OK.into_response()
 }
 
@@ -264,11 +238,7 @@ pub struct Events {
 impl Events {
     /// Events whose domain is `server`'s address.
     pub fn for_server(server: &MgmtServer) -> Self {
-        Self {
-            domain: server.domain(),
-            stage: "prod".into(),
-            api_id: "abc123defg".into(),
-        }
+        Self { domain: server.domain(), stage: "prod".into(), api_id: "abc123defg".into() }
     }
 
     fn build(&self, file: &str, connection_id: &str, edit: impl FnOnce(&mut Value)) -> ApiGatewayWebsocketProxyRequest {
@@ -291,10 +261,8 @@ impl Events {
         origin: Option<&str>,
     ) -> ApiGatewayWebsocketProxyRequest {
         self.build("connect.json", connection_id, |e| {
-            let q: serde_json::Map<String, Value> = query
-                .iter()
-                .filter_map(|(k, v)| v.map(|v| ((*k).to_owned(), json!(v))))
-                .collect();
+            let q: serde_json::Map<String, Value> =
+                query.iter().filter_map(|(k, v)| v.map(|v| ((*k).to_owned(), json!(v)))).collect();
             let mq: serde_json::Map<String, Value> = q.iter().map(|(k, v)| (k.clone(), json!([v]))).collect();
             e["queryStringParameters"] = Value::Object(q);
             e["multiValueQueryStringParameters"] = Value::Object(mq);

@@ -35,13 +35,7 @@ impl Harness {
         let clock = Arc::new(ManualClock::at(lambda_ws::clock::unix_now_millis()));
         let app = App::new(config, store.clone(), management_api()).with_clock(clock.clone());
         let events = Events::for_server(&server);
-        Self {
-            app,
-            server,
-            events,
-            store,
-            clock,
-        }
+        Self { app, server, events, store, clock }
     }
 
     async fn default() -> Self {
@@ -59,9 +53,7 @@ impl Harness {
     }
 
     async fn connect(&self, id: &str, token: Option<&str>, channel: Option<&str>) -> (i64, String) {
-        let mut event = self
-            .events
-            .connect(id, &[("ws_token", token), ("channel", channel)], Some(ORIGIN));
+        let mut event = self.events.connect(id, &[("ws_token", token), ("channel", channel)], Some(ORIGIN));
         event.request_context.connected_at = self.clock.now_millis();
         status_and_body(handlers::connect(&self.app, &event).await)
     }
@@ -73,17 +65,13 @@ impl Harness {
     }
 
     async fn send_message(&self, id: &str, body: &str) -> Vec<Value> {
-        self.send_message_with(&Router::builtin().route("chat", handlers::ChatRoute), id, body)
-            .await
+        self.send_message_with(&Router::builtin().route("chat", handlers::ChatRoute), id, body).await
     }
 
     async fn send_message_with(&self, router: &Router, id: &str, body: &str) -> Vec<Value> {
         self.server.clear();
         let response = handlers::message(&self.app, router, &self.events.message(id, body)).await;
-        assert_eq!(
-            response.status_code, 200,
-            "messages answer 200; errors go to the client"
-        );
+        assert_eq!(response.status_code, 200, "messages answer 200; errors go to the client");
         self.server.posts_to(id)
     }
 
@@ -93,21 +81,12 @@ impl Harness {
     }
 
     async fn items(&self) -> Vec<HashMap<String, AttributeValue>> {
-        let out = dynamodb_client()
-            .scan()
-            .table_name(self.store.table())
-            .send()
-            .await
-            .unwrap();
+        let out = dynamodb_client().scan().table_name(self.store.table()).send().await.unwrap();
         out.items.unwrap_or_default()
     }
 
     async fn item(&self, pk: &str, sk: &str) -> HashMap<String, AttributeValue> {
-        self.items()
-            .await
-            .into_iter()
-            .find(|i| s(i, "pk") == pk && s(i, "sk") == sk)
-            .unwrap_or_default()
+        self.items().await.into_iter().find(|i| s(i, "pk") == pk && s(i, "sk") == sk).unwrap_or_default()
     }
 }
 
@@ -125,12 +104,7 @@ fn base_config() -> Config {
 }
 
 fn token_request(identity: Option<Identity>, channel: Option<&str>) -> TokenRequest {
-    TokenRequest {
-        identity,
-        origin: Some(ORIGIN.into()),
-        csrf_header: true,
-        channel: channel.map(str::to_owned),
-    }
+    TokenRequest { identity, origin: Some(ORIGIN.into()), csrf_header: true, channel: channel.map(str::to_owned) }
 }
 
 fn s(item: &HashMap<String, AttributeValue>, name: &str) -> String {
@@ -182,69 +156,35 @@ async fn tokens_are_single_use_expiring_and_required() {
     let (status, body) = h.connect("a2", Some(&token), None).await;
     assert_eq!(status, 401, "replayed token");
     assert!(body.contains("already used"), "{body}");
-    assert_eq!(
-        h.connect("a3", None, None).await,
-        (401, r#"{"message":"token missing"}"#.to_owned())
-    );
+    assert_eq!(h.connect("a3", None, None).await, (401, r#"{"message":"token missing"}"#.to_owned()));
     assert_eq!(h.connect("a4", Some("not-a-token"), None).await.0, 401);
-    assert_eq!(
-        h.connect("a5", Some(&"x".repeat(43)), None).await.0,
-        401,
-        "well-formed but unknown"
-    );
+    assert_eq!(h.connect("a5", Some(&"x".repeat(43)), None).await.0, 401, "well-formed but unknown");
     let late = h.token("ann", None).await;
     h.clock.advance(61_000);
     let (status, body) = h.connect("a6", Some(&late), None).await;
     assert_eq!((status, body.contains("expired")), (401, true), "{body}");
-    assert_eq!(
-        h.keys().await.iter().filter(|(_, sk)| sk == "session").count(),
-        1,
-        "only the first connected"
-    );
+    assert_eq!(h.keys().await.iter().filter(|(_, sk)| sk == "session").count(), 1, "only the first connected");
 }
 
 #[tokio::test]
 async fn anonymous_connections_when_tokens_are_optional() {
-    let h = Harness::new(Config {
-        require_token: false,
-        ..base_config()
-    })
-    .await;
+    let h = Harness::new(Config { require_token: false, ..base_config() }).await;
     assert_eq!(h.connect("anon1", None, Some("public")).await.0, 200);
     let session = h.item("conn#anon1", "session").await;
-    assert!(
-        !session.contains_key("user_id"),
-        "anonymous sessions have no user and stay out of by-user"
-    );
-    assert_eq!(
-        h.connect("anon2", Some("bogus"), None).await.0,
-        401,
-        "a presented token is still checked"
-    );
+    assert!(!session.contains_key("user_id"), "anonymous sessions have no user and stay out of by-user");
+    assert_eq!(h.connect("anon2", Some("bogus"), None).await.0, 401, "a presented token is still checked");
 }
 
 #[tokio::test]
 async fn origin_is_checked_against_the_allow_list() {
     let h = Harness::default().await;
-    for origin in [
-        Some("https://evil.example"),
-        Some("https://app.example.com.evil.io"),
-        Some("null"),
-        None,
-    ] {
+    for origin in [Some("https://evil.example"), Some("https://app.example.com.evil.io"), Some("null"), None] {
         let token = h.token("ann", None).await;
         let event = h.events.connect("o1", &[("ws_token", Some(&token))], origin);
         let (status, body) = status_and_body(handlers::connect(&h.app, &event).await);
-        assert_eq!(
-            (status, body.as_str()),
-            (403, r#"{"message":"origin not allowed"}"#),
-            "{origin:?}"
-        );
+        assert_eq!((status, body.as_str()), (403, r#"{"message":"origin not allowed"}"#), "{origin:?}");
     }
-    assert!(
-        h.keys().await.iter().all(|(pk, _)| !pk.starts_with("conn#")),
-        "no session stored"
-    );
+    assert!(h.keys().await.iter().all(|(pk, _)| !pk.starts_with("conn#")), "no session stored");
 }
 
 #[tokio::test]
@@ -254,11 +194,7 @@ async fn bad_channel_is_400_and_does_not_spend_the_token() {
     for bad in ["has space", "dot.ted", &"x".repeat(129)] {
         assert_eq!(h.connect("c1", Some(&token), Some(bad)).await.0, 400, "{bad}");
     }
-    assert_eq!(
-        h.connect("c1", Some(&token), Some("fine")).await.0,
-        200,
-        "the token survived the typos"
-    );
+    assert_eq!(h.connect("c1", Some(&token), Some("fine")).await.0, 200, "the token survived the typos");
 }
 
 #[tokio::test]
@@ -272,11 +208,7 @@ async fn malformed_connection_id_is_400() {
 #[tokio::test]
 async fn channel_permissions_on_connect() {
     let rules = ChannelRules::parse("public-*=all; staff=groups:staff; vip=users:ann; *=authenticated").unwrap();
-    let h = Harness::new(Config {
-        channel_rules: rules,
-        ..base_config()
-    })
-    .await;
+    let h = Harness::new(Config { channel_rules: rules, ..base_config() }).await;
     let staff = Identity::user("bob").with_groups(["staff"]);
     let cases: [(Identity, &str, i64); 5] = [
         (staff.clone(), "staff", 200),
@@ -321,20 +253,13 @@ async fn token_bound_to_a_channel() {
     let token = h.token("ann", Some("room-1")).await;
     assert_eq!(h.connect("b1", Some(&token), Some("room-2")).await.0, 403);
     let token = h.token("ann", Some("room-1")).await;
-    assert_eq!(
-        h.connect("b2", Some(&token), None).await.0,
-        200,
-        "no channel asked: the bound one is used"
-    );
+    assert_eq!(h.connect("b2", Some(&token), None).await.0, 200, "no channel asked: the bound one is used");
     assert!(h.keys().await.contains(&key("conn#b2", "chan#room-1")));
 }
 
 #[tokio::test]
 async fn default_channel_when_absent() {
-    let config = Config {
-        default_channel: Some(ChannelName::new("lobby").unwrap()),
-        ..base_config()
-    };
+    let config = Config { default_channel: Some(ChannelName::new("lobby").unwrap()), ..base_config() };
     let h = Harness::new(config).await;
     h.connected("d1", "ann", "own").await;
     let token = h.token("ann", None).await;
@@ -346,64 +271,32 @@ async fn default_channel_when_absent() {
 
 #[tokio::test]
 async fn api_id_is_checked_when_configured() {
-    let h = Harness::new(Config {
-        api_id: Some("otherapi".into()),
-        ..base_config()
-    })
-    .await;
+    let h = Harness::new(Config { api_id: Some("otherapi".into()), ..base_config() }).await;
     let token = h.token("ann", None).await;
     assert_eq!(h.connect("x1", Some(&token), None).await.0, 403);
-    let response = handlers::message(
-        &h.app,
-        &Router::builtin(),
-        &h.events.message("x1", r#"{"action":"ping"}"#),
-    )
-    .await;
+    let response = handlers::message(&h.app, &Router::builtin(), &h.events.message("x1", r#"{"action":"ping"}"#)).await;
     assert_eq!(response.status_code, 403);
     assert!(h.server.posts().is_empty(), "events from another API get no answer");
 }
 
 #[tokio::test]
 async fn connect_rate_limit_counts_failed_attempts_and_recovers() {
-    let limits = RateLimits {
-        connect_per_ip: 3,
-        ..base_config().rate_limits
-    };
+    let limits = RateLimits { connect_per_ip: 3, ..base_config().rate_limits };
     let token_ttl = std::time::Duration::from_secs(300);
-    let h = Harness::new(Config {
-        rate_limits: limits,
-        token_ttl,
-        ..base_config()
-    })
-    .await;
+    let h = Harness::new(Config { rate_limits: limits, token_ttl, ..base_config() }).await;
     for n in 0..3 {
         assert_eq!(h.connect(&format!("r{n}"), Some("wrong-token"), None).await.0, 401);
     }
     let token = h.token("ann", None).await;
-    assert_eq!(
-        h.connect("r3", Some(&token), None).await.0,
-        429,
-        "token guessing counts toward the limit"
-    );
+    assert_eq!(h.connect("r3", Some(&token), None).await.0, 429, "token guessing counts toward the limit");
     h.clock.advance(60_000);
-    assert_eq!(
-        h.connect("r4", Some(&token), None).await.0,
-        200,
-        "the 429 did not spend the token"
-    );
+    assert_eq!(h.connect("r4", Some(&token), None).await.0, 200, "the 429 did not spend the token");
 }
 
 #[tokio::test]
 async fn connect_rate_limit_per_user() {
-    let limits = RateLimits {
-        connect_per_user: 2,
-        ..base_config().rate_limits
-    };
-    let h = Harness::new(Config {
-        rate_limits: limits,
-        ..base_config()
-    })
-    .await;
+    let limits = RateLimits { connect_per_user: 2, ..base_config().rate_limits };
+    let h = Harness::new(Config { rate_limits: limits, ..base_config() }).await;
     for n in 0..2 {
         h.connected(&format!("u{n}"), "ann", "lobby").await;
     }
@@ -449,65 +342,34 @@ async fn bad_messages_get_typed_errors() {
     }
     let unknown = h.send_message("m1", r#"{"action":"launch","ref":"r9"}"#).await;
     assert_eq!(unknown[0]["ref"], "r9", "the ref is echoed on errors");
-    assert!(
-        unknown[0]["message"].as_str().unwrap().contains("ping"),
-        "lists the known actions"
-    );
+    assert!(unknown[0]["message"].as_str().unwrap().contains("ping"), "lists the known actions");
     assert_eq!(h.keys().await, before, "bad input changes nothing in the table");
 }
 
 #[tokio::test]
 async fn messages_from_unknown_connections_are_refused() {
     let h = Harness::default().await;
-    let posts = h
-        .send_message("ghost1", r#"{"action":"subscribe","channel":"x","ref":"g"}"#)
-        .await;
+    let posts = h.send_message("ghost1", r#"{"action":"subscribe","channel":"x","ref":"g"}"#).await;
     assert_eq!(posts.len(), 1);
-    assert_eq!(
-        (posts[0]["code"].as_str(), posts[0]["ref"].as_str()),
-        (Some("not_connected"), Some("g"))
-    );
+    assert_eq!((posts[0]["code"].as_str(), posts[0]["ref"].as_str()), (Some("not_connected"), Some("g")));
     assert!(h.keys().await.is_empty(), "no session or membership created");
 }
 
 #[tokio::test]
 async fn subscribe_and_unsubscribe() {
     let rules = ChannelRules::parse("secret=users:zed; *=all").unwrap();
-    let h = Harness::new(Config {
-        channel_rules: rules,
-        max_channels_per_connection: 3,
-        ..base_config()
-    })
-    .await;
+    let h = Harness::new(Config { channel_rules: rules, max_channels_per_connection: 3, ..base_config() }).await;
     h.connected("s1", "ann", "lobby").await;
-    let posts = h
-        .send_message("s1", r#"{"action":"subscribe","channel":"news","ref":"a"}"#)
-        .await;
-    assert_eq!(
-        posts,
-        vec![json!({"type":"reply","action":"subscribe","ref":"a","data":{"channel":"news"}})]
-    );
+    let posts = h.send_message("s1", r#"{"action":"subscribe","channel":"news","ref":"a"}"#).await;
+    assert_eq!(posts, vec![json!({"type":"reply","action":"subscribe","ref":"a","data":{"channel":"news"}})]);
     assert!(h.keys().await.contains(&key("conn#s1", "chan#news")));
-    let posts = h
-        .send_message("s1", r#"{"action":"subscribe","channel":"secret","ref":"b"}"#)
-        .await;
-    assert_eq!(
-        (posts[0]["code"].as_str(), posts[0]["ref"].as_str()),
-        (Some("forbidden"), Some("b"))
-    );
-    assert!(
-        !h.keys().await.contains(&key("conn#s1", "chan#secret")),
-        "the same rules as $connect"
-    );
-    h.send_message("s1", r#"{"action":"subscribe","channel":"third"}"#)
-        .await;
-    let posts = h
-        .send_message("s1", r#"{"action":"subscribe","channel":"fourth"}"#)
-        .await;
+    let posts = h.send_message("s1", r#"{"action":"subscribe","channel":"secret","ref":"b"}"#).await;
+    assert_eq!((posts[0]["code"].as_str(), posts[0]["ref"].as_str()), (Some("forbidden"), Some("b")));
+    assert!(!h.keys().await.contains(&key("conn#s1", "chan#secret")), "the same rules as $connect");
+    h.send_message("s1", r#"{"action":"subscribe","channel":"third"}"#).await;
+    let posts = h.send_message("s1", r#"{"action":"subscribe","channel":"fourth"}"#).await;
     assert_eq!(posts[0]["code"], "bad_request", "channel limit: {}", posts[0]);
-    let posts = h
-        .send_message("s1", r#"{"action":"unsubscribe","channel":"news"}"#)
-        .await;
+    let posts = h.send_message("s1", r#"{"action":"unsubscribe","channel":"news"}"#).await;
     assert_eq!(posts[0]["data"], json!({"channel":"news","was_member":true}));
     assert!(!h.keys().await.contains(&key("conn#s1", "chan#news")));
 }
@@ -522,8 +384,7 @@ async fn chat_reaches_everyone_in_the_channel() {
     let response = handlers::message(
         &h.app,
         &Router::new().route("chat", handlers::ChatRoute),
-        &h.events
-            .message("c1", r#"{"action":"chat","message":" hi all ","ref":"k"}"#),
+        &h.events.message("c1", r#"{"action":"chat","message":" hi all ","ref":"k"}"#),
     )
     .await;
     assert_eq!(response.status_code, 200);
@@ -534,31 +395,19 @@ async fn chat_reaches_everyone_in_the_channel() {
     assert!(to_sender.contains(&line));
     assert!(to_sender.contains(&json!({"type":"reply","action":"chat","ref":"k","data":{"delivered":2}})));
     assert!(h.server.posts_to("c3").is_empty());
-    let posts = h
-        .send_message("c1", r#"{"action":"chat","message":"x","channel":"elsewhere"}"#)
-        .await;
+    let posts = h.send_message("c1", r#"{"action":"chat","message":"x","channel":"elsewhere"}"#).await;
     assert_eq!(posts[0]["code"], "forbidden", "only channels you are in");
 }
 
 #[tokio::test]
 async fn message_rate_limit() {
-    let limits = RateLimits {
-        messages_per_connection: 2,
-        ..base_config().rate_limits
-    };
-    let h = Harness::new(Config {
-        rate_limits: limits,
-        ..base_config()
-    })
-    .await;
+    let limits = RateLimits { messages_per_connection: 2, ..base_config().rate_limits };
+    let h = Harness::new(Config { rate_limits: limits, ..base_config() }).await;
     h.connected("q1", "ann", "lobby").await;
     for _ in 0..2 {
         assert_eq!(h.send_message("q1", r#"{"action":"ping"}"#).await[0]["type"], "pong");
     }
-    assert_eq!(
-        h.send_message("q1", r#"{"action":"ping"}"#).await[0]["code"],
-        "rate_limited"
-    );
+    assert_eq!(h.send_message("q1", r#"{"action":"ping"}"#).await[0]["code"], "rate_limited");
     h.clock.advance(60_000);
     assert_eq!(h.send_message("q1", r#"{"action":"ping"}"#).await[0]["type"], "pong");
 }
@@ -582,11 +431,7 @@ async fn disconnect_removes_session_and_memberships() {
 
 #[tokio::test]
 async fn cleanup_removes_expired_sessions() {
-    let h = Harness::new(Config {
-        session_ttl: std::time::Duration::from_secs(120),
-        ..base_config()
-    })
-    .await;
+    let h = Harness::new(Config { session_ttl: std::time::Duration::from_secs(120), ..base_config() }).await;
     h.connected("e1", "ann", "lobby").await;
     h.clock.advance(60_000);
     h.connected("e2", "bob", "lobby").await;
@@ -603,16 +448,8 @@ async fn cleanup_removes_expired_sessions() {
 #[tokio::test]
 async fn token_issuer_checks_and_answers() {
     let rules = ChannelRules::parse("staff=groups:staff; *=all").unwrap();
-    let limits = RateLimits {
-        tokens_per_user: 3,
-        ..base_config().rate_limits
-    };
-    let h = Harness::new(Config {
-        channel_rules: rules,
-        rate_limits: limits,
-        ..base_config()
-    })
-    .await;
+    let limits = RateLimits { tokens_per_user: 3, ..base_config().rate_limits };
+    let h = Harness::new(Config { channel_rules: rules, rate_limits: limits, ..base_config() }).await;
     let ann = || Some(Identity::user("ann"));
     let ok = handlers::issue_token(&h.app, token_request(ann(), None)).await;
     assert_eq!(ok.status, 200);
@@ -620,32 +457,11 @@ async fn token_issuer_checks_and_answers() {
     let token = ok.body["token"].as_str().unwrap();
     assert_eq!(token.len(), 43);
     let stored = h.keys().await;
-    assert!(
-        stored.iter().all(|(pk, _)| !pk.contains(token)),
-        "only the hash is stored"
-    );
+    assert!(stored.iter().all(|(pk, _)| !pk.contains(token)), "only the hash is stored");
     let cases = [
-        (
-            TokenRequest {
-                origin: Some("https://evil.example".into()),
-                ..token_request(ann(), None)
-            },
-            403,
-        ),
-        (
-            TokenRequest {
-                origin: None,
-                ..token_request(ann(), None)
-            },
-            403,
-        ),
-        (
-            TokenRequest {
-                csrf_header: false,
-                ..token_request(ann(), None)
-            },
-            403,
-        ),
+        (TokenRequest { origin: Some("https://evil.example".into()), ..token_request(ann(), None) }, 403),
+        (TokenRequest { origin: None, ..token_request(ann(), None) }, 403),
+        (TokenRequest { csrf_header: false, ..token_request(ann(), None) }, 403),
         (token_request(None, None), 401),
         (token_request(ann(), Some("bad name")), 400),
         (token_request(ann(), Some("staff")), 403),
@@ -655,25 +471,10 @@ async fn token_issuer_checks_and_answers() {
         assert_eq!(answer.status, status, "{request:?} → {}", answer.body);
         assert!(answer.body["error"]["code"].is_string());
     }
-    assert_eq!(
-        handlers::issue_token(&h.app, token_request(ann(), Some("room")))
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        handlers::issue_token(&h.app, token_request(ann(), None)).await.status,
-        200
-    );
+    assert_eq!(handlers::issue_token(&h.app, token_request(ann(), Some("room"))).await.status, 200);
+    assert_eq!(handlers::issue_token(&h.app, token_request(ann(), None)).await.status, 200);
     let limited = handlers::issue_token(&h.app, token_request(ann(), None)).await;
-    assert_eq!(
-        (limited.status, limited.body["error"]["code"].as_str()),
-        (429, Some("rate_limited"))
-    );
+    assert_eq!((limited.status, limited.body["error"]["code"].as_str()), (429, Some("rate_limited")));
     h.clock.advance(60_000);
-    assert_eq!(
-        handlers::issue_token(&h.app, token_request(ann(), None)).await.status,
-        200,
-        "recovers"
-    );
+    assert_eq!(handlers::issue_token(&h.app, token_request(ann(), None)).await.status, 200, "recovers");
 }

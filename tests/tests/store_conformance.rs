@@ -51,11 +51,7 @@ where
     let (mut items, mut pages, mut cursor) = (Vec::new(), 0, None);
     loop {
         let page = fetch(cursor).await.expect("page");
-        assert!(
-            page.items.len() <= limit,
-            "page of {} over limit {limit}",
-            page.items.len()
-        );
+        assert!(page.items.len() <= limit, "page of {} over limit {limit}", page.items.len());
         pages += 1;
         items.extend(page.items);
         cursor = page.next;
@@ -73,57 +69,24 @@ async fn put_get_remove(store: Arc<dyn Store>) {
     let s = session(1, Some("ann"), NOW + 100);
     assert_eq!(store.get_session(&s.connection_id, NOW).await.unwrap(), None);
     store.put_session(&s).await.unwrap();
-    assert_eq!(
-        store.get_session(&s.connection_id, NOW).await.unwrap(),
-        Some(s.clone()),
-        "round trip"
-    );
-    let anonymous = Session {
-        identity: None,
-        user_agent: None,
-        metadata: BTreeMap::new(),
-        ..session(2, None, NOW + 100)
-    };
+    assert_eq!(store.get_session(&s.connection_id, NOW).await.unwrap(), Some(s.clone()), "round trip");
+    let anonymous =
+        Session { identity: None, user_agent: None, metadata: BTreeMap::new(), ..session(2, None, NOW + 100) };
     store.put_session(&anonymous).await.unwrap();
-    assert_eq!(
-        store.get_session(&anonymous.connection_id, NOW).await.unwrap(),
-        Some(anonymous.clone())
-    );
+    assert_eq!(store.get_session(&anonymous.connection_id, NOW).await.unwrap(), Some(anonymous.clone()));
     assert_eq!(store.remove_session(&s.connection_id).await.unwrap(), Some(s.clone()));
     assert_eq!(store.get_session(&s.connection_id, NOW).await.unwrap(), None);
-    assert_eq!(
-        store.remove_session(&s.connection_id).await.unwrap(),
-        None,
-        "removal is idempotent"
-    );
-    assert!(
-        store
-            .get_session(&anonymous.connection_id, NOW)
-            .await
-            .unwrap()
-            .is_some(),
-        "others untouched"
-    );
+    assert_eq!(store.remove_session(&s.connection_id).await.unwrap(), None, "removal is idempotent");
+    assert!(store.get_session(&anonymous.connection_id, NOW).await.unwrap().is_some(), "others untouched");
 }
 
 async fn expired_sessions_are_invisible(store: Arc<dyn Store>) {
     let s = session(3, Some("bob"), NOW);
     store.put_session(&s).await.unwrap();
     store.join(&s, &ch("lobby")).await.unwrap();
-    assert_eq!(
-        store.get_session(&s.connection_id, NOW).await.unwrap(),
-        None,
-        "expires_at == now is expired"
-    );
+    assert_eq!(store.get_session(&s.connection_id, NOW).await.unwrap(), None, "expires_at == now is expired");
     assert!(store.get_session(&s.connection_id, NOW - 1).await.unwrap().is_some());
-    assert!(
-        store
-            .channel_page(&ch("lobby"), None, 10, NOW)
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    );
+    assert!(store.channel_page(&ch("lobby"), None, 10, NOW).await.unwrap().items.is_empty());
     assert!(store.user_page("bob", None, 10, NOW).await.unwrap().items.is_empty());
     assert!(store.channels_of(&s.connection_id, NOW).await.unwrap().is_empty());
     let (expired, _) = all_pages(10, |c| {
@@ -148,30 +111,13 @@ async fn memberships(store: Arc<dyn Store>) {
     of_a.sort();
     assert_eq!(of_a, vec![ch("blue"), ch("red")], "joining twice is one membership");
     let blue = store.channel_page(&ch("blue"), None, 10, NOW).await.unwrap();
-    assert_eq!(
-        ids(&blue.items),
-        HashSet::from([id(10).to_string(), id(11).to_string()])
-    );
-    assert!(
-        blue.items.iter().any(|r| r.endpoint == a.endpoint),
-        "membership carries the endpoint"
-    );
+    assert_eq!(ids(&blue.items), HashSet::from([id(10).to_string(), id(11).to_string()]));
+    assert!(blue.items.iter().any(|r| r.endpoint == a.endpoint), "membership carries the endpoint");
     assert!(store.leave(&a.connection_id, &ch("blue")).await.unwrap());
-    assert!(
-        !store.leave(&a.connection_id, &ch("blue")).await.unwrap(),
-        "second leave reports absence"
-    );
+    assert!(!store.leave(&a.connection_id, &ch("blue")).await.unwrap(), "second leave reports absence");
     assert_eq!(store.channels_of(&a.connection_id, NOW).await.unwrap(), vec![ch("red")]);
     store.remove_session(&a.connection_id).await.unwrap();
-    assert!(
-        store
-            .channel_page(&ch("red"), None, 10, NOW)
-            .await
-            .unwrap()
-            .items
-            .is_empty(),
-        "memberships removed"
-    );
+    assert!(store.channel_page(&ch("red"), None, 10, NOW).await.unwrap().items.is_empty(), "memberships removed");
     assert!(store.channels_of(&a.connection_id, NOW).await.unwrap().is_empty());
     assert_eq!(
         ids(&store.channel_page(&ch("blue"), None, 10, NOW).await.unwrap().items),
@@ -201,13 +147,7 @@ async fn pages_of_channels_users_and_all(store: Arc<dyn Store>) {
         async move { store.user_page("carol", c.as_ref(), 4, NOW).await }
     })
     .await;
-    assert_eq!(
-        ids(&carol),
-        (100..100 + n)
-            .filter(|i| i % 3 == 0)
-            .map(|i| id(i).to_string())
-            .collect()
-    );
+    assert_eq!(ids(&carol), (100..100 + n).filter(|i| i % 3 == 0).map(|i| id(i).to_string()).collect());
     assert!(pages > 1);
     let mut everyone = HashSet::new();
     for index in 0..3 {
@@ -217,18 +157,12 @@ async fn pages_of_channels_users_and_all(store: Arc<dyn Store>) {
         })
         .await;
         for r in part {
-            assert!(
-                everyone.insert(r.connection_id.to_string()),
-                "segments overlap at {}",
-                r.connection_id
-            );
+            assert!(everyone.insert(r.connection_id.to_string()), "segments overlap at {}", r.connection_id);
         }
     }
     assert_eq!(everyone, expected, "segments cover all sessions");
     assert!(matches!(
-        store
-            .channel_page(&ch("big"), Some(&Cursor("not a cursor".into())), 10, NOW)
-            .await,
+        store.channel_page(&ch("big"), Some(&Cursor("not a cursor".into())), 10, NOW).await,
         Err(StoreError::BadCursor)
     ));
 }
@@ -240,11 +174,7 @@ async fn tokens_are_taken_once(store: Arc<dyn Store>) {
         expires_at: NOW + 60,
     };
     store.put_token("ab12", &record).await.unwrap();
-    let bare = TokenRecord {
-        identity: Identity::user("fay"),
-        channel: None,
-        expires_at: NOW + 60,
-    };
+    let bare = TokenRecord { identity: Identity::user("fay"), channel: None, expires_at: NOW + 60 };
     store.put_token("cd34", &bare).await.unwrap();
     assert_eq!(store.take_token("ab12").await.unwrap(), Some(record));
     assert_eq!(store.take_token("ab12").await.unwrap(), None);
@@ -255,11 +185,7 @@ async fn tokens_are_taken_once(store: Arc<dyn Store>) {
 }
 
 async fn concurrent_token_consumers(store: Arc<dyn Store>) {
-    let record = TokenRecord {
-        identity: Identity::user("gus"),
-        channel: None,
-        expires_at: NOW + 60,
-    };
+    let record = TokenRecord { identity: Identity::user("gus"), channel: None, expires_at: NOW + 60 };
     store.put_token("race", &record).await.unwrap();
     let tasks: Vec<_> = (0..32)
         .map(|_| {
@@ -286,11 +212,7 @@ async fn counters_count_atomically(store: Arc<dyn Store>) {
         seen.push(task.await.unwrap());
     }
     seen.sort_unstable();
-    assert_eq!(
-        seen,
-        (1..=20).collect::<Vec<u64>>(),
-        "every increment sees a distinct value"
-    );
+    assert_eq!(seen, (1..=20).collect::<Vec<u64>>(), "every increment sees a distinct value");
     assert_eq!(store.increment("k#2", NOW + 120).await.unwrap(), 1);
 }
 
@@ -332,31 +254,15 @@ async fn dynamodb_items_carry_the_ttl_attribute() {
     store.put_session(&s).await.unwrap();
     store.join(&s, &ch("ttl")).await.unwrap();
     store
-        .put_token(
-            "tt",
-            &TokenRecord {
-                identity: Identity::user("hal"),
-                channel: None,
-                expires_at: NOW + 5,
-            },
-        )
+        .put_token("tt", &TokenRecord { identity: Identity::user("hal"), channel: None, expires_at: NOW + 5 })
         .await
         .unwrap();
     store.increment("ttl#x", NOW + 9).await.unwrap();
-    let out = lambda_ws_e2e::dynamodb_client()
-        .scan()
-        .table_name(store.table())
-        .send()
-        .await
-        .unwrap();
+    let out = lambda_ws_e2e::dynamodb_client().scan().table_name(store.table()).send().await.unwrap();
     let items = out.items.unwrap();
     assert_eq!(items.len(), 4);
     for item in items {
-        let exp: i64 = item
-            .get("expires_at")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap();
+        let exp: i64 = item.get("expires_at").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap();
         assert!([NOW + 77, NOW + 5, NOW + 9].contains(&exp), "{item:?}");
     }
 }

@@ -73,16 +73,8 @@ impl App {
 
     /// A sender using this app's store, transport and concurrency.
     pub fn sender(&self) -> Sender {
-        let options = SendOptions {
-            concurrency: self.config.send_concurrency,
-            ..SendOptions::default()
-        };
-        Sender::new(
-            self.sessions.clone(),
-            self.transport.clone(),
-            self.clock.clone(),
-            options,
-        )
+        let options = SendOptions { concurrency: self.config.send_concurrency, ..SendOptions::default() };
+        Sender::new(self.sessions.clone(), self.transport.clone(), self.clock.clone(), options)
     }
 
     /// Whether `identity` may join `channel`: the configured rules, then the application check.

@@ -49,9 +49,7 @@ impl Clock for ManualClock {
 
 /// The system time in Unix milliseconds (0 if the system clock is before 1970).
 pub fn unix_now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The system time in Unix seconds.

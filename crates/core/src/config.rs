@@ -53,12 +53,7 @@ pub struct RateLimits {
 
 impl Default for RateLimits {
     fn default() -> Self {
-        Self {
-            connect_per_ip: 20,
-            connect_per_user: 20,
-            tokens_per_user: 20,
-            messages_per_connection: 120,
-        }
+        Self { connect_per_ip: 20, connect_per_user: 20, tokens_per_user: 20, messages_per_connection: 120 }
     }
 }
 
@@ -126,13 +121,10 @@ impl Config {
     /// Reads variables through `lookup` (empty values count as unset).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let mut c = Self::default();
-        c.table_name = get("LWS_TABLE_NAME");
+        let mut c = Self { table_name: get("LWS_TABLE_NAME"), ..Self::default() };
         if let Some(v) = get("LWS_ALLOWED_ORIGINS") {
-            c.allowed_origins = OriginPolicy::parse(&v).map_err(|source| ConfigError::Policy {
-                var: "LWS_ALLOWED_ORIGINS",
-                source,
-            })?;
+            c.allowed_origins =
+                OriginPolicy::parse(&v).map_err(|source| ConfigError::Policy { var: "LWS_ALLOWED_ORIGINS", source })?;
         }
         if let Some(v) = get("LWS_REQUIRE_TOKEN") {
             c.require_token = parse_bool("LWS_REQUIRE_TOKEN", &v)?;
@@ -144,10 +136,8 @@ impl Config {
             c.default_channel = Some(ChannelName::new(v).map_err(ConfigError::DefaultChannel)?);
         }
         if let Some(v) = get("LWS_CHANNEL_RULES") {
-            c.channel_rules = ChannelRules::parse(&v).map_err(|source| ConfigError::Policy {
-                var: "LWS_CHANNEL_RULES",
-                source,
-            })?;
+            c.channel_rules =
+                ChannelRules::parse(&v).map_err(|source| ConfigError::Policy { var: "LWS_CHANNEL_RULES", source })?;
         }
         c.api_id = get("LWS_API_ID");
         c.management_endpoint = get("LWS_MANAGEMENT_ENDPOINT").map(|e| e.trim_end_matches('/').to_owned());
@@ -186,23 +176,16 @@ fn parse_bool(var: &'static str, v: &str) -> Result<bool, ConfigError> {
     match v.to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(ConfigError::Invalid {
-            var,
-            expected: "true or false",
-            value: v.to_owned(),
-        }),
+        _ => Err(ConfigError::Invalid { var, expected: "true or false", value: v.to_owned() }),
     }
 }
 
 fn parse_num(var: &'static str, v: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
-    v.parse::<u64>()
-        .ok()
-        .filter(|n| (min..=max).contains(n))
-        .ok_or_else(|| ConfigError::Invalid {
-            var,
-            expected: "a whole number in range",
-            value: v.to_owned(),
-        })
+    v.parse::<u64>().ok().filter(|n| (min..=max).contains(n)).ok_or_else(|| ConfigError::Invalid {
+        var,
+        expected: "a whole number in range",
+        value: v.to_owned(),
+    })
 }
 
 #[cfg(test)]

@@ -61,11 +61,7 @@ impl Origin {
         if host.is_empty() {
             return None;
         }
-        Some(Self {
-            scheme,
-            host: host.to_ascii_lowercase(),
-            port,
-        })
+        Some(Self { scheme, host: host.to_ascii_lowercase(), port })
     }
 }
 
@@ -109,19 +105,16 @@ impl OriginPolicy {
         let Some(origin) = origin.and_then(Origin::parse) else {
             return false;
         };
-        patterns
-            .iter()
-            .filter_map(|p| parse_pattern(p))
-            .any(|pattern| match pattern {
-                OriginPattern::Exact(o) => o == origin,
-                OriginPattern::Subdomains(o) => {
-                    o.scheme == origin.scheme
-                        && o.port == origin.port
-                        && origin.host.len() > o.host.len() + 1
-                        && origin.host.ends_with(&o.host)
-                        && origin.host.as_bytes()[origin.host.len() - o.host.len() - 1] == b'.'
-                }
-            })
+        patterns.iter().filter_map(|p| parse_pattern(p)).any(|pattern| match pattern {
+            OriginPattern::Exact(o) => o == origin,
+            OriginPattern::Subdomains(o) => {
+                o.scheme == origin.scheme
+                    && o.port == origin.port
+                    && origin.host.len() > o.host.len() + 1
+                    && origin.host.ends_with(&o.host)
+                    && origin.host.as_bytes()[origin.host.len() - o.host.len() - 1] == b'.'
+            }
+        })
     }
 }
 
@@ -154,7 +147,7 @@ impl Access {
             (Self::All, _) => true,
             (Self::None, _) | (_, None) => false,
             (Self::Authenticated, Some(_)) => true,
-            (Self::Users(users), Some(id)) => users.iter().any(|u| *u == id.user_id),
+            (Self::Users(users), Some(id)) => users.contains(&id.user_id),
             (Self::Groups(groups), Some(id)) => id.groups.iter().any(|g| groups.contains(g)),
         }
     }
@@ -164,12 +157,7 @@ impl FromStr for Access {
     type Err = ();
     fn from_str(s: &str) -> Result<Self, ()> {
         let list = |v: &str| -> Result<Vec<String>, ()> {
-            let items: Vec<String> = v
-                .split('|')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect();
+            let items: Vec<String> = v.split('|').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
             if items.is_empty() { Err(()) } else { Ok(items) }
         };
         match s.trim() {
@@ -225,10 +213,7 @@ impl ChannelRules {
                 return Err(bad());
             }
             let access = access.parse().map_err(|()| bad())?;
-            rules.push(ChannelRule {
-                pattern: pattern.to_owned(),
-                access,
-            });
+            rules.push(ChannelRule { pattern: pattern.to_owned(), access });
         }
         Ok(Self(rules))
     }
@@ -238,10 +223,7 @@ impl ChannelRules {
         if self.0.is_empty() {
             return true;
         }
-        self.0
-            .iter()
-            .find(|r| r.matches(channel.as_str()))
-            .is_some_and(|r| r.access.admits(identity))
+        self.0.iter().find(|r| r.matches(channel.as_str())).is_some_and(|r| r.access.admits(identity))
     }
 }
 
@@ -304,13 +286,7 @@ mod tests {
         assert_eq!(OriginPolicy::parse("").expect("empty"), OriginPolicy::Any);
         assert_eq!(OriginPolicy::parse(" * ").expect("star"), OriginPolicy::Any);
         assert!(OriginPolicy::Any.allows(None));
-        for bad in [
-            "example.com",
-            "ftp://x.com",
-            "https://x.com/path",
-            "https://",
-            "https://x.com:notaport",
-        ] {
+        for bad in ["example.com", "ftp://x.com", "https://x.com/path", "https://", "https://x.com:notaport"] {
             assert!(OriginPolicy::parse(bad).is_err(), "{bad}");
         }
     }
@@ -334,24 +310,14 @@ mod tests {
         assert!(rules.admits(Some(&ann), &ch("vip")));
         assert!(!rules.admits(Some(&admin), &ch("vip")));
         assert!(!rules.admits(Some(&admin), &ch("unlisted")), "no matching rule refuses");
-        assert!(
-            ChannelRules::default().admits(None, &ch("anything")),
-            "no rules admit all"
-        );
+        assert!(ChannelRules::default().admits(None, &ch("anything")), "no rules admit all");
         let closed = ChannelRules::parse("*=none").expect("parses");
         assert!(!closed.admits(Some(&admin), &ch("x")));
     }
 
     #[test]
     fn bad_channel_rules_are_refused() {
-        for bad in [
-            "lobby",
-            "lobby=maybe",
-            "a*b=all",
-            "bad name=all",
-            "x=users:",
-            "x=groups:|",
-        ] {
+        for bad in ["lobby", "lobby=maybe", "a*b=all", "bad name=all", "x=users:", "x=groups:|"] {
             assert!(ChannelRules::parse(bad).is_err(), "{bad}");
         }
     }

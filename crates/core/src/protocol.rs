@@ -112,9 +112,7 @@ impl Inbound {
             return Err(InboundError::TooLarge(body.len()));
         }
         if json_depth_exceeds(body, MAX_JSON_DEPTH) {
-            return Err(InboundError::BadJson(format!(
-                "nested deeper than {MAX_JSON_DEPTH} levels"
-            )));
+            return Err(InboundError::BadJson(format!("nested deeper than {MAX_JSON_DEPTH} levels")));
         }
         let value: Value = serde_json::from_str(body).map_err(|e| InboundError::BadJson(e.to_string()))?;
         let Value::Object(mut fields) = value else {
@@ -126,12 +124,7 @@ impl Inbound {
         };
         let handler = take_optional_string(&mut fields, "handler")?;
         let reference = take_optional_string(&mut fields, "ref")?;
-        Ok(Self {
-            action,
-            handler,
-            reference,
-            fields,
-        })
+        Ok(Self { action, handler, reference, fields })
     }
 
     /// A string field, if present and a string.
@@ -338,17 +331,8 @@ pub enum Outbound {
 }
 
 /// The `type` values the typed variants use; a custom message may not reuse them.
-pub const BUILTIN_TYPES: [&str; 9] = [
-    "toast",
-    "task_progress",
-    "resource_updated",
-    "notification",
-    "chat_message",
-    "system",
-    "reply",
-    "pong",
-    "error",
-];
+pub const BUILTIN_TYPES: [&str; 9] =
+    ["toast", "task_progress", "resource_updated", "notification", "chat_message", "system", "reply", "pong", "error"];
 
 /// Why an outbound message was refused before sending.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -367,11 +351,7 @@ pub enum OutboundError {
 impl Outbound {
     /// An error message with an optional echoed `ref`.
     pub fn error(code: ErrorCode, message: impl Into<String>, reference: Option<String>) -> Self {
-        Self::Error(ErrorMessage {
-            code,
-            message: message.into(),
-            reference,
-        })
+        Self::Error(ErrorMessage { code, message: message.into(), reference })
     }
 
     /// A custom message. `object` must carry a string `type` that is not a built-in type.
@@ -426,11 +406,7 @@ mod tests {
 
     fn roundtrip(value: Value) -> Outbound {
         let msg: Outbound = serde_json::from_value(value.clone()).expect("parses");
-        assert_eq!(
-            serde_json::to_value(&msg).expect("serializes"),
-            value,
-            "round trip of {value}"
-        );
+        assert_eq!(serde_json::to_value(&msg).expect("serializes"), value, "round trip of {value}");
         msg
     }
 
@@ -473,12 +449,7 @@ mod tests {
     fn custom_messages_need_their_own_type() {
         let ok = json!({"type":"my_event","x":1});
         assert!(Outbound::custom(ok.as_object().cloned().unwrap_or_default()).is_ok());
-        for bad in [
-            json!({"x":1}),
-            json!({"type":""}),
-            json!({"type":5}),
-            json!({"type":"toast","x":1}),
-        ] {
+        for bad in [json!({"x":1}), json!({"type":""}), json!({"type":5}), json!({"type":"toast","x":1})] {
             let obj = bad.as_object().cloned().unwrap_or_default();
             assert_eq!(Outbound::custom(obj.clone()), Err(OutboundError::CustomType), "{bad}");
             assert!(Outbound::Custom(obj).encode().is_err());
@@ -497,22 +468,11 @@ mod tests {
 
     #[test]
     fn encode_checks_size_and_ranges() {
-        let big = Outbound::System(SystemMessage {
-            level: Level::Info,
-            message: "x".repeat(MAX_MESSAGE_BYTES),
-        });
+        let big = Outbound::System(SystemMessage { level: Level::Info, message: "x".repeat(MAX_MESSAGE_BYTES) });
         assert!(matches!(big.encode(), Err(OutboundError::TooLarge(n)) if n > MAX_MESSAGE_BYTES));
-        let bad = Outbound::TaskProgress(TaskProgress {
-            task_id: "t".into(),
-            percent: 101,
-            message: None,
-            done: None,
-        });
+        let bad = Outbound::TaskProgress(TaskProgress { task_id: "t".into(), percent: 101, message: None, done: None });
         assert!(matches!(bad.encode(), Err(OutboundError::Invalid(_))));
-        let fits = Outbound::System(SystemMessage {
-            level: Level::Info,
-            message: "x".repeat(MAX_MESSAGE_BYTES - 100),
-        });
+        let fits = Outbound::System(SystemMessage { level: Level::Info, message: "x".repeat(MAX_MESSAGE_BYTES - 100) });
         assert!(fits.encode().is_ok());
     }
 

@@ -63,27 +63,10 @@ mod tests {
         for _ in 0..3 {
             assert!(allow(&store, Scope::ConnectIp, "1.2.3.4", 3, t0).await.expect("count"));
         }
-        assert!(
-            !allow(&store, Scope::ConnectIp, "1.2.3.4", 3, t0 + 59)
-                .await
-                .expect("count")
-        );
-        assert!(
-            allow(&store, Scope::ConnectIp, "5.6.7.8", 3, t0).await.expect("count"),
-            "keys are separate"
-        );
-        assert!(
-            allow(&store, Scope::ConnectUser, "1.2.3.4", 3, t0)
-                .await
-                .expect("count"),
-            "scopes are separate"
-        );
-        assert!(
-            allow(&store, Scope::ConnectIp, "1.2.3.4", 3, t0 + 60)
-                .await
-                .expect("count"),
-            "next window"
-        );
+        assert!(!allow(&store, Scope::ConnectIp, "1.2.3.4", 3, t0 + 59).await.expect("count"));
+        assert!(allow(&store, Scope::ConnectIp, "5.6.7.8", 3, t0).await.expect("count"), "keys are separate");
+        assert!(allow(&store, Scope::ConnectUser, "1.2.3.4", 3, t0).await.expect("count"), "scopes are separate");
+        assert!(allow(&store, Scope::ConnectIp, "1.2.3.4", 3, t0 + 60).await.expect("count"), "next window");
         assert!(allow(&store, Scope::ConnectIp, "1.2.3.4", 0, t0).await.expect("off"));
     }
 }

@@ -36,9 +36,7 @@ impl ConnectionId {
         let id = id.into();
         let ok = !id.is_empty()
             && id.len() <= MAX_CONNECTION_ID_LEN
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'=' | b'-'));
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'=' | b'-'));
         if ok { Ok(Self(id)) } else { Err(NameError::ConnectionId) }
     }
 
@@ -78,9 +76,7 @@ impl ChannelName {
         let name = name.into();
         let ok = !name.is_empty()
             && name.len() <= MAX_CHANNEL_NAME_LEN
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
         if ok { Ok(Self(name)) } else { Err(NameError::Channel) }
     }
 
@@ -125,10 +121,7 @@ pub struct Identity {
 impl Identity {
     /// An identity with no groups.
     pub fn user(user_id: impl Into<String>) -> Self {
-        Self {
-            user_id: user_id.into(),
-            groups: Vec::new(),
-        }
+        Self { user_id: user_id.into(), groups: Vec::new() }
     }
 
     /// Adds groups to the identity.
@@ -153,9 +146,7 @@ impl Identity {
             serde_json::Value::Number(n) => Some(n.to_string()),
             _ => None,
         };
-        let user_id = ["sub", "user_id", "principalId"]
-            .into_iter()
-            .find_map(|k| claim(k).and_then(text))?;
+        let user_id = ["sub", "user_id", "principalId"].into_iter().find_map(|k| claim(k).and_then(text))?;
         if user_id.trim().is_empty() {
             return None;
         }
@@ -256,28 +247,19 @@ mod tests {
             "cognito:groups" => Some(json!("[admin staff]")),
             _ => None,
         };
-        assert_eq!(
-            Identity::from_claims(jwt),
-            Some(Identity::user("u-1").with_groups(["admin", "staff"]))
-        );
+        assert_eq!(Identity::from_claims(jwt), Some(Identity::user("u-1").with_groups(["admin", "staff"])));
         let lambda = |k: &str| match k {
             "user_id" => Some(json!(42)),
             "groups" => Some(json!(["a", "b"])),
             _ => None,
         };
-        assert_eq!(
-            Identity::from_claims(lambda),
-            Some(Identity::user("42").with_groups(["a", "b"]))
-        );
+        assert_eq!(Identity::from_claims(lambda), Some(Identity::user("42").with_groups(["a", "b"])));
         let comma = |k: &str| match k {
             "principalId" => Some(json!("p")),
             "groups" => Some(json!("x,y")),
             _ => None,
         };
-        assert_eq!(
-            Identity::from_claims(comma).map(|i| i.groups),
-            Some(vec!["x".to_owned(), "y".to_owned()])
-        );
+        assert_eq!(Identity::from_claims(comma).map(|i| i.groups), Some(vec!["x".to_owned(), "y".to_owned()]));
         assert_eq!(Identity::from_claims(|_| None), None);
         assert_eq!(Identity::from_claims(|k| (k == "sub").then(|| json!(" "))), None);
     }

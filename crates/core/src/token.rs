@@ -43,10 +43,7 @@ pub struct IssuedToken {
 
 impl std::fmt::Debug for IssuedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuedToken")
-            .field("token", &"<redacted>")
-            .field("expires_in", &self.expires_in)
-            .finish()
+        f.debug_struct("IssuedToken").field("token", &"<redacted>").field("expires_in", &self.expires_in).finish()
     }
 }
 
@@ -62,10 +59,7 @@ pub fn token_hash(token: &str) -> String {
 
 /// Whether `token` has the shape of one we issue (cheap reject before any store call).
 pub fn is_well_formed(token: &str) -> bool {
-    token.len() == TOKEN_LEN
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    token.len() == TOKEN_LEN && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Issues a token for `identity`, optionally bound to one channel, valid for `ttl_secs`.
@@ -79,16 +73,9 @@ pub async fn issue(
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let token = URL_SAFE_NO_PAD.encode(bytes);
-    let record = TokenRecord {
-        identity,
-        channel,
-        expires_at: now_secs + ttl_secs as i64,
-    };
+    let record = TokenRecord { identity, channel, expires_at: now_secs + ttl_secs as i64 };
     store.put_token(&token_hash(&token), &record).await?;
-    Ok(IssuedToken {
-        token,
-        expires_in: ttl_secs,
-    })
+    Ok(IssuedToken { token, expires_in: ttl_secs })
 }
 
 /// Consumes `token`: valid once, before its expiry.
@@ -118,10 +105,7 @@ mod tests {
         assert!(is_well_formed(&a.token), "{}", a.token.len());
         assert_eq!(a.expires_in, 60);
         assert!(!format!("{a:?}").contains(&a.token), "Debug must not print the token");
-        assert_eq!(
-            token_hash("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(token_hash("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         // Stored under the hash, not the token.
         assert!(store.take_token(&a.token).await.expect("take").is_none());
         assert!(store.take_token(&token_hash(&a.token)).await.expect("take").is_some());
@@ -131,19 +115,8 @@ mod tests {
     async fn consume_once_before_expiry() {
         let store = MemoryStore::new();
         let t = issue(&store, Identity::user("u"), None, 60, 1000).await.expect("issue");
-        assert_eq!(
-            consume(&store, Some(&t.token), 1059)
-                .await
-                .expect("valid")
-                .identity
-                .user_id,
-            "u"
-        );
-        assert_eq!(
-            consume(&store, Some(&t.token), 1059).await,
-            Err(TokenError::Invalid),
-            "replay"
-        );
+        assert_eq!(consume(&store, Some(&t.token), 1059).await.expect("valid").identity.user_id, "u");
+        assert_eq!(consume(&store, Some(&t.token), 1059).await, Err(TokenError::Invalid), "replay");
         let late = issue(&store, Identity::user("u"), None, 60, 1000).await.expect("issue");
         assert_eq!(consume(&store, Some(&late.token), 1060).await, Err(TokenError::Expired));
         assert_eq!(

@@ -48,10 +48,8 @@ pub fn token_request(request: &Request, config: &Config) -> TokenRequest {
         }),
         _ => None,
     };
-    let channel = request
-        .query_string_parameters_ref()
-        .and_then(|q| q.first("channel").map(str::to_owned))
-        .or_else(|| {
+    let channel =
+        request.query_string_parameters_ref().and_then(|q| q.first("channel").map(str::to_owned)).or_else(|| {
             match request.body() {
                 Body::Text(text) => serde_json::from_str::<serde_json::Value>(text).ok(),
                 Body::Binary(bytes) => serde_json::from_slice(bytes).ok(),
@@ -59,12 +57,7 @@ pub fn token_request(request: &Request, config: &Config) -> TokenRequest {
             }
             .and_then(|v| v.get("channel").and_then(|c| c.as_str()).map(str::to_owned))
         });
-    TokenRequest {
-        identity,
-        origin: header("origin"),
-        csrf_header: header(&config.csrf_header).is_some(),
-        channel,
-    }
+    TokenRequest { identity, origin: header("origin"), csrf_header: header(&config.csrf_header).is_some(), channel }
 }
 
 /// Turns a handler's answer into an HTTP response that no cache keeps.
@@ -74,4 +67,61 @@ pub fn http_response(answer: HttpAnswer) -> Result<Response<Body>, Error> {
         .header("content-type", "application/json")
         .header("cache-control", "no-store")
         .body(Body::Text(answer.body.to_string()))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_ws::Identity;
+
+    fn sample(edit: impl FnOnce(&mut serde_json::Value)) -> Request {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/issue-token.json");
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let mut event: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        edit(&mut event);
+        lambda_http::request::from_str(&event.to_string()).unwrap_or_else(|e| panic!("sample event: {e}"))
+    }
+
+    #[test]
+    fn reads_identity_origin_csrf_and_channel_from_an_http_api_event() {
+        let request = token_request(&sample(|_| {}), &Config::default());
+        let expected = Identity::user("5f8e2c1a-7b3d-4e9f-a0c6-1d2e3f4a5b6c").with_groups(["staff", "editors"]);
+        assert_eq!(request.identity, Some(expected));
+        assert_eq!(request.origin.as_deref(), Some("https://app.example.com"));
+        assert!(request.csrf_header);
+        assert_eq!(request.channel.as_deref(), Some("lobby"));
+    }
+
+    #[test]
+    fn missing_authorizer_or_header_is_seen_as_such() {
+        let request = sample(|e| {
+            e["requestContext"]["authorizer"] = serde_json::Value::Null;
+            e["headers"].as_object_mut().map(|h| h.remove("x-lambda-ws"));
+            e["queryStringParameters"] = serde_json::Value::Null;
+            e["rawQueryString"] = "".into();
+            e["body"] = r#"{"channel":"from-body"}"#.into();
+        });
+        let request = token_request(&request, &Config::default());
+        assert_eq!(request.identity, None);
+        assert!(!request.csrf_header);
+        assert_eq!(request.channel.as_deref(), Some("from-body"));
+    }
+
+    #[test]
+    fn lambda_authorizer_context_is_an_identity_too() {
+        let request = sample(|e| {
+            e["requestContext"]["authorizer"] = serde_json::json!({"lambda": {"user_id": "u-9", "groups": "a,b"}});
+        });
+        let identity = token_request(&request, &Config::default()).identity;
+        assert_eq!(identity, Some(Identity::user("u-9").with_groups(["a", "b"])));
+    }
+
+    #[test]
+    fn responses_are_json_and_uncached() {
+        let answer = HttpAnswer { status: 429, body: serde_json::json!({"error":{"code":"rate_limited"}}) };
+        let response = http_response(answer).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        assert_eq!(response.headers()["content-type"], "application/json");
+    }
 }

@@ -75,18 +75,9 @@ enum Resolved {
 }
 
 enum Outcome {
-    Delivered {
-        retries: usize,
-    },
-    Gone {
-        id: ConnectionId,
-        retries: usize,
-    },
-    Failed {
-        failure: FailedDelivery,
-        forbidden: bool,
-        retries: usize,
-    },
+    Delivered { retries: usize },
+    Gone { id: ConnectionId, retries: usize },
+    Failed { failure: FailedDelivery, forbidden: bool, retries: usize },
     Unknown(ConnectionId),
     Excluded,
     ListingFailed(StoreError),
@@ -100,12 +91,7 @@ impl Sender {
         clock: Arc<dyn Clock>,
         options: SendOptions,
     ) -> Self {
-        Self {
-            sessions,
-            transport,
-            clock,
-            options,
-        }
+        Self { sessions, transport, clock, options }
     }
 
     /// The options in use.
@@ -157,11 +143,7 @@ impl Sender {
                         report.retries += retries;
                         report.gone.push(id);
                     }
-                    Outcome::Failed {
-                        failure,
-                        forbidden,
-                        retries,
-                    } => {
+                    Outcome::Failed { failure, forbidden, retries } => {
                         if forbidden && !forbidden_logged.swap(true, Ordering::Relaxed) {
                             tracing::error!(
                                 reason = %failure.reason,
@@ -193,10 +175,7 @@ impl Sender {
         let payload = message.encode()?;
         let started = Instant::now();
         let deadline = started + self.options.deadline;
-        let mut report = DeliveryReport {
-            recipients: 1,
-            ..DeliveryReport::default()
-        };
+        let mut report = DeliveryReport { recipients: 1, ..DeliveryReport::default() };
         match self.deliver(recipient, payload, deadline).await {
             Outcome::Delivered { retries } => (report.delivered, report.retries) = (1, retries),
             Outcome::Gone { id, retries } => (report.gone, report.retries) = (vec![id], retries),
@@ -214,18 +193,13 @@ impl Sender {
         loop {
             let error = match self.transport.post(&recipient.endpoint, id, payload.clone()).await {
                 Ok(()) => {
-                    return Outcome::Delivered {
-                        retries: attempt as usize,
-                    };
+                    return Outcome::Delivered { retries: attempt as usize };
                 }
                 Err(TransportError::Gone) => {
                     if let Err(e) = self.sessions.remove_session(id).await {
                         tracing::warn!(connection_id = %id, error = %e, "could not remove a gone session");
                     }
-                    return Outcome::Gone {
-                        id: id.clone(),
-                        retries: attempt as usize,
-                    };
+                    return Outcome::Gone { id: id.clone(), retries: attempt as usize };
                 }
                 Err(e) => e,
             };
@@ -234,15 +208,8 @@ impl Sender {
                 error.is_retryable() && attempt + 1 < self.options.max_attempts && Instant::now() + backoff < deadline;
             if !may_retry {
                 let forbidden = matches!(error, TransportError::Forbidden(_));
-                let failure = FailedDelivery {
-                    connection_id: id.clone(),
-                    reason: error.to_string(),
-                };
-                return Outcome::Failed {
-                    failure,
-                    forbidden,
-                    retries: attempt as usize,
-                };
+                let failure = FailedDelivery { connection_id: id.clone(), reason: error.to_string() };
+                return Outcome::Failed { failure, forbidden, retries: attempt as usize };
             }
             tokio::time::sleep(backoff).await;
             attempt += 1;
@@ -251,17 +218,9 @@ impl Sender {
 
     /// Full jitter: a uniform wait in `[0, min(max, base * 2^attempt)]`.
     fn backoff(&self, attempt: u32) -> Duration {
-        let cap = self
-            .options
-            .base_backoff
-            .saturating_mul(1 << attempt.min(16))
-            .min(self.options.max_backoff);
+        let cap = self.options.base_backoff.saturating_mul(1 << attempt.min(16)).min(self.options.max_backoff);
         let millis = cap.as_millis() as u64;
-        Duration::from_millis(if millis == 0 {
-            0
-        } else {
-            rand::rng().random_range(0..=millis)
-        })
+        Duration::from_millis(if millis == 0 { 0 } else { rand::rng().random_range(0..=millis) })
     }
 
     /// The recipients of `target`, streamed page by page; memory does not grow with the target
@@ -273,12 +232,12 @@ impl Sender {
         match target {
             Target::Connection(id) => self.lookup(std::slice::from_ref(id), now),
             Target::Connections(ids) => self.lookup(ids, now),
-            Target::User(user) => found(paged(move |c| async move {
-                store.user_page(user, c.as_ref(), page, now).await
-            })),
-            Target::Channel(ch) => found(paged(move |c| async move {
-                store.channel_page(ch, c.as_ref(), page, now).await
-            })),
+            Target::User(user) => {
+                found(paged(move |c| async move { store.user_page(user, c.as_ref(), page, now).await }))
+            }
+            Target::Channel(ch) => {
+                found(paged(move |c| async move { store.channel_page(ch, c.as_ref(), page, now).await }))
+            }
             Target::Channels(channels) => {
                 let mut seen = HashSet::new();
                 let all = stream::iter(channels.iter().collect::<HashSet<_>>())
@@ -303,10 +262,7 @@ impl Sender {
         stream::iter(ids.iter().filter(move |id| seen.insert(*id)))
             .map(move |id| async move {
                 Ok(match self.sessions.get_session(id, now).await? {
-                    Some(s) => Resolved::Found(Recipient {
-                        connection_id: s.connection_id,
-                        endpoint: s.endpoint,
-                    }),
+                    Some(s) => Resolved::Found(Recipient { connection_id: s.connection_id, endpoint: s.endpoint }),
                     None => Resolved::Unknown(id.clone()),
                 })
             })

@@ -73,21 +73,12 @@ mod tests {
     fn targets_parse_as_documented() {
         let cases = [
             (json!("all"), Target::All),
-            (
-                json!({"connection":"abc="}),
-                Target::Connection(ConnectionId::new("abc=").expect("id")),
-            ),
+            (json!({"connection":"abc="}), Target::Connection(ConnectionId::new("abc=").expect("id"))),
             (json!({"user":"u1"}), Target::User("u1".into())),
-            (
-                json!({"channel":"lobby"}),
-                Target::Channel(ChannelName::new("lobby").expect("ch")),
-            ),
+            (json!({"channel":"lobby"}), Target::Channel(ChannelName::new("lobby").expect("ch"))),
             (
                 json!({"channels":["a","b"]}),
-                Target::Channels(vec![
-                    ChannelName::new("a").expect("ch"),
-                    ChannelName::new("b").expect("ch"),
-                ]),
+                Target::Channels(vec![ChannelName::new("a").expect("ch"), ChannelName::new("b").expect("ch")]),
             ),
         ];
         for (json, target) in cases {

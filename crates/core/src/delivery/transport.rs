@@ -48,10 +48,7 @@ pub enum TransportError {
 impl TransportError {
     /// Whether a retry may succeed (throttling, 5xx, timeouts, network errors).
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Self::Throttled | Self::Server(_) | Self::Timeout | Self::Network(_)
-        )
+        matches!(self, Self::Throttled | Self::Server(_) | Self::Timeout | Self::Network(_))
     }
 }
 
@@ -91,11 +88,7 @@ pub struct ManagementApi {
 
 impl fmt::Debug for ManagementApi {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let endpoints: Vec<String> = self
-            .clients
-            .read()
-            .map(|c| c.keys().cloned().collect())
-            .unwrap_or_default();
+        let endpoints: Vec<String> = self.clients.read().map(|c| c.keys().cloned().collect()).unwrap_or_default();
         f.debug_struct("ManagementApi").field("endpoints", &endpoints).finish()
     }
 }
@@ -103,10 +96,7 @@ impl fmt::Debug for ManagementApi {
 impl ManagementApi {
     /// A transport using credentials and region from `config`.
     pub fn new(config: aws_config::SdkConfig) -> Self {
-        Self {
-            config,
-            clients: RwLock::new(HashMap::new()),
-        }
+        Self { config, clients: RwLock::new(HashMap::new()) }
     }
 
     /// The client for `endpoint`, built once.
@@ -201,12 +191,7 @@ impl Transport for ManagementApi {
     }
 
     async fn disconnect(&self, endpoint: &str, connection: &ConnectionId) -> Result<(), TransportError> {
-        self.client(endpoint)
-            .delete_connection()
-            .connection_id(connection.as_str())
-            .send()
-            .await
-            .map_err(map_error)?;
+        self.client(endpoint).delete_connection().connection_id(connection.as_str()).send().await.map_err(map_error)?;
         Ok(())
     }
 }

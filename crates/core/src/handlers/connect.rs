@@ -89,15 +89,7 @@ async fn try_connect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> Resu
         .and_then(|id| ConnectionId::new(id).ok())
         .ok_or(ConnectRefusal::BadRequest("invalid connection id"))?;
     let source_ip = ctx.identity.source_ip.clone().unwrap_or_else(|| "unknown".to_owned());
-    if !rate::allow(
-        &*app.counters,
-        Scope::ConnectIp,
-        &source_ip,
-        config.rate_limits.connect_per_ip,
-        now,
-    )
-    .await?
-    {
+    if !rate::allow(&*app.counters, Scope::ConnectIp, &source_ip, config.rate_limits.connect_per_ip, now).await? {
         return Err(ConnectRefusal::RateLimited);
     }
     let origin = event.headers.get(http::header::ORIGIN).and_then(|v| v.to_str().ok());
@@ -112,16 +104,12 @@ async fn try_connect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> Resu
     let token_text = query.first("ws_token");
     let record = match (token_text, config.require_token) {
         (None, false) => None,
-        (token_text, _) => Some(
-            token::consume(&*app.tokens, token_text, now)
-                .await
-                .map_err(|e| match e {
-                    TokenError::Missing => ConnectRefusal::Unauthorized("token missing"),
-                    TokenError::Invalid => ConnectRefusal::Unauthorized("token invalid or already used"),
-                    TokenError::Expired => ConnectRefusal::Unauthorized("token expired"),
-                    TokenError::Store(e) => e.into(),
-                })?,
-        ),
+        (token_text, _) => Some(token::consume(&*app.tokens, token_text, now).await.map_err(|e| match e {
+            TokenError::Missing => ConnectRefusal::Unauthorized("token missing"),
+            TokenError::Invalid => ConnectRefusal::Unauthorized("token invalid or already used"),
+            TokenError::Expired => ConnectRefusal::Unauthorized("token expired"),
+            TokenError::Store(e) => e.into(),
+        })?),
     };
     let bound = record.as_ref().and_then(|r| r.channel.clone());
     let channel = match (requested, bound) {
@@ -137,10 +125,10 @@ async fn try_connect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> Resu
             return Err(ConnectRefusal::RateLimited);
         }
     }
-    if let Some(channel) = &channel {
-        if !app.may_join(identity.as_ref(), channel).await {
-            return Err(ConnectRefusal::Forbidden("channel not allowed"));
-        }
+    if let Some(channel) = &channel
+        && !app.may_join(identity.as_ref(), channel).await
+    {
+        return Err(ConnectRefusal::Forbidden("channel not allowed"));
     }
     let endpoint = management_endpoint(config, ctx).ok_or(ConnectRefusal::BadRequest("event has no domain name"))?;
     let connected_at = if ctx.connected_at > 0 { ctx.connected_at } else { now_ms };

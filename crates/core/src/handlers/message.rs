@@ -53,10 +53,7 @@ pub struct RouteError {
 impl RouteError {
     /// An error with a code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
+        Self { code, message: message.into() }
     }
 
     /// `bad_request`: a missing or mistyped field.
@@ -96,8 +93,7 @@ impl MessageContext<'_> {
 
     /// A string field of `msg`, or a `bad_request` error naming it.
     pub fn required_str<'m>(&self, msg: &'m Inbound, field: &str) -> Result<&'m str, RouteError> {
-        msg.str_field(field)
-            .ok_or_else(|| RouteError::bad_request(format!("\"{field}\" must be a string")))
+        msg.str_field(field).ok_or_else(|| RouteError::bad_request(format!("\"{field}\" must be a string")))
     }
 
     /// A channel-name field of `msg`, validated.
@@ -129,10 +125,7 @@ impl Router {
 
     /// The built-in actions: `subscribe`, `unsubscribe`, `ping`.
     pub fn builtin() -> Self {
-        Self::new()
-            .route("subscribe", SubscribeRoute)
-            .route("unsubscribe", UnsubscribeRoute)
-            .route("ping", PingRoute)
+        Self::new().route("subscribe", SubscribeRoute).route("unsubscribe", UnsubscribeRoute).route("ping", PingRoute)
     }
 
     /// Adds (or replaces) the route for `action`.
@@ -160,17 +153,13 @@ pub async fn message(app: &App, router: &Router, event: &ApiGatewayWebsocketProx
         tracing::warn!(api_id = ctx.apiid.as_deref(), "message from an unexpected API refused");
         return respond(403, &json!({ "message": "unexpected API" }));
     }
-    let (Some(id), Some(endpoint)) = (
-        ctx.connection_id.clone().and_then(|id| ConnectionId::new(id).ok()),
-        management_endpoint(&app.config, ctx),
-    ) else {
+    let (Some(id), Some(endpoint)) =
+        (ctx.connection_id.clone().and_then(|id| ConnectionId::new(id).ok()), management_endpoint(&app.config, ctx))
+    else {
         tracing::warn!("message without a valid connection id or domain name");
         return respond(400, &json!({ "message": "invalid connection id" }));
     };
-    let reply_to = Recipient {
-        connection_id: id.clone(),
-        endpoint,
-    };
+    let reply_to = Recipient { connection_id: id.clone(), endpoint };
     let answer = match route_message(app, router, event, &id).await {
         Ok(None) => return respond(200, &json!({})),
         Ok(Some(answer)) => answer,
@@ -198,37 +187,20 @@ async fn route_message(
     let reference = msg.reference.clone();
     let fail = |e: RouteError| (e, reference.clone());
     let now = app.clock.now_secs();
-    let session = app
-        .sessions
-        .get_session(id, now)
-        .await
-        .map_err(|e| fail(e.into()))?
-        .ok_or_else(|| {
-            fail(RouteError::new(
-                ErrorCode::NotConnected,
-                "no session for this connection; reconnect",
-            ))
+    let session =
+        app.sessions.get_session(id, now).await.map_err(|e| fail(e.into()))?.ok_or_else(|| {
+            fail(RouteError::new(ErrorCode::NotConnected, "no session for this connection; reconnect"))
         })?;
     let limit = app.config.rate_limits.messages_per_connection;
-    if !rate::allow(&*app.counters, Scope::Message, id.as_str(), limit, now)
-        .await
-        .map_err(|e| fail(e.into()))?
-    {
-        return Err(fail(RouteError::new(
-            ErrorCode::RateLimited,
-            "too many messages; slow down",
-        )));
+    if !rate::allow(&*app.counters, Scope::Message, id.as_str(), limit, now).await.map_err(|e| fail(e.into()))? {
+        return Err(fail(RouteError::new(ErrorCode::RateLimited, "too many messages; slow down")));
     }
     let Some(route) = router.get(&msg.action) else {
         let known: Vec<&str> = router.actions().collect();
         let text = format!("unknown action \"{}\"; known actions: {}", msg.action, known.join(", "));
         return Err(fail(RouteError::new(ErrorCode::UnknownAction, text)));
     };
-    let ctx = MessageContext {
-        app,
-        session: &session,
-        event,
-    };
+    let ctx = MessageContext { app, session: &session, event };
     route.handle(&ctx, msg).await.map_err(fail)
 }
 
@@ -241,16 +213,11 @@ impl Route for SubscribeRoute {
     async fn handle(&self, ctx: &MessageContext<'_>, msg: Inbound) -> Result<Option<Outbound>, RouteError> {
         let channel = ctx.channel_field(&msg, "channel")?;
         let app = ctx.app;
-        let current = app
-            .sessions
-            .channels_of(ctx.connection_id(), app.clock.now_secs())
-            .await?;
+        let current = app.sessions.channels_of(ctx.connection_id(), app.clock.now_secs()).await?;
         if !current.contains(&channel) {
             if current.len() >= app.config.max_channels_per_connection {
-                let text = format!(
-                    "a connection may be in at most {} channels",
-                    app.config.max_channels_per_connection
-                );
+                let text =
+                    format!("a connection may be in at most {} channels", app.config.max_channels_per_connection);
                 return Err(RouteError::bad_request(text));
             }
             if !app.may_join(ctx.session.identity.as_ref(), &channel).await {
@@ -259,11 +226,7 @@ impl Route for SubscribeRoute {
             app.sessions.join(ctx.session, &channel).await?;
         }
         let data = json!({ "channel": channel });
-        Ok(Some(Outbound::Reply(Reply {
-            action: msg.action,
-            reference: msg.reference,
-            data,
-        })))
+        Ok(Some(Outbound::Reply(Reply { action: msg.action, reference: msg.reference, data })))
     }
 }
 
@@ -277,11 +240,7 @@ impl Route for UnsubscribeRoute {
         let channel = ctx.channel_field(&msg, "channel")?;
         let was_member = ctx.app.sessions.leave(ctx.connection_id(), &channel).await?;
         let data = json!({ "channel": channel, "was_member": was_member });
-        Ok(Some(Outbound::Reply(Reply {
-            action: msg.action,
-            reference: msg.reference,
-            data,
-        })))
+        Ok(Some(Outbound::Reply(Reply { action: msg.action, reference: msg.reference, data })))
     }
 }
 
@@ -293,10 +252,7 @@ pub struct PingRoute;
 impl Route for PingRoute {
     async fn handle(&self, ctx: &MessageContext<'_>, msg: Inbound) -> Result<Option<Outbound>, RouteError> {
         let connection_id = ctx.connection_id().to_string();
-        Ok(Some(Outbound::Pong(Pong {
-            connection_id,
-            reference: msg.reference,
-        })))
+        Ok(Some(Outbound::Pong(Pong { connection_id, reference: msg.reference })))
     }
 }
 
@@ -310,50 +266,28 @@ pub struct ChatRoute;
 impl Route for ChatRoute {
     async fn handle(&self, ctx: &MessageContext<'_>, msg: Inbound) -> Result<Option<Outbound>, RouteError> {
         if msg.handler.as_deref().is_some_and(|h| h != "say") {
-            return Err(RouteError::new(
-                ErrorCode::UnknownAction,
-                "chat has one handler: \"say\"",
-            ));
+            return Err(RouteError::new(ErrorCode::UnknownAction, "chat has one handler: \"say\""));
         }
         let text = ctx.required_str(&msg, "message")?.trim();
         if text.is_empty() || text.len() > MAX_CHAT_BYTES {
-            return Err(RouteError::bad_request(format!(
-                "\"message\" must be 1 to {MAX_CHAT_BYTES} bytes"
-            )));
+            return Err(RouteError::bad_request(format!("\"message\" must be 1 to {MAX_CHAT_BYTES} bytes")));
         }
         let app = ctx.app;
-        let joined = app
-            .sessions
-            .channels_of(ctx.connection_id(), app.clock.now_secs())
-            .await?;
+        let joined = app.sessions.channels_of(ctx.connection_id(), app.clock.now_secs()).await?;
         let channel = match msg.fields.get("channel") {
             Some(_) => ctx.channel_field(&msg, "channel")?,
-            None => joined
-                .first()
-                .cloned()
-                .ok_or_else(|| RouteError::bad_request("join a channel first"))?,
+            None => joined.first().cloned().ok_or_else(|| RouteError::bad_request("join a channel first"))?,
         };
         if !joined.contains(&channel) {
             return Err(RouteError::new(ErrorCode::Forbidden, "you are not in that channel"));
         }
         let username = ctx.session.user_id().unwrap_or("anonymous").to_owned();
-        let line = Outbound::ChatMessage(ChatMessage {
-            username,
-            message: text.to_owned(),
-            channel: channel.to_string(),
-        });
-        let report = app
-            .sender()
-            .send(&Target::Channel(channel), &line, &[])
-            .await
-            .map_err(RouteError::internal)?;
+        let line =
+            Outbound::ChatMessage(ChatMessage { username, message: text.to_owned(), channel: channel.to_string() });
+        let report = app.sender().send(&Target::Channel(channel), &line, &[]).await.map_err(RouteError::internal)?;
         Ok(msg.reference.map(|reference| {
             let data = json!({ "delivered": report.delivered });
-            Outbound::Reply(Reply {
-                action: msg.action,
-                reference: Some(reference),
-                data,
-            })
+            Outbound::Reply(Reply { action: msg.action, reference: Some(reference), data })
         }))
     }
 }

@@ -27,10 +27,7 @@ pub(crate) fn respond(status: u16, body: &serde_json::Value) -> ApiGatewayProxyR
     let mut response = ApiGatewayProxyResponse::default();
     response.status_code = i64::from(status);
     response.body = Some(Body::Text(body.to_string()));
-    response.headers.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
+    response.headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
     response
 }
 
@@ -44,20 +41,13 @@ pub fn management_endpoint(config: &Config, ctx: &ApiGatewayWebsocketProxyReques
     let domain = ctx.domain_name.as_deref().filter(|d| !d.is_empty())?;
     let stage = ctx.stage.as_deref().unwrap_or_default();
     let host = domain.rsplit_once(':').map_or(domain, |(h, _)| h);
-    let scheme = if matches!(host, "localhost" | "127.0.0.1" | "[::1]") {
-        "http"
-    } else {
-        "https"
-    };
+    let scheme = if matches!(host, "localhost" | "127.0.0.1" | "[::1]") { "http" } else { "https" };
     Some(format!("{scheme}://{domain}/{stage}"))
 }
 
 /// Whether the event comes from the configured API (always true when none is configured).
 pub(crate) fn api_id_matches(config: &Config, ctx: &ApiGatewayWebsocketProxyRequestContext) -> bool {
-    config
-        .api_id
-        .as_deref()
-        .is_none_or(|expected| ctx.apiid.as_deref() == Some(expected))
+    config.api_id.as_deref().is_none_or(|expected| ctx.apiid.as_deref() == Some(expected))
 }
 
 #[cfg(test)]
@@ -76,18 +66,9 @@ mod tests {
         );
         ctx.domain_name = Some("127.0.0.1:3001".into());
         ctx.stage = Some("local".into());
-        assert_eq!(
-            management_endpoint(&config, &ctx).as_deref(),
-            Some("http://127.0.0.1:3001/local")
-        );
-        let custom = Config {
-            management_endpoint: Some("https://ws.example.com/v1".into()),
-            ..Config::default()
-        };
-        assert_eq!(
-            management_endpoint(&custom, &ctx).as_deref(),
-            Some("https://ws.example.com/v1")
-        );
+        assert_eq!(management_endpoint(&config, &ctx).as_deref(), Some("http://127.0.0.1:3001/local"));
+        let custom = Config { management_endpoint: Some("https://ws.example.com/v1".into()), ..Config::default() };
+        assert_eq!(management_endpoint(&custom, &ctx).as_deref(), Some("https://ws.example.com/v1"));
         ctx.domain_name = None;
         assert_eq!(management_endpoint(&config, &ctx), None);
     }

@@ -26,11 +26,7 @@ pub async fn send_response(app: &App, request: &SendRequest) -> Value {
             &format!("unsupported version {v}; this sender speaks {SEND_CONTRACT_VERSION}"),
         );
     }
-    match app
-        .sender()
-        .send(&request.target, &request.message, &request.exclude)
-        .await
-    {
+    match app.sender().send(&request.target, &request.message, &request.exclude).await {
         Ok(report) => {
             tracing::info!(
                 target = ?request.target,

@@ -34,10 +34,7 @@ pub struct HttpAnswer {
 
 impl HttpAnswer {
     fn error(status: u16, code: &str, message: &str) -> Self {
-        Self {
-            status,
-            body: json!({ "error": { "code": code, "message": message } }),
-        }
+        Self { status, body: json!({ "error": { "code": code, "message": message } }) }
     }
 }
 
@@ -57,32 +54,19 @@ pub async fn issue_token(app: &App, request: TokenRequest) -> HttpAnswer {
         let Some(identity) = request.identity else {
             return HttpAnswer::error(401, "unauthorized", "authentication required");
         };
-        let channel = match request
-            .channel
-            .as_deref()
-            .filter(|c| !c.is_empty())
-            .map(ChannelName::new)
-        {
+        let channel = match request.channel.as_deref().filter(|c| !c.is_empty()).map(ChannelName::new) {
             None => None,
             Some(Ok(channel)) => Some(channel),
             Some(Err(e)) => return HttpAnswer::error(400, "bad_channel", &e.to_string()),
         };
-        if let Some(channel) = &channel {
-            if !app.may_join(Some(&identity), channel).await {
-                return HttpAnswer::error(403, "forbidden", "channel not allowed");
-            }
+        if let Some(channel) = &channel
+            && !app.may_join(Some(&identity), channel).await
+        {
+            return HttpAnswer::error(403, "forbidden", "channel not allowed");
         }
         let now = app.clock.now_secs();
         let user = identity.user_id.clone();
-        match rate::allow(
-            &*app.counters,
-            Scope::Token,
-            &user,
-            config.rate_limits.tokens_per_user,
-            now,
-        )
-        .await
-        {
+        match rate::allow(&*app.counters, Scope::Token, &user, config.rate_limits.tokens_per_user, now).await {
             Ok(true) => {}
             Ok(false) => return HttpAnswer::error(429, "rate_limited", "too many token requests"),
             Err(e) => {
@@ -93,10 +77,7 @@ pub async fn issue_token(app: &App, request: TokenRequest) -> HttpAnswer {
         match token::issue(&*app.tokens, identity, channel, config.token_ttl.as_secs(), now).await {
             Ok(issued) => {
                 tracing::info!(user = %user, "token issued");
-                HttpAnswer {
-                    status: 200,
-                    body: json!({ "token": issued.token, "expires_in": issued.expires_in }),
-                }
+                HttpAnswer { status: 200, body: json!({ "token": issued.token, "expires_in": issued.expires_in }) }
             }
             Err(e) => {
                 tracing::error!(error = %e, "store failed during token issue");

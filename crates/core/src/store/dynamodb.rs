@@ -54,10 +54,7 @@ pub struct DynamoDbStore {
 impl DynamoDbStore {
     /// A store over `table` using `client`.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
+        Self { client, table: table.into() }
     }
 
     /// The table name.
@@ -71,10 +68,7 @@ impl DynamoDbStore {
             let mut requests = chunk
                 .iter()
                 .map(|key| {
-                    let delete = DeleteRequest::builder()
-                        .set_key(Some(key.clone()))
-                        .build()
-                        .map_err(corrupt)?;
+                    let delete = DeleteRequest::builder().set_key(Some(key.clone())).build().map_err(corrupt)?;
                     Ok(WriteRequest::builder().delete_request(delete).build())
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
@@ -86,10 +80,7 @@ impl DynamoDbStore {
                     .send()
                     .await
                     .map_err(sdk_error)?;
-                requests = out
-                    .unprocessed_items
-                    .and_then(|mut m| m.remove(&self.table))
-                    .unwrap_or_default();
+                requests = out.unprocessed_items.and_then(|mut m| m.remove(&self.table)).unwrap_or_default();
                 if requests.is_empty() {
                     break;
                 }
@@ -128,16 +119,8 @@ impl DynamoDbStore {
             .send()
             .await
             .map_err(sdk_error)?;
-        let items = out
-            .items
-            .unwrap_or_default()
-            .iter()
-            .map(recipient_of)
-            .collect::<Result<_, _>>()?;
-        Ok(Page {
-            items,
-            next: encode_cursor(out.last_evaluated_key)?,
-        })
+        let items = out.items.unwrap_or_default().iter().map(recipient_of).collect::<Result<_, _>>()?;
+        Ok(Page { items, next: encode_cursor(out.last_evaluated_key)? })
     }
 
     /// Creates the table with the keys and indexes above (on-demand billing) and waits until it
@@ -150,18 +133,11 @@ impl DynamoDbStore {
 /// Creates `table` with the lambda-ws key schema and indexes; waits until it is active.
 pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
     let key = |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
-    let attr = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-    };
+    let attr =
+        |name: &str| AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build();
     let projection = INDEX_PROJECTION
         .iter()
-        .fold(
-            Projection::builder().projection_type(ProjectionType::Include),
-            |p, a| p.non_key_attributes(*a),
-        )
+        .fold(Projection::builder().projection_type(ProjectionType::Include), |p, a| p.non_key_attributes(*a))
         .build();
     let index = |name: &str, hash: &str| -> Result<GlobalSecondaryIndex, StoreError> {
         GlobalSecondaryIndex::builder()
@@ -177,11 +153,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
         .set_attribute_definitions(Some(
-            ["pk", "sk", "channel", "user_id"]
-                .into_iter()
-                .map(attr)
-                .collect::<Result<_, _>>()
-                .map_err(corrupt)?,
+            ["pk", "sk", "channel", "user_id"].into_iter().map(attr).collect::<Result<_, _>>().map_err(corrupt)?,
         ))
         .key_schema(key("pk", KeyType::Hash).map_err(corrupt)?)
         .key_schema(key("sk", KeyType::Range).map_err(corrupt)?)
@@ -191,16 +163,8 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
         .await
         .map_err(sdk_error)?;
     for _ in 0..100 {
-        let out = client
-            .describe_table()
-            .table_name(table)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        let active = out
-            .table
-            .and_then(|t| t.table_status)
-            .is_some_and(|s| s.as_str() == "ACTIVE");
+        let out = client.describe_table().table_name(table).send().await.map_err(sdk_error)?;
+        let active = out.table.and_then(|t| t.table_status).is_some_and(|s| s.as_str() == "ACTIVE");
         if active {
             return Ok(());
         }
@@ -257,9 +221,7 @@ impl SessionStore for DynamoDbStore {
                 if get_s(&item, "sk") == Some(SESSION_SK) {
                     session = Some(session_from(&item)?);
                 }
-                let key = ["pk", "sk"]
-                    .into_iter()
-                    .filter_map(|k| item.get(k).map(|v| (k.to_owned(), v.clone())));
+                let key = ["pk", "sk"].into_iter().filter_map(|k| item.get(k).map(|v| (k.to_owned(), v.clone())));
                 keys.push(key.collect());
             }
             start = out.last_evaluated_key;
@@ -280,13 +242,7 @@ impl SessionStore for DynamoDbStore {
             ("endpoint".to_owned(), s(&session.endpoint)),
             (TTL_ATTRIBUTE.to_owned(), n(session.expires_at)),
         ]);
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(sdk_error)?;
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(sdk_error)?;
         Ok(())
     }
 
@@ -342,8 +298,7 @@ impl SessionStore for DynamoDbStore {
         limit: usize,
         now: i64,
     ) -> Result<Page<Recipient>, StoreError> {
-        self.index_page(CHANNEL_INDEX, "channel", channel.as_str(), cursor, limit, now)
-            .await
+        self.index_page(CHANNEL_INDEX, "channel", channel.as_str(), cursor, limit, now).await
     }
 
     async fn user_page(
@@ -353,8 +308,7 @@ impl SessionStore for DynamoDbStore {
         limit: usize,
         now: i64,
     ) -> Result<Page<Recipient>, StoreError> {
-        self.index_page(USER_INDEX, "user_id", user_id, cursor, limit, now)
-            .await
+        self.index_page(USER_INDEX, "user_id", user_id, cursor, limit, now).await
     }
 
     async fn scan_page(
@@ -376,21 +330,11 @@ impl SessionStore for DynamoDbStore {
             .limit(page_limit(limit))
             .set_exclusive_start_key(decode_cursor(cursor)?);
         if segment.total > 1 {
-            request = request
-                .segment(segment.index as i32)
-                .total_segments(segment.total as i32);
+            request = request.segment(segment.index as i32).total_segments(segment.total as i32);
         }
         let out = request.send().await.map_err(sdk_error)?;
-        let items = out
-            .items
-            .unwrap_or_default()
-            .iter()
-            .map(recipient_of)
-            .collect::<Result<_, _>>()?;
-        Ok(Page {
-            items,
-            next: encode_cursor(out.last_evaluated_key)?,
-        })
+        let items = out.items.unwrap_or_default().iter().map(recipient_of).collect::<Result<_, _>>()?;
+        Ok(Page { items, next: encode_cursor(out.last_evaluated_key)? })
     }
 
     async fn expired_page(
@@ -415,18 +359,13 @@ impl SessionStore for DynamoDbStore {
             .map_err(sdk_error)?;
         let mut ids: Vec<ConnectionId> = Vec::new();
         for item in out.items.unwrap_or_default() {
-            let id = get_s(&item, "pk")
-                .and_then(|pk| pk.strip_prefix(CONN_PREFIX))
-                .unwrap_or_default();
+            let id = get_s(&item, "pk").and_then(|pk| pk.strip_prefix(CONN_PREFIX)).unwrap_or_default();
             let id = ConnectionId::new(id).map_err(corrupt)?;
             if !ids.contains(&id) {
                 ids.push(id);
             }
         }
-        Ok(Page {
-            items: ids,
-            next: encode_cursor(out.last_evaluated_key)?,
-        })
+        Ok(Page { items: ids, next: encode_cursor(out.last_evaluated_key)? })
     }
 }
 
@@ -480,15 +419,9 @@ impl TokenStore for DynamoDbStore {
             Some(AttributeValue::L(list)) => list.iter().filter_map(|v| v.as_s().ok().cloned()).collect(),
             _ => Vec::new(),
         };
-        let channel = get_s(&item, "token_channel")
-            .map(ChannelName::new)
-            .transpose()
-            .map_err(corrupt)?;
+        let channel = get_s(&item, "token_channel").map(ChannelName::new).transpose().map_err(corrupt)?;
         Ok(Some(TokenRecord {
-            identity: Identity {
-                user_id: user_id.to_owned(),
-                groups,
-            },
+            identity: Identity { user_id: user_id.to_owned(), groups },
             channel,
             expires_at: get_n(&item, TTL_ATTRIBUTE)?,
         }))
@@ -578,10 +511,7 @@ fn session_item(session: &Session) -> Item {
     if let Some(identity) = &session.identity {
         item.insert("user_id".to_owned(), s(&identity.user_id));
         if !identity.groups.is_empty() {
-            item.insert(
-                "groups".to_owned(),
-                AttributeValue::L(identity.groups.iter().map(|g| s(g)).collect()),
-            );
+            item.insert("groups".to_owned(), AttributeValue::L(identity.groups.iter().map(|g| s(g)).collect()));
         }
     }
     if let Some(ua) = &session.user_agent {
@@ -595,11 +525,8 @@ fn session_item(session: &Session) -> Item {
 }
 
 fn session_from(item: &Item) -> Result<Session, StoreError> {
-    let text = |name: &str| {
-        get_s(item, name)
-            .map(str::to_owned)
-            .ok_or_else(|| StoreError::Corrupt(format!("missing {name}")))
-    };
+    let text =
+        |name: &str| get_s(item, name).map(str::to_owned).ok_or_else(|| StoreError::Corrupt(format!("missing {name}")));
     let identity = get_s(item, "user_id").map(|user| Identity {
         user_id: user.to_owned(),
         groups: match item.get("groups") {
@@ -608,10 +535,9 @@ fn session_from(item: &Item) -> Result<Session, StoreError> {
         },
     });
     let metadata = match item.get("metadata") {
-        Some(AttributeValue::M(map)) => map
-            .iter()
-            .filter_map(|(k, v)| v.as_s().ok().map(|v| (k.clone(), v.clone())))
-            .collect(),
+        Some(AttributeValue::M(map)) => {
+            map.iter().filter_map(|(k, v)| v.as_s().ok().map(|v| (k.clone(), v.clone()))).collect()
+        }
         _ => Default::default(),
     };
     Ok(Session {
@@ -632,10 +558,7 @@ fn session_from(item: &Item) -> Result<Session, StoreError> {
 fn recipient_of(item: &Item) -> Result<Recipient, StoreError> {
     let id = get_s(item, "connection_id").ok_or_else(|| StoreError::Corrupt("missing connection_id".into()))?;
     let endpoint = get_s(item, "endpoint").ok_or_else(|| StoreError::Corrupt("missing endpoint".into()))?;
-    Ok(Recipient {
-        connection_id: ConnectionId::new(id).map_err(corrupt)?,
-        endpoint: endpoint.to_owned(),
-    })
+    Ok(Recipient { connection_id: ConnectionId::new(id).map_err(corrupt)?, endpoint: endpoint.to_owned() })
 }
 
 /// Key attributes are all strings, so a cursor is a JSON object of strings.

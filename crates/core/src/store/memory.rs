@@ -52,9 +52,7 @@ impl MemoryStore {
 fn after(cursor: Option<&Cursor>) -> Result<Bound<ConnectionId>, StoreError> {
     match cursor {
         None => Ok(Bound::Unbounded),
-        Some(c) => ConnectionId::new(c.0.clone())
-            .map(Bound::Excluded)
-            .map_err(|_| StoreError::BadCursor),
+        Some(c) => ConnectionId::new(c.0.clone()).map(Bound::Excluded).map_err(|_| StoreError::BadCursor),
     }
 }
 
@@ -79,9 +77,8 @@ fn paginate<T>(mut iter: impl Iterator<Item = (ConnectionId, T)>, limit: usize) 
 
 fn segment_of(id: &ConnectionId, total: u32) -> u32 {
     // FNV-1a: stable across runs, so segments stay disjoint between pages.
-    let hash = id.as_str().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
+    let hash =
+        id.as_str().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
     (hash % u64::from(total.max(1))) as u32
 }
 
@@ -90,10 +87,10 @@ impl SessionStore for MemoryStore {
     async fn put_session(&self, session: &Session) -> Result<(), StoreError> {
         let mut s = self.state();
         let id = session.connection_id.clone();
-        if let Some(old_user) = s.sessions.get(&id).and_then(|old| old.user_id().map(str::to_owned)) {
-            if let Some(set) = s.users.get_mut(&old_user) {
-                set.remove(&id);
-            }
+        if let Some(old_user) = s.sessions.get(&id).and_then(|old| old.user_id().map(str::to_owned))
+            && let Some(set) = s.users.get_mut(&old_user)
+        {
+            set.remove(&id);
         }
         if let Some(user) = session.user_id() {
             s.users.entry(user.to_owned()).or_default().insert(id.clone());
@@ -109,12 +106,12 @@ impl SessionStore for MemoryStore {
     async fn remove_session(&self, id: &ConnectionId) -> Result<Option<Session>, StoreError> {
         let mut s = self.state();
         let session = s.sessions.remove(id);
-        if let Some(user) = session.as_ref().and_then(|s| s.user_id().map(str::to_owned)) {
-            if let Some(set) = s.users.get_mut(&user) {
-                set.remove(id);
-                if set.is_empty() {
-                    s.users.remove(&user);
-                }
+        if let Some(user) = session.as_ref().and_then(|s| s.user_id().map(str::to_owned))
+            && let Some(set) = s.users.get_mut(&user)
+        {
+            set.remove(id);
+            if set.is_empty() {
+                s.users.remove(&user);
             }
         }
         for channel in s.memberships.remove(id).unwrap_or_default() {
@@ -153,16 +150,8 @@ impl SessionStore for MemoryStore {
 
     async fn channels_of(&self, id: &ConnectionId, now: i64) -> Result<Vec<ChannelName>, StoreError> {
         let s = self.state();
-        let live = |c: &&ChannelName| {
-            s.channels
-                .get(*c)
-                .and_then(|m| m.get(id))
-                .is_some_and(|(_, exp)| *exp > now)
-        };
-        Ok(s.memberships
-            .get(id)
-            .map(|set| set.iter().filter(live).cloned().collect())
-            .unwrap_or_default())
+        let live = |c: &&ChannelName| s.channels.get(*c).and_then(|m| m.get(id)).is_some_and(|(_, exp)| *exp > now);
+        Ok(s.memberships.get(id).map(|set| set.iter().filter(live).cloned().collect()).unwrap_or_default())
     }
 
     async fn channel_page(
@@ -175,23 +164,12 @@ impl SessionStore for MemoryStore {
         let start = after(cursor)?;
         let s = self.state();
         let Some(members) = s.channels.get(channel) else {
-            return Ok(Page {
-                items: Vec::new(),
-                next: None,
-            });
+            return Ok(Page { items: Vec::new(), next: None });
         };
         let iter = members
             .range((start, Bound::Unbounded))
             .filter(|(_, (_, exp))| *exp > now)
-            .map(|(id, (ep, _))| {
-                (
-                    id.clone(),
-                    Recipient {
-                        connection_id: id.clone(),
-                        endpoint: ep.clone(),
-                    },
-                )
-            });
+            .map(|(id, (ep, _))| (id.clone(), Recipient { connection_id: id.clone(), endpoint: ep.clone() }));
         Ok(paginate(iter, limit))
     }
 
@@ -205,10 +183,7 @@ impl SessionStore for MemoryStore {
         let start = after(cursor)?;
         let s = self.state();
         let Some(ids) = s.users.get(user_id) else {
-            return Ok(Page {
-                items: Vec::new(),
-                next: None,
-            });
+            return Ok(Page { items: Vec::new(), next: None });
         };
         let iter = ids
             .range((start, Bound::Unbounded))
@@ -250,10 +225,7 @@ impl SessionStore for MemoryStore {
             .collect();
         for members in s.channels.values() {
             expired.extend(
-                members
-                    .range((start.clone(), Bound::Unbounded))
-                    .filter(|(_, (_, e))| *e <= now)
-                    .map(|(id, _)| id),
+                members.range((start.clone(), Bound::Unbounded)).filter(|(_, (_, e))| *e <= now).map(|(id, _)| id),
             );
         }
         Ok(paginate(expired.into_iter().map(|id| (id.clone(), id.clone())), limit))
@@ -262,13 +234,7 @@ impl SessionStore for MemoryStore {
 
 fn recipient_of(session: &Session) -> (ConnectionId, Recipient) {
     let id = session.connection_id.clone();
-    (
-        id.clone(),
-        Recipient {
-            connection_id: id,
-            endpoint: session.endpoint.clone(),
-        },
-    )
+    (id.clone(), Recipient { connection_id: id, endpoint: session.endpoint.clone() })
 }
 
 #[async_trait]

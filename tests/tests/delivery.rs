@@ -1,0 +1,265 @@
+//! The sender and the Management API transport, through the real SDK client against a recording
+//! server that answers 410/413/429/500/403 on demand, with sessions in the DynamoDB engine.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lambda_ws::protocol::{Level, SystemMessage, Toast};
+use lambda_ws::{
+    App, ChannelName, Config, ConnectionId, DynamoDbStore, Identity, ManagementApi, Outbound, SendOptions, Sender,
+    Session, SessionStore, SystemClock, Target, Transport, TransportError, handlers,
+};
+use lambda_ws_e2e::{MgmtServer, fresh_dynamodb_store, management_api};
+use serde_json::{Value, json};
+
+struct Fixture {
+    store: Arc<DynamoDbStore>,
+    server: MgmtServer,
+    sender: Sender,
+    app: App,
+}
+
+async fn fixture() -> Fixture {
+    let store = fresh_dynamodb_store().await;
+    let server = MgmtServer::start().await;
+    let options = SendOptions { base_backoff: Duration::from_millis(2), page_size: 7, ..SendOptions::default() };
+    let sender = Sender::new(store.clone(), management_api(), Arc::new(SystemClock), options);
+    let app = App::new(Config::default(), store.clone(), management_api());
+    Fixture { store, server, sender, app }
+}
+
+impl Fixture {
+    /// Stores a session for `id` (user, channels) reachable at the server.
+    async fn session(&self, id: &str, user: Option<&str>, channels: &[&str]) {
+        let now = lambda_ws::clock::unix_now_millis();
+        let session = Session {
+            connection_id: ConnectionId::new(id).unwrap(),
+            identity: user.map(Identity::user),
+            api_id: "api".into(),
+            stage: "prod".into(),
+            endpoint: self.server.endpoint("prod"),
+            source_ip: "127.0.0.1".into(),
+            user_agent: None,
+            connected_at: now,
+            last_seen: now,
+            expires_at: now / 1000 + 3600,
+            metadata: BTreeMap::new(),
+        };
+        self.store.put_session(&session).await.unwrap();
+        for c in channels {
+            self.store.join(&session, &ChannelName::new(*c).unwrap()).await.unwrap();
+        }
+    }
+
+    async fn exists(&self, id: &str) -> bool {
+        let id = ConnectionId::new(id).unwrap();
+        self.store.get_session(&id, lambda_ws::clock::unix_now_secs()).await.unwrap().is_some()
+    }
+}
+
+fn toast(text: &str) -> Outbound {
+    Outbound::Toast(Toast {
+        level: Level::Success,
+        message: text.into(),
+        title: None,
+        timeout_ms: None,
+        action_url: None,
+        metadata: None,
+    })
+}
+
+fn cid(id: &str) -> ConnectionId {
+    ConnectionId::new(id).unwrap()
+}
+
+fn channel(name: &str) -> Target {
+    Target::Channel(ChannelName::new(name).unwrap())
+}
+
+fn received(server: &MgmtServer) -> Vec<String> {
+    let mut ids: Vec<String> = server.posts().into_iter().map(|p| p.connection_id).collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn every_target_reaches_exactly_its_connections() {
+    let f = fixture().await;
+    f.session("a1", Some("ann"), &["red", "blue"]).await;
+    f.session("a2", Some("ann"), &["red"]).await;
+    f.session("b1", Some("bob"), &["blue"]).await;
+    f.session("c1", None, &[]).await;
+    let two = |a: &str, b: &str| vec![a.to_owned(), b.to_owned()];
+    let cases: Vec<(Target, Vec<String>)> = vec![
+        (Target::Connection(cid("b1")), vec!["b1".into()]),
+        (Target::Connections(vec![cid("a1"), cid("c1"), cid("a1")]), two("a1", "c1")),
+        (Target::User("ann".into()), two("a1", "a2")),
+        (channel("red"), two("a1", "a2")),
+        (
+            Target::Channels(vec![ChannelName::new("red").unwrap(), ChannelName::new("blue").unwrap()]),
+            vec!["a1".into(), "a2".into(), "b1".into()],
+        ),
+        (Target::All, vec!["a1".into(), "a2".into(), "b1".into(), "c1".into()]),
+    ];
+    for (target, expected) in cases {
+        f.server.clear();
+        let report = f.sender.send(&target, &toast("hi"), &[]).await.unwrap();
+        assert_eq!(received(&f.server), expected, "{target:?}");
+        assert_eq!((report.recipients, report.delivered), (expected.len(), expected.len()), "{target:?}");
+        assert!(report.is_complete_success());
+    }
+    let body = &f.server.posts()[0].body;
+    assert_eq!(body, &json!({"type":"toast","level":"success","message":"hi"}));
+}
+
+#[tokio::test]
+async fn exclude_and_unknown_connections() {
+    let f = fixture().await;
+    f.session("x1", None, &["room"]).await;
+    f.session("x2", None, &["room"]).await;
+    let report = f.sender.send(&channel("room"), &toast("t"), &[cid("x1")]).await.unwrap();
+    assert_eq!(received(&f.server), vec!["x2".to_owned()]);
+    assert_eq!((report.excluded, report.recipients, report.delivered), (1, 1, 1));
+    f.server.clear();
+    let report = f.sender.send(&Target::Connections(vec![cid("x1"), cid("nobody")]), &toast("t"), &[]).await.unwrap();
+    assert_eq!(report.unknown, vec![cid("nobody")]);
+    assert_eq!(received(&f.server), vec!["x1".to_owned()]);
+}
+
+#[tokio::test]
+async fn paged_channels_reach_every_member_once() {
+    let f = fixture().await;
+    for i in 0..40 {
+        f.session(&format!("m{i:02}"), None, &["big", "also"]).await;
+    }
+    let both = Target::Channels(vec![ChannelName::new("big").unwrap(), ChannelName::new("also").unwrap()]);
+    let report = f.sender.send(&both, &toast("t"), &[]).await.unwrap();
+    assert_eq!(report.delivered, 40, "pages of 7, two channels, deduplicated");
+    let ids = received(&f.server);
+    let mut unique = ids.clone();
+    unique.dedup();
+    assert_eq!(ids, unique);
+}
+
+#[tokio::test]
+async fn gone_connections_are_removed_and_reported() {
+    let f = fixture().await;
+    f.session("g1", Some("ann"), &["room"]).await;
+    f.session("g2", Some("ann"), &["room"]).await;
+    f.server.set_gone("g1");
+    let report = f.sender.send(&channel("room"), &toast("t"), &[]).await.unwrap();
+    assert_eq!(report.gone, vec![cid("g1")]);
+    assert_eq!((report.recipients, report.delivered, report.retries), (2, 1, 0));
+    assert!(!f.exists("g1").await, "410 removed the session");
+    assert!(f.exists("g2").await);
+    let again = f.sender.send(&channel("room"), &toast("t"), &[]).await.unwrap();
+    assert_eq!((again.recipients, again.gone.len()), (1, 0), "its membership went too");
+}
+
+#[tokio::test]
+async fn throttling_and_server_errors_are_retried() {
+    let f = fixture().await;
+    f.session("t1", None, &["room"]).await;
+    f.session("t2", None, &["room"]).await;
+    f.server.script("t1", &[429, 500]);
+    f.server.script("t2", &[503]);
+    let report = f.sender.send(&channel("room"), &toast("t"), &[]).await.unwrap();
+    assert_eq!((report.delivered, report.retries), (2, 3));
+    assert_eq!((f.server.attempts("t1"), f.server.attempts("t2")), (3, 2));
+    assert!(report.failed.is_empty());
+}
+
+#[tokio::test]
+async fn persistent_failures_are_reported_not_retried_forever() {
+    let f = fixture().await;
+    f.session("p1", None, &["room"]).await;
+    f.session("p2", None, &["room"]).await;
+    f.session("p3", None, &["room"]).await;
+    f.server.script("p1", &[500; 10]);
+    f.server.script("p2", &[403]);
+    let report = f.sender.send(&channel("room"), &toast("t"), &[]).await.unwrap();
+    assert_eq!(report.delivered, 1);
+    assert_eq!(f.server.attempts("p1"), 4, "max_attempts");
+    assert_eq!(f.server.attempts("p2"), 1, "403 is not retried");
+    let mut failed: Vec<(String, String)> =
+        report.failed.iter().map(|fd| (fd.connection_id.to_string(), fd.reason.clone())).collect();
+    failed.sort();
+    assert_eq!(failed[0].0, "p1");
+    assert!(failed[0].1.contains("500"), "{}", failed[0].1);
+    assert_eq!(failed[1].0, "p2");
+    assert!(failed[1].1.contains("forbidden"), "{}", failed[1].1);
+    assert!(f.exists("p1").await && f.exists("p2").await, "failures do not remove sessions");
+}
+
+#[tokio::test]
+async fn oversize_messages_are_refused_before_any_post() {
+    let f = fixture().await;
+    f.session("o1", None, &["room"]).await;
+    let big = Outbound::System(SystemMessage { level: Level::Info, message: "x".repeat(128 * 1024) });
+    assert!(f.sender.send(&channel("room"), &big, &[]).await.is_err());
+    assert_eq!(f.server.attempts("o1"), 0);
+    let answer = handlers::send(&f.app, json!({"target":{"channel":"room"},"message":big})).await;
+    assert_eq!(answer["error"]["code"], "too_large");
+    assert_eq!(f.server.attempts("o1"), 0);
+}
+
+#[tokio::test]
+async fn the_transport_maps_413_from_the_api() {
+    let server = MgmtServer::start().await;
+    server.script("big1", &[413]);
+    let api = ManagementApi::new(lambda_ws_e2e::local_aws_config());
+    let result = api.post(&server.endpoint("prod"), &cid("big1"), bytes::Bytes::from_static(b"{}")).await;
+    assert_eq!(result, Err(TransportError::PayloadTooLarge));
+}
+
+#[tokio::test]
+async fn sender_function_contract() {
+    let f = fixture().await;
+    f.session("s1", Some("ann"), &["room"]).await;
+    f.session("s2", Some("bob"), &["room"]).await;
+    let message = json!({"type":"task_progress","task_id":"job-1","percent":50});
+    let report =
+        handlers::send(&f.app, json!({"target":{"channel":"room"},"message":message,"exclude":"s2","version":1})).await;
+    assert_eq!(report["delivered"], 1, "{report}");
+    assert_eq!(report["excluded"], 1);
+    assert_eq!(f.server.posts_to("s1"), vec![message]);
+    let custom = json!({"type":"invoice_paid","id":7});
+    let report = handlers::send(&f.app, json!({"target":{"user":"bob"},"message":custom})).await;
+    assert_eq!(report["delivered"], 1);
+    assert_eq!(f.server.posts_to("s2"), vec![custom]);
+    let bad: [(Value, &str); 7] = [
+        (json!({"message":{"type":"x"}}), "bad_request"),
+        (json!({"target":"everyone","message":{"type":"x"}}), "bad_request"),
+        (json!({"target":{"channel":"bad name"},"message":{"type":"x"}}), "bad_request"),
+        (json!({"target":"all","message":{"type":"toast","level":"nope","message":"m"}}), "bad_request"),
+        (json!({"target":"all","message":{"no_type":1}}), "bad_request"),
+        (json!({"target":"all","message":{"type":"x"},"version":2}), "bad_request"),
+        (json!("just a string"), "bad_request"),
+    ];
+    for (request, code) in bad {
+        let answer = handlers::send(&f.app, request.clone()).await;
+        assert_eq!(answer["error"]["code"], code, "{request} → {answer}");
+        assert!(answer["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let answer = handlers::send(&f.app, json!({"target":{"connection":"nobody"},"message":{"type":"x"}})).await;
+    assert_eq!(answer["unknown"], json!(["nobody"]), "unknown connections are reported, not an error");
+}
+
+#[tokio::test]
+async fn get_connection_and_delete_through_the_sdk() {
+    let server = MgmtServer::start().await;
+    let api = ManagementApi::new(lambda_ws_e2e::local_aws_config());
+    let endpoint = server.endpoint("prod");
+    let info = api.get_connection(&endpoint, &cid("Live1=")).await.unwrap();
+    assert_eq!(info.source_ip.as_deref(), Some("203.0.113.7"));
+    assert!(info.connected_at.is_some() && info.last_active_at.is_some());
+    api.disconnect(&endpoint, &cid("Live1=")).await.unwrap();
+    assert_eq!(server.deleted(), vec!["Live1=".to_owned()], "the id survives percent-encoding");
+    assert_eq!(api.get_connection(&endpoint, &cid("Live1=")).await, Err(TransportError::Gone));
+    let closed = ManagementApi::new(lambda_ws_e2e::local_aws_config());
+    let unreachable = closed.post("http://127.0.0.1:9/prod", &cid("x"), bytes::Bytes::new()).await;
+    assert!(matches!(unreachable, Err(TransportError::Network(_) | TransportError::Timeout)), "{unreachable:?}");
+}
