@@ -1,0 +1,256 @@
+// lambda-ws browser client: a token-aware, reconnecting WebSocket manager. No dependencies.
+//
+//   import { WebSocketManager } from './websocket-manager.js';
+//   const ws = new WebSocketManager({ url: 'wss://abc.execute-api.eu-west-1.amazonaws.com/prod',
+//                                     tokenUrl: '/ws-token', channel: 'lobby' });
+//   ws.on('chat_message', (m) => console.log(m.username, m.message));
+//   ws.connect();
+//   ws.send('chat', { message: 'hi' });
+
+const MAX_MESSAGE_BYTES = 128 * 1024;
+
+/** Raised for a send the protocol refuses (too large, closed manager). */
+export class SendError extends Error {}
+
+/** Raised when the token issuer refuses for good (401/403): reconnecting would not help. */
+export class RefusedError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+export class WebSocketManager {
+  /**
+   * @param {object} options
+   * @param {string} options.url WebSocket API URL, e.g. `wss://…/prod` (no query string).
+   * @param {string} [options.tokenUrl='/ws-token'] token issuer URL.
+   * @param {() => Promise<string>} [options.getToken] supplies a fresh token instead of tokenUrl.
+   * @param {string} [options.channel] channel to join on connect.
+   * @param {RequestCredentials} [options.credentials='same-origin'] for the token request.
+   * @param {Record<string,string>} [options.headers] extra token request headers (CSRF).
+   * @param {number} [options.baseDelayMs=500] first reconnect delay cap.
+   * @param {number} [options.maxDelayMs=15000] largest reconnect delay.
+   * @param {number} [options.stableAfterMs=10000] a connection open this long resets the backoff.
+   * @param {number} [options.queueLimit=100] sends kept while disconnected.
+   * @param {number} [options.replyTimeoutMs=10000] how long request() waits for its reply.
+   */
+  constructor(options) {
+    this.options = {
+      tokenUrl: '/ws-token',
+      credentials: 'same-origin',
+      headers: {},
+      baseDelayMs: 500,
+      maxDelayMs: 15000,
+      stableAfterMs: 10000,
+      queueLimit: 100,
+      replyTimeoutMs: 10000,
+      ...options,
+    };
+    this.channel = this.options.channel ?? null;
+    this.socket = null;
+    this.state = 'idle'; // idle | connecting | open | waiting | closed | refused
+    this.attempt = 0;
+    this.queue = [];
+    this.pending = new Map();
+    this.listeners = new Map();
+    this.nextRef = 1;
+    this.retryTimer = null;
+    this.stableTimer = null;
+    this.lastToken = null;
+    this.connectionId = null;
+    this._onOnline = () => this._wake();
+    this._onVisible = () => { if (document.visibilityState === 'visible') this._wake(); };
+  }
+
+  /** Subscribes to an event: 'open', 'close', 'message', 'refused', 'error', or a message type. */
+  on(type, listener) {
+    if (!this.listeners.has(type)) this.listeners.set(type, new Set());
+    this.listeners.get(type).add(listener);
+    return () => this.listeners.get(type)?.delete(listener);
+  }
+
+  _emit(type, detail) {
+    for (const listener of this.listeners.get(type) ?? []) {
+      try { listener(detail); } catch (e) { console.error(e); }
+    }
+  }
+
+  /** Opens the connection (fetching a fresh token first) and keeps it open until close(). */
+  connect() {
+    if (this.state === 'connecting' || this.state === 'open') return;
+    if (typeof window !== 'undefined') {
+      window.addEventListener('online', this._onOnline);
+      document.addEventListener('visibilitychange', this._onVisible);
+    }
+    this._open();
+  }
+
+  /** Closes for good: no reconnect, queued sends dropped, pending requests rejected. */
+  close() {
+    this.state = 'closed';
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.stableTimer);
+    if (typeof window !== 'undefined') {
+      window.removeEventListener('online', this._onOnline);
+      document.removeEventListener('visibilitychange', this._onVisible);
+    }
+    this.socket?.close(1000, 'client closed');
+    this.socket = null;
+    this.queue = [];
+    for (const { reject, timer } of this.pending.values()) {
+      clearTimeout(timer);
+      reject(new SendError('connection closed'));
+    }
+    this.pending.clear();
+  }
+
+  /** Reconnects into another channel, with a fresh token. */
+  changeChannel(name) {
+    this.channel = name;
+    this.attempt = 0;
+    if (this.state === 'closed' || this.state === 'refused') this.state = 'idle';
+    const old = this.socket;
+    this.socket = null;
+    if (old) {
+      old.onclose = null;
+      old.close(1000, 'changing channel');
+    }
+    clearTimeout(this.retryTimer);
+    this._open();
+  }
+
+  /** Sends `{action, ...payload}`. Queued (bounded) while disconnected. */
+  send(action, payload = {}) {
+    const text = JSON.stringify({ ...payload, action });
+    if (new TextEncoder().encode(text).length > MAX_MESSAGE_BYTES) {
+      throw new SendError(`message is over ${MAX_MESSAGE_BYTES} bytes`);
+    }
+    if (this.state === 'closed') throw new SendError('manager is closed');
+    if (this.socket && this.socket.readyState === WebSocket.OPEN) {
+      this.socket.send(text);
+      return;
+    }
+    if (this.queue.length >= this.options.queueLimit) this.queue.shift();
+    this.queue.push(text);
+  }
+
+  /** Sends with a `ref` and resolves with the reply (or rejects with the error) that echoes it. */
+  request(action, payload = {}, { timeoutMs = this.options.replyTimeoutMs } = {}) {
+    const ref = `r${this.nextRef++}`;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(ref);
+        reject(new SendError(`no reply to ${action} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(ref, { resolve, reject, timer });
+      try {
+        this.send(action, { ...payload, ref });
+      } catch (e) {
+        clearTimeout(timer);
+        this.pending.delete(ref);
+        reject(e);
+      }
+    });
+  }
+
+  subscribe(channel) { return this.request('subscribe', { channel }); }
+  unsubscribe(channel) { return this.request('unsubscribe', { channel }); }
+
+  async _token() {
+    if (this.options.getToken) return this.options.getToken({ channel: this.channel });
+    const url = new URL(this.options.tokenUrl, location.href);
+    if (this.channel) url.searchParams.set('channel', this.channel);
+    const response = await fetch(url, {
+      method: 'POST',
+      credentials: this.options.credentials,
+      headers: { 'x-lambda-ws': '1', ...this.options.headers },
+    });
+    const body = await response.json().catch(() => ({}));
+    if (response.status === 401 || response.status === 403) {
+      throw new RefusedError(response.status, body?.error?.message ?? 'refused');
+    }
+    if (!response.ok || typeof body.token !== 'string') {
+      throw new Error(`token request failed with ${response.status}`);
+    }
+    return body.token;
+  }
+
+  async _open() {
+    this.state = 'connecting';
+    let token;
+    try {
+      token = await this._token();
+    } catch (e) {
+      if (this.state === 'closed') return;
+      if (e instanceof RefusedError) {
+        this.state = 'refused';
+        this._emit('refused', { status: e.status, message: e.message });
+        return;
+      }
+      this._emit('error', e);
+      this._retry();
+      return;
+    }
+    if (this.state === 'closed') return;
+    this.lastToken = token;
+    const url = new URL(this.options.url);
+    url.searchParams.set('ws_token', token);
+    if (this.channel) url.searchParams.set('channel', this.channel);
+    const socket = new WebSocket(url);
+    this.socket = socket;
+    socket.onopen = () => {
+      this.state = 'open';
+      this.stableTimer = setTimeout(() => { this.attempt = 0; }, this.options.stableAfterMs);
+      this._emit('open', { channel: this.channel });
+      const queued = this.queue;
+      this.queue = [];
+      for (const text of queued) socket.send(text);
+    };
+    socket.onmessage = (event) => this._receive(event.data);
+    socket.onclose = (event) => {
+      if (this.socket !== socket) return;
+      clearTimeout(this.stableTimer);
+      this.socket = null;
+      this._emit('close', { code: event.code, reason: event.reason });
+      if (this.state !== 'closed') this._retry();
+    };
+  }
+
+  _receive(text) {
+    let message;
+    try {
+      message = JSON.parse(text);
+    } catch {
+      this._emit('error', new Error('server sent a frame that is not JSON'));
+      return;
+    }
+    if (message.type === 'pong') this.connectionId = message.connection_id;
+    const waiting = message.ref !== undefined && this.pending.get(message.ref);
+    if (waiting && (message.type === 'reply' || message.type === 'error' || message.type === 'pong')) {
+      clearTimeout(waiting.timer);
+      this.pending.delete(message.ref);
+      if (message.type === 'error') waiting.reject(Object.assign(new Error(message.message), message));
+      else waiting.resolve(message);
+    }
+    this._emit('message', message);
+    if (message.type) this._emit(message.type, message);
+  }
+
+  _retry() {
+    this.state = 'waiting';
+    const cap = Math.min(this.options.maxDelayMs, this.options.baseDelayMs * 2 ** this.attempt);
+    this.attempt += 1;
+    const delay = Math.random() * cap; // full jitter
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => this._open(), delay);
+  }
+
+  _wake() {
+    if (this.state === 'waiting') {
+      clearTimeout(this.retryTimer);
+      this.attempt = 0;
+      this._open();
+    }
+  }
+}

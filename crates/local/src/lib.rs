@@ -1,0 +1,29 @@
+//! # lambda-ws-local
+//!
+//! `lambda-ws dev`: the whole WebSocket API on one machine, with no AWS account.
+//!
+//! One port serves:
+//! - `ws://<host>:<port>/<stage>`: the WebSocket API. Events are built as API Gateway builds them
+//!   and the same core handlers run in-process, on the memory store or a DynamoDB endpoint.
+//! - `http://<host>:<port>/<stage>/@connections/{id}`: the Management API (POST, GET, DELETE), so
+//!   unmodified AWS SDKs work by changing only the endpoint URL.
+//! - `POST /ws-token`: the token issuer, with a development identity.
+//! - `POST /2015-03-31/functions/{name}/invocations`: the Lambda Invoke API for the sender and the
+//!   clean-up, so backend code calling `lambda.invoke` works locally.
+//! - `GET /`: a demo page using the browser client.
+//!
+//! ## Layout
+//! - [`events`]: API Gateway-shaped events.
+//! - [`routes`]: route selection and the route table.
+//! - [`registry`]: open connections and the in-process transport.
+//! - [`server`]: the HTTP and WebSocket endpoints.
+
+#![warn(missing_docs)]
+
+pub mod events;
+pub mod registry;
+pub mod routes;
+pub mod server;
+
+pub use routes::{Handler, RouteTable};
+pub use server::{Gateway, GatewayOptions, StoreChoice};

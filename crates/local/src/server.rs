@@ -1,0 +1,606 @@
+//! The gateway's endpoints.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::StreamExt as _;
+use lambda_ws::handlers::{self, TokenRequest};
+use lambda_ws::protocol::{Level, TaskProgress, Toast};
+use lambda_ws::{App, Config, DynamoDbStore, Identity, MemoryStore, Outbound, Target};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::events::{self, EventContext, iso8601, new_id};
+use crate::registry::{Connection, LocalTransport, Outgoing, PostError, Registry};
+use crate::routes::{Handler, RouteTable};
+
+/// API Gateway's limit on one frame.
+pub const MAX_FRAME_BYTES: usize = 32 * 1024;
+
+/// Where sessions are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// The embedded in-memory store (default).
+    Memory,
+    /// A DynamoDB endpoint (the table is created if missing).
+    DynamoDb {
+        /// e.g. `http://127.0.0.1:8000`.
+        endpoint: String,
+        /// The table name.
+        table: String,
+    },
+}
+
+/// How to run the gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    /// The stage, the first path segment (`local`).
+    pub stage: String,
+    /// The API id put in events.
+    pub api_id: String,
+    /// A connection idle this long is closed (API Gateway: 10 minutes).
+    pub idle_timeout: Duration,
+    /// No connection lives longer (API Gateway: 2 hours).
+    pub max_lifetime: Duration,
+    /// The identity the token issuer gives when the request names none (`x-lambda-ws-user`).
+    pub dev_user: String,
+    /// Handler configuration (the same `LWS_*` variables as in Lambda).
+    pub config: Config,
+    /// Where sessions live.
+    pub store: StoreChoice,
+    /// The routes.
+    pub routes: RouteTable,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        Self {
+            stage: "local".into(),
+            api_id: "local".into(),
+            idle_timeout: Duration::from_secs(600),
+            max_lifetime: Duration::from_secs(7200),
+            dev_user: "dev-user".into(),
+            config: Config::default(),
+            store: StoreChoice::Memory,
+            routes: RouteTable::builtin(),
+        }
+    }
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The port could not be bound.
+    #[error("cannot listen: {0}")]
+    Bind(#[from] std::io::Error),
+    /// The DynamoDB table could not be reached or created.
+    #[error("DynamoDB: {0}")]
+    Store(#[from] lambda_ws::StoreError),
+}
+
+struct Shared {
+    app: App,
+    registry: Arc<Registry>,
+    routes: RouteTable,
+    options: GatewayOptions,
+    domain: String,
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    addr: SocketAddr,
+    stage: String,
+    registry: Arc<Registry>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    app: App,
+}
+
+impl Gateway {
+    /// Binds `addr` (port 0 for an ephemeral one) and serves until [`Gateway::shutdown`].
+    pub async fn start(addr: SocketAddr, options: GatewayOptions) -> Result<Self, StartError> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let domain = addr.to_string();
+        let endpoint = format!("http://{domain}/{}", options.stage);
+        let aws = local_aws_config();
+        let registry = Arc::new(Registry::default());
+        let transport = Arc::new(LocalTransport::new(registry.clone(), endpoint, aws.clone()));
+        let app = match &options.store {
+            StoreChoice::Memory => App::new(options.config.clone(), Arc::new(MemoryStore::new()), transport),
+            StoreChoice::DynamoDb { endpoint, table } => {
+                let conf = aws_sdk_dynamodb::config::Builder::from(&aws).endpoint_url(endpoint).build();
+                let store = DynamoDbStore::new(aws_sdk_dynamodb::Client::from_conf(conf), table);
+                if let Err(e) = store.create_table().await {
+                    // Already there is fine; anything else shows on first use too, so say it now.
+                    tracing::debug!(error = %e, "create table");
+                }
+                App::new(options.config.clone(), Arc::new(store), transport)
+            }
+        };
+        let stage = options.stage.clone();
+        let shared = Arc::new(Shared {
+            app: app.clone(),
+            registry: registry.clone(),
+            routes: options.routes.clone(),
+            options,
+            domain,
+        });
+        let router = Router::new()
+            .route("/", get(demo_page))
+            .route("/client/{file}", get(client_file))
+            .route("/ws-token", post(issue_token))
+            .route("/demo/task", post(demo_task))
+            .route("/2015-03-31/functions/{name}/invocations", post(invoke))
+            .route(&format!("/{stage}"), get(upgrade))
+            .route(
+                &format!("/{stage}/@connections/{{id}}"),
+                post(post_to_connection).get(get_connection).delete(delete_connection),
+            )
+            .with_state(shared);
+        let (shutdown, signal) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            let graceful = axum::serve(listener, service).with_graceful_shutdown(async {
+                let _ = signal.await;
+            });
+            if let Err(e) = graceful.await {
+                tracing::error!(error = %e, "server stopped");
+            }
+        });
+        Ok(Self { addr, stage, registry, shutdown: Some(shutdown), task, app })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `ws://host:port/stage`.
+    pub fn websocket_url(&self) -> String {
+        format!("ws://{}/{}", self.addr, self.stage)
+    }
+
+    /// The Management API endpoint to give SDKs: `http://host:port/stage`.
+    pub fn management_endpoint(&self) -> String {
+        format!("http://{}/{}", self.addr, self.stage)
+    }
+
+    /// The base URL for the Lambda Invoke API and the token issuer: `http://host:port`.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Open connections.
+    pub fn connection_count(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// The app the handlers run with (its store can be inspected in tests).
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
+    /// Closes every connection (1001, running their `$disconnect`s) and stops serving.
+    pub async fn shutdown(mut self) {
+        for id in self.registry.ids() {
+            let _ = self.registry.close(&id, 1001, "Going away");
+        }
+        for _ in 0..100 {
+            if self.registry.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
+    }
+}
+
+/// Credentials and region for talking to local endpoints; nothing is looked up.
+fn local_aws_config() -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
+            aws_sdk_dynamodb::config::Credentials::new("local", "local", None, None, "lambda-ws-dev"),
+        ))
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .build()
+}
+
+fn now_ms() -> i64 {
+    lambda_ws::clock::unix_now_millis()
+}
+
+fn json_response(status: u16, body: &Value) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], body.to_string())
+        .into_response()
+}
+
+/// An AWS-style error: status, `x-amzn-ErrorType` and `{"message":…}`.
+fn aws_error(status: StatusCode, kind: &'static str, message: &str) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert("x-amzn-ErrorType", HeaderValue::from_static(kind));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    (status, headers, json!({ "message": message }).to_string()).into_response()
+}
+
+fn parse_query(raw: Option<&str>) -> HashMap<String, Vec<String>> {
+    let mut map: HashMap<String, Vec<String>> = HashMap::new();
+    for pair in raw.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        map.entry(percent_decode(k)).or_default().push(percent_decode(v));
+    }
+    map
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(decoded)) => {
+                out.push(decoded);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+// ---- the WebSocket API ------------------------------------------------------------------------
+
+async fn upgrade(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let ctx = EventContext {
+        connection_id: new_id(),
+        connected_at: now_ms(),
+        domain_name: shared.domain.clone(),
+        stage: shared.options.stage.clone(),
+        api_id: shared.options.api_id.clone(),
+        source_ip: peer.ip().to_string(),
+        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+    };
+    let event = ctx.connect(&headers, &parse_query(query.as_deref()), ctx.connected_at);
+    let (status, body) = match invoke_route(&shared, "$connect", &event).await {
+        Some(answer) => answer,
+        None => (200, String::new()),
+    };
+    if !(200..300).contains(&status) {
+        tracing::info!(status, connection_id = %ctx.connection_id, "$connect refused the upgrade");
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    }
+    ws.max_frame_size(MAX_FRAME_BYTES)
+        .max_message_size(lambda_ws::protocol::MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| run_connection(shared, ctx, socket))
+}
+
+/// Runs the handler of `route_key`; `None` when the route does not exist.
+async fn invoke_route(shared: &Shared, route_key: &str, event: &Value) -> Option<(u16, String)> {
+    let handler = shared.routes.get(route_key)?;
+    let typed = match events::typed(event) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "event does not deserialize");
+            return Some((500, String::new()));
+        }
+    };
+    let response = match handler {
+        Handler::Connect => handlers::connect(&shared.app, &typed).await,
+        Handler::Disconnect => handlers::disconnect(&shared.app, &typed).await,
+        Handler::Messages(router) => handlers::message(&shared.app, router, &typed).await,
+    };
+    let body = match response.body {
+        Some(aws_lambda_events::encodings::Body::Text(t)) => t,
+        _ => String::new(),
+    };
+    Some((u16::try_from(response.status_code).unwrap_or(500), body))
+}
+
+async fn run_connection(shared: Arc<Shared>, ctx: EventContext, socket: WebSocket) {
+    let id = ctx.connection_id.clone();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let connection = Arc::new(Connection {
+        tx,
+        connected_at: ctx.connected_at,
+        last_active_at: now_ms().into(),
+        source_ip: ctx.source_ip.clone(),
+        user_agent: ctx.user_agent.clone(),
+    });
+    shared.registry.insert(&id, connection.clone());
+    let ctx = Arc::new(ctx);
+    let (mut sink, mut stream) = socket.split();
+    let lifetime = tokio::time::sleep(shared.options.max_lifetime);
+    tokio::pin!(lifetime);
+    let mut idle_deadline = Instant::now() + shared.options.idle_timeout;
+    let close = |code: u16, reason: &'static str| Message::Close(Some(CloseFrame { code, reason: reason.into() }));
+    use futures::SinkExt as _;
+    let (status, reason): (u16, String) = loop {
+        tokio::select! {
+            frame = stream.next() => match frame {
+                Some(Ok(Message::Text(text))) => {
+                    idle_deadline = Instant::now() + shared.options.idle_timeout;
+                    connection.last_active_at.store(now_ms(), Ordering::Relaxed);
+                    tokio::spawn(handle_frame(shared.clone(), ctx.clone(), text.to_string()));
+                }
+                Some(Ok(Message::Binary(data))) => {
+                    idle_deadline = Instant::now() + shared.options.idle_timeout;
+                    connection.last_active_at.store(now_ms(), Ordering::Relaxed);
+                    let text = String::from_utf8_lossy(&data).into_owned();
+                    tokio::spawn(handle_frame(shared.clone(), ctx.clone(), text));
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                    idle_deadline = Instant::now() + shared.options.idle_timeout;
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    break frame.map_or((1005, String::new()), |f| (f.code, f.reason.to_string()));
+                }
+                Some(Err(e)) => {
+                    let text = e.to_string();
+                    if text.contains("too long") || text.contains("too big") || text.contains("Space limit") {
+                        let _ = sink.send(close(1009, "Message too big")).await;
+                        break (1009, "Message too big".into());
+                    }
+                    tracing::debug!(connection_id = %id, error = %text, "socket error");
+                    break (1006, String::new());
+                }
+                None => break (1006, String::new()),
+            },
+            out = rx.recv() => match out {
+                Some(Outgoing::Text(payload)) => {
+                    // Management API posts of non-UTF-8 data arrive as binary frames.
+                    let message = match Utf8Bytes::try_from(payload.clone()) {
+                        Ok(text) => Message::Text(text),
+                        Err(_) => Message::Binary(payload),
+                    };
+                    if sink.send(message).await.is_err() {
+                        break (1006, String::new());
+                    }
+                }
+                Some(Outgoing::Close(code, why)) => {
+                    let _ = sink.send(close(code, why)).await;
+                    break (code, why.to_owned());
+                }
+                None => break (1006, String::new()),
+            },
+            () = tokio::time::sleep_until(idle_deadline) => {
+                let _ = sink.send(close(1001, "Going away")).await;
+                break (1001, "Idle timeout".into());
+            }
+            () = &mut lifetime => {
+                let _ = sink.send(close(1001, "Going away")).await;
+                break (1001, "Connection lifetime reached".into());
+            }
+        }
+    };
+    shared.registry.remove(&id);
+    let event = ctx.disconnect(status, &reason, now_ms());
+    invoke_route(&shared, "$disconnect", &event).await;
+}
+
+async fn handle_frame(shared: Arc<Shared>, ctx: Arc<EventContext>, text: String) {
+    let Some((route_key, _)) = shared.routes.select(&text) else {
+        let frame = json!({ "message": "Forbidden", "connectionId": ctx.connection_id, "requestId": new_id() });
+        let _ = shared.registry.post(&ctx.connection_id, Bytes::from(frame.to_string()));
+        return;
+    };
+    let event = ctx.message(route_key, &text, now_ms());
+    invoke_route(&shared, route_key, &event).await;
+}
+
+// ---- the Management API ------------------------------------------------------------------------
+
+async fn post_to_connection(State(shared): State<Arc<Shared>>, Path(id): Path<String>, body: Bytes) -> Response {
+    match shared.registry.post(&id, body) {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(PostError::Gone) => aws_error(StatusCode::GONE, "GoneException", "Connection is gone"),
+        Err(PostError::TooLarge) => {
+            aws_error(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLargeException", "Payload over 128 KiB")
+        }
+    }
+}
+
+async fn get_connection(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    let Some(c) = shared.registry.get(&id) else {
+        return aws_error(StatusCode::GONE, "GoneException", "Connection is gone");
+    };
+    let mut identity = json!({ "sourceIp": c.source_ip });
+    if let Some(ua) = &c.user_agent {
+        identity["userAgent"] = json!(ua);
+    }
+    let body = json!({
+        "connectedAt": iso8601(c.connected_at),
+        "lastActiveAt": iso8601(c.last_active_at.load(Ordering::Relaxed)),
+        "identity": identity,
+    });
+    json_response(200, &body)
+}
+
+async fn delete_connection(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    match shared.registry.close(&id, 1000, "") {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(_) => aws_error(StatusCode::GONE, "GoneException", "Connection is gone"),
+    }
+}
+
+// ---- token issuer, Invoke API, demo ---------------------------------------------------------------
+
+/// The header that picks the development identity of a request.
+pub const DEV_USER_HEADER: &str = "x-lambda-ws-user";
+
+fn dev_identity(shared: &Shared, headers: &HeaderMap) -> Identity {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
+    let user = header(DEV_USER_HEADER).unwrap_or(&shared.options.dev_user);
+    let groups =
+        header("x-lambda-ws-groups").map(|g| g.split(',').map(str::trim).map(str::to_owned).collect::<Vec<_>>());
+    Identity::user(user).with_groups(groups.unwrap_or_default())
+}
+
+async fn issue_token(
+    State(shared): State<Arc<Shared>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let channel = parse_query(query.as_deref())
+        .remove("channel")
+        .and_then(|mut v| v.pop())
+        .or_else(|| serde_json::from_slice::<Value>(&body).ok()?.get("channel")?.as_str().map(str::to_owned));
+    let request = TokenRequest {
+        identity: Some(dev_identity(&shared, &headers)),
+        origin: header("origin"),
+        csrf_header: header(&shared.app.config.csrf_header).is_some(),
+        channel,
+    };
+    let answer = handlers::issue_token(&shared.app, request).await;
+    json_response(answer.status, &answer.body)
+}
+
+async fn invoke(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // A name, a partial ARN or a full ARN; a `:qualifier` suffix is ignored.
+    let function = name.rsplit(":function:").next().unwrap_or(&name).split(':').next().unwrap_or_default().to_owned();
+    let kind = match function.as_str() {
+        "sender" | "SenderFunction" => "sender",
+        "cleanup" | "CleanupFunction" => "cleanup",
+        _ => {
+            let text = format!("Function not found: {function} (this gateway serves sender and cleanup)");
+            return aws_error(StatusCode::NOT_FOUND, "ResourceNotFoundException", &text);
+        }
+    };
+    let payload: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(_) if body.is_empty() => Value::Null,
+        Err(e) => return aws_error(StatusCode::BAD_REQUEST, "InvalidRequestContentException", &e.to_string()),
+    };
+    let invocation = headers.get("x-amz-invocation-type").and_then(|v| v.to_str().ok()).unwrap_or("RequestResponse");
+    let run = {
+        let shared = shared.clone();
+        async move {
+            match kind {
+                "sender" => handlers::send(&shared.app, payload).await,
+                _ => match handlers::cleanup(&shared.app).await {
+                    Ok(report) => serde_json::to_value(report).unwrap_or(Value::Null),
+                    Err(e) => json!({ "errorType": "StoreError", "errorMessage": e.to_string() }),
+                },
+            }
+        }
+    };
+    match invocation {
+        "Event" => {
+            tokio::spawn(run);
+            StatusCode::ACCEPTED.into_response()
+        }
+        "DryRun" => StatusCode::NO_CONTENT.into_response(),
+        _ => {
+            let result = run.await;
+            let mut response = json_response(200, &result);
+            response.headers_mut().insert("x-amz-executed-version", HeaderValue::from_static("$LATEST"));
+            response
+        }
+    }
+}
+
+/// Starts a fake long task for the caller: `task_progress` every 150 ms to all their tabs, then
+/// a toast. Shows the sender driving a progress bar.
+async fn demo_task(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let user = dev_identity(&shared, &headers).user_id;
+    let task_id = format!("task-{}", &new_id()[..6]);
+    let sender = shared.app.sender();
+    let id = task_id.clone();
+    tokio::spawn(async move {
+        let target = Target::User(user);
+        for step in 0..=10u8 {
+            let done = step == 10;
+            let progress = Outbound::TaskProgress(TaskProgress {
+                task_id: id.clone(),
+                percent: step * 10,
+                message: Some(if done { "done".into() } else { format!("step {step} of 10") }),
+                done: Some(done),
+            });
+            let _ = sender.send(&target, &progress, &[]).await;
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        let toast = Outbound::Toast(Toast {
+            level: Level::Success,
+            message: format!("{id} finished"),
+            title: Some("Task complete".into()),
+            timeout_ms: Some(4000),
+            action_url: None,
+            metadata: None,
+        });
+        let _ = sender.send(&target, &toast, &[]).await;
+    });
+    json_response(202, &json!({ "task_id": task_id }))
+}
+
+const DEMO_HTML: &str = include_str!("../../../clients/js/demo/index.html");
+const CLIENT_JS: &str = include_str!("../../../clients/js/websocket-manager.js");
+const DEMO_UI_JS: &str = include_str!("../../../clients/js/demo/demo-ui.js");
+
+async fn demo_page(State(shared): State<Arc<Shared>>) -> Html<String> {
+    Html(DEMO_HTML.replace("{{STAGE}}", &shared.options.stage))
+}
+
+async fn client_file(Path(file): Path<String>) -> Response {
+    let body = match file.as_str() {
+        "websocket-manager.js" => CLIENT_JS,
+        "demo-ui.js" => DEMO_UI_JS,
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_decode() {
+        let q = parse_query(Some("ws_token=a%2Db&channel=lobby&x=1+2&x=3&flag&bad=%zz&end=%4"));
+        assert_eq!(q["ws_token"], vec!["a-b"]);
+        assert_eq!(q["channel"], vec!["lobby"]);
+        assert_eq!(q["x"], vec!["1 2", "3"]);
+        assert_eq!(q["flag"], vec![""]);
+        assert_eq!(q["bad"], vec!["%zz"]);
+        assert_eq!(q["end"], vec!["%4"]);
+        assert!(parse_query(None).is_empty());
+    }
+}

@@ -1,0 +1,367 @@
+//! The local gateway with real clients: tokio-tungstenite WebSockets, the AWS SDK's Management
+//! API and Lambda clients pointed at it. Every case runs twice: on the embedded memory store and on
+//! the DynamoDB engine the test command starts.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use aws_sdk_apigatewaymanagement::primitives::Blob;
+use futures::{SinkExt, StreamExt};
+use lambda_ws::policy::OriginPolicy;
+use lambda_ws::{Config, RateLimits};
+use lambda_ws_local::{Gateway, GatewayOptions, RouteTable, StoreChoice};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const ORIGIN: &str = "http://app.localhost:8080";
+
+fn options(store: StoreChoice) -> GatewayOptions {
+    let config = Config {
+        allowed_origins: OriginPolicy::parse(ORIGIN).unwrap(),
+        rate_limits: RateLimits {
+            connect_per_ip: 0,
+            connect_per_user: 0,
+            tokens_per_user: 0,
+            messages_per_connection: 0,
+        },
+        ..Config::default()
+    };
+    GatewayOptions { config, store, ..GatewayOptions::default() }
+}
+
+async fn start(store: StoreChoice) -> Gateway {
+    start_with(options(store)).await
+}
+
+async fn start_with(options: GatewayOptions) -> Gateway {
+    Gateway::start(SocketAddr::from(([127, 0, 0, 1], 0)), options).await.unwrap()
+}
+
+/// A minimal HTTP/1.1 request: (status, JSON body).
+async fn http(gw: &Gateway, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, Value) {
+    let mut stream = TcpStream::connect(gw.addr()).await.unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", gw.addr());
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+async fn token(gw: &Gateway, user: &str) -> String {
+    let headers = [("x-lambda-ws", "1"), ("x-lambda-ws-user", user), ("origin", ORIGIN)];
+    let (status, body) = http(gw, "POST", "/ws-token", &headers, "").await;
+    assert_eq!(status, 200, "{body}");
+    body["token"].as_str().unwrap().to_owned()
+}
+
+async fn try_connect(gw: &Gateway, query: &str, origin: Option<&str>) -> Result<Ws, u16> {
+    let mut request = format!("{}?{query}", gw.websocket_url()).into_client_request().unwrap();
+    if let Some(origin) = origin {
+        request.headers_mut().insert("origin", origin.parse().unwrap());
+    }
+    request.headers_mut().insert("user-agent", "gateway-test/1".parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
+        Err(e) => panic!("unexpected handshake error: {e}"),
+    }
+}
+
+async fn connect(gw: &Gateway, user: &str, channel: &str) -> Ws {
+    let token = token(gw, user).await;
+    try_connect(gw, &format!("ws_token={token}&channel={channel}"), Some(ORIGIN)).await.unwrap()
+}
+
+/// The next JSON text frame, within 5 s.
+async fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("a frame in time");
+        match frame.expect("socket open").expect("frame") {
+            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+}
+
+/// The close code the server sends, within 5 s.
+async fn close_code(ws: &mut Ws) -> u16 {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("close in time");
+        match frame {
+            Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
+            Some(Ok(Message::Close(None))) => return 1005,
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return 1006,
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, value: Value) {
+    ws.send(Message::text(value.to_string())).await.unwrap();
+}
+
+async fn connection_id(ws: &mut Ws) -> String {
+    send(ws, json!({"action":"ping","ref":"id"})).await;
+    let pong = next_json(ws).await;
+    assert_eq!(pong["type"], "pong");
+    pong["connection_id"].as_str().unwrap().to_owned()
+}
+
+fn management(gw: &Gateway) -> aws_sdk_apigatewaymanagement::Client {
+    let conf = aws_sdk_apigatewaymanagement::config::Builder::from(&lambda_ws_e2e::local_aws_config())
+        .endpoint_url(gw.management_endpoint())
+        .build();
+    aws_sdk_apigatewaymanagement::Client::from_conf(conf)
+}
+
+fn lambda(gw: &Gateway) -> aws_sdk_lambda::Client {
+    let conf =
+        aws_sdk_lambda::config::Builder::from(&lambda_ws_e2e::local_aws_config()).endpoint_url(gw.http_url()).build();
+    aws_sdk_lambda::Client::from_conf(conf)
+}
+
+async fn invoke_sender(gw: &Gateway, request: Value) -> Value {
+    let out = lambda(gw)
+        .invoke()
+        .function_name("sender")
+        .payload(aws_sdk_lambda::primitives::Blob::new(request.to_string()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status_code(), 200);
+    assert!(out.function_error().is_none());
+    serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap()
+}
+
+// ---- the cases, each run on both stores ----------------------------------------------------------
+
+async fn chat_between_two_clients(store: StoreChoice) {
+    let gw = start(store).await;
+    let mut ann = connect(&gw, "ann", "lobby").await;
+    let mut bob = connect(&gw, "bob", "lobby").await;
+    let mut cat = connect(&gw, "cat", "other").await;
+    send(&mut ann, json!({"action":"chat","message":"hello bob"})).await;
+    let expected = json!({"type":"chat_message","username":"ann","message":"hello bob","channel":"lobby"});
+    assert_eq!(next_json(&mut bob).await, expected);
+    assert_eq!(next_json(&mut ann).await, expected);
+    send(&mut cat, json!({"action":"ping","ref":"c"})).await;
+    assert_eq!(next_json(&mut cat).await["type"], "pong", "cat got no chat line before its pong");
+    gw.shutdown().await;
+}
+
+async fn sender_through_the_lambda_sdk(store: StoreChoice) {
+    let gw = start(store).await;
+    let mut ann1 = connect(&gw, "ann", "lobby").await;
+    let mut ann2 = connect(&gw, "ann", "room").await;
+    let mut bob = connect(&gw, "bob", "room").await;
+    let toast = json!({"type":"toast","level":"info","message":"to the room"});
+    let report = invoke_sender(&gw, json!({"target":{"channel":"room"},"message":toast})).await;
+    assert_eq!((report["recipients"].as_u64(), report["delivered"].as_u64()), (Some(2), Some(2)), "{report}");
+    assert_eq!(next_json(&mut ann2).await, toast);
+    assert_eq!(next_json(&mut bob).await, toast);
+    let progress = json!({"type":"task_progress","task_id":"t","percent":100,"done":true});
+    let report = invoke_sender(&gw, json!({"target":{"user":"ann"},"message":progress})).await;
+    assert_eq!(report["delivered"], 2);
+    assert_eq!(next_json(&mut ann1).await, progress);
+    assert_eq!(next_json(&mut ann2).await, progress);
+    let system = json!({"type":"system","level":"warning","message":"everyone"});
+    let report = invoke_sender(&gw, json!({"target":"all","message":system})).await;
+    assert_eq!(report["delivered"], 3);
+    for ws in [&mut ann1, &mut ann2, &mut bob] {
+        assert_eq!(next_json(ws).await, system);
+    }
+    let bad = invoke_sender(&gw, json!({"target":{"channel":"no spaces"},"message":system})).await;
+    assert_eq!(bad["error"]["code"], "bad_request");
+    let unknown = lambda(&gw).invoke().function_name("nope").send().await.unwrap_err();
+    assert_eq!(unknown.as_service_error().map(|e| e.is_resource_not_found_exception()), Some(true));
+    let queued = lambda(&gw)
+        .invoke()
+        .function_name("arn:aws:lambda:us-east-1:123456789012:function:sender")
+        .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+        .payload(aws_sdk_lambda::primitives::Blob::new(json!({"target":{"user":"bob"},"message":system}).to_string()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(queued.status_code(), 202);
+    assert_eq!(next_json(&mut bob).await, system, "async invocations run too");
+    gw.shutdown().await;
+}
+
+async fn management_api_through_the_sdk(store: StoreChoice) {
+    let gw = start(store).await;
+    let mut ws = connect(&gw, "ann", "lobby").await;
+    let id = connection_id(&mut ws).await;
+    let api = management(&gw);
+    api.post_to_connection().connection_id(&id).data(Blob::new(r#"{"type":"x","n":1}"#)).send().await.unwrap();
+    assert_eq!(next_json(&mut ws).await, json!({"type":"x","n":1}));
+    let info = api.get_connection().connection_id(&id).send().await.unwrap();
+    let identity = info.identity().unwrap();
+    assert_eq!(identity.source_ip(), Some("127.0.0.1"));
+    assert_eq!(identity.user_agent(), Some("gateway-test/1"));
+    let connected = info.connected_at().unwrap().to_millis().unwrap();
+    let active = info.last_active_at().unwrap().to_millis().unwrap();
+    assert!(connected > 1_700_000_000_000 && active >= connected, "{connected} {active}");
+    let big = "x".repeat(128 * 1024 + 1);
+    let too_large = api.post_to_connection().connection_id(&id).data(Blob::new(big)).send().await.unwrap_err();
+    assert_eq!(too_large.as_service_error().map(|e| e.is_payload_too_large_exception()), Some(true));
+    api.delete_connection().connection_id(&id).send().await.unwrap();
+    assert_eq!(close_code(&mut ws).await, 1000, "DELETE closes the client");
+    let gone = api.post_to_connection().connection_id(&id).data(Blob::new("{}")).send().await.unwrap_err();
+    assert_eq!(gone.as_service_error().map(|e| e.is_gone_exception()), Some(true));
+    let gone = api.get_connection().connection_id(&id).send().await.unwrap_err();
+    assert_eq!(gone.as_service_error().map(|e| e.is_gone_exception()), Some(true));
+    // $disconnect ran: the session is gone from the store.
+    for _ in 0..50 {
+        let report = invoke_sender(&gw, json!({"target":{"connection":id},"message":{"type":"x"}})).await;
+        if report["unknown"] == json!([id]) {
+            gw.shutdown().await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("$disconnect did not remove the session");
+}
+
+async fn connect_refusals(store: StoreChoice) {
+    let gw = start(store).await;
+    assert_eq!(try_connect(&gw, "channel=lobby", Some(ORIGIN)).await.err(), Some(401), "no token");
+    assert_eq!(try_connect(&gw, "ws_token=forged", Some(ORIGIN)).await.err(), Some(401), "bad token");
+    let t = token(&gw, "ann").await;
+    assert_eq!(try_connect(&gw, &format!("ws_token={t}&channel=no.dots"), Some(ORIGIN)).await.err(), Some(400));
+    assert_eq!(try_connect(&gw, &format!("ws_token={t}"), Some("http://evil.localhost")).await.err(), Some(403));
+    assert_eq!(try_connect(&gw, &format!("ws_token={t}"), None).await.err(), Some(403), "no Origin");
+    assert!(try_connect(&gw, &format!("ws_token={t}"), Some(ORIGIN)).await.is_ok(), "the refusals did not spend it");
+    assert_eq!(try_connect(&gw, &format!("ws_token={t}"), Some(ORIGIN)).await.err(), Some(401), "replayed");
+    let (status, body) = http(&gw, "POST", "/ws-token", &[("origin", ORIGIN)], "").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")), "CSRF header required");
+    gw.shutdown().await;
+}
+
+async fn oversize_frame_closes_1009(store: StoreChoice) {
+    let gw = start(store).await;
+    let mut ws = connect(&gw, "ann", "lobby").await;
+    let big = json!({"action":"chat","message":"x".repeat(33 * 1024)});
+    let _ = ws.send(Message::text(big.to_string())).await;
+    assert_eq!(close_code(&mut ws).await, 1009);
+    let mut other = connect(&gw, "bob", "lobby").await;
+    assert_eq!(connection_id(&mut other).await.len(), 16, "the gateway still serves others");
+    gw.shutdown().await;
+}
+
+async fn idle_connections_are_closed(store: StoreChoice) {
+    let gw = start_with(GatewayOptions { idle_timeout: Duration::from_millis(400), ..options(store) }).await;
+    let mut idle = connect(&gw, "ann", "lobby").await;
+    let mut busy = connect(&gw, "bob", "lobby").await;
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        send(&mut busy, json!({"action":"ping"})).await;
+        assert_eq!(next_json(&mut busy).await["type"], "pong");
+    }
+    assert_eq!(close_code(&mut idle).await, 1001, "idle for 400 ms");
+    assert_eq!(gw.connection_count(), 1, "activity kept the other open");
+    gw.shutdown().await;
+}
+
+async fn unmatched_routes_without_default_get_forbidden(store: StoreChoice) {
+    let mut routes = RouteTable::builtin();
+    routes.remove("$default");
+    let gw = start_with(GatewayOptions { routes, ..options(store) }).await;
+    let mut ws = connect(&gw, "ann", "lobby").await;
+    send(&mut ws, json!({"action":"nothing-here"})).await;
+    let frame = next_json(&mut ws).await;
+    assert_eq!(frame["message"], "Forbidden");
+    assert!(frame["connectionId"].is_string() && frame["requestId"].is_string());
+    ws.send(Message::text("not json")).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["message"], "Forbidden");
+    gw.shutdown().await;
+}
+
+async fn typed_errors_in_a_session(store: StoreChoice) {
+    let gw = start(store).await;
+    let mut ws = connect(&gw, "ann", "lobby").await;
+    ws.send(Message::text("{broken")).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["code"], "bad_json");
+    send(&mut ws, json!({"action":"fly","ref":"f1"})).await;
+    let error = next_json(&mut ws).await;
+    assert_eq!((error["code"].as_str(), error["ref"].as_str()), (Some("unknown_action"), Some("f1")));
+    send(&mut ws, json!({"action":"echo","x":[1,2],"ref":"e"})).await;
+    assert_eq!(next_json(&mut ws).await, json!({"type":"echo","x":[1,2],"ref":"e"}));
+    gw.shutdown().await;
+}
+
+fn dynamodb() -> StoreChoice {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let endpoint = std::env::var(lambda_ws_e2e::DYNAMODB_ENDPOINT_VAR).unwrap_or_else(|_| {
+        panic!("{} is not set: run the tests with scripts/test.sh", lambda_ws_e2e::DYNAMODB_ENDPOINT_VAR)
+    });
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    StoreChoice::DynamoDb { endpoint, table: format!("lws-gw-{}-{n}", std::process::id()) }
+}
+
+macro_rules! on_both_stores {
+    ($($case:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(lambda_ws_local::StoreChoice::Memory).await;
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::dynamodb()).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_stores!(
+    chat_between_two_clients,
+    sender_through_the_lambda_sdk,
+    management_api_through_the_sdk,
+    connect_refusals,
+    oversize_frame_closes_1009,
+    idle_connections_are_closed,
+    unmatched_routes_without_default_get_forbidden,
+    typed_errors_in_a_session,
+);
+
+#[tokio::test]
+async fn demo_page_and_client_are_served() {
+    let gw = start(StoreChoice::Memory).await;
+    let mut stream = TcpStream::connect(gw.addr()).await.unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut page = String::new();
+    stream.read_to_string(&mut page).await.unwrap();
+    assert!(page.starts_with("HTTP/1.1 200"));
+    assert!(page.contains("/client/websocket-manager.js") && page.contains("/local"), "stage filled in");
+    let mut stream = TcpStream::connect(gw.addr()).await.unwrap();
+    stream
+        .write_all(b"GET /client/websocket-manager.js HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut js = String::new();
+    stream.read_to_string(&mut js).await.unwrap();
+    assert!(js.contains("text/javascript") && js.contains("export class WebSocketManager"));
+    gw.shutdown().await;
+}
