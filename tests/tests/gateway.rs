@@ -365,3 +365,76 @@ async fn demo_page_and_client_are_served() {
     assert!(js.contains("text/javascript") && js.contains("export class WebSocketManager"));
     gw.shutdown().await;
 }
+
+/// A stand-in for `cargo lambda watch`: a Lambda Invoke API running the route functions with their
+/// own store, answering clients through the gateway's Management API over HTTP, as deployed
+/// functions do. Records which function got which route.
+struct FunctionHost {
+    addr: SocketAddr,
+    calls: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl FunctionHost {
+    async fn start() -> Self {
+        use axum::extract::{Path, State};
+        use lambda_ws::{App, MemoryStore, Router, handlers};
+        type Calls = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+        let config = Config { require_token: false, ..Config::default() };
+        let app = App::new(config, std::sync::Arc::new(MemoryStore::new()), lambda_ws_e2e::management_api());
+        let calls: Calls = Default::default();
+        let invoke = move |State((app, calls)): State<(App, Calls)>, Path(name): Path<String>, body: String| async move {
+            let event: aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest = serde_json::from_str(&body).unwrap();
+            let route = event.request_context.route_key.clone().unwrap_or_default();
+            calls.lock().unwrap().push((name.clone(), route));
+            let response = match name.as_str() {
+                "connect" => handlers::connect(&app, &event).await,
+                "disconnect" => handlers::disconnect(&app, &event).await,
+                "default" => handlers::message(&app, &Router::builtin(), &event).await,
+                "chat" => handlers::message(&app, &Router::new().route("chat", handlers::ChatRoute), &event).await,
+                _ => return (axum::http::StatusCode::NOT_FOUND, String::new()),
+            };
+            (axum::http::StatusCode::OK, serde_json::to_string(&response).unwrap())
+        };
+        let router = axum::Router::new()
+            .route("/2015-03-31/functions/{name}/invocations", axum::routing::post(invoke))
+            .with_state((app, calls.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Self { addr, calls }
+    }
+
+    fn calls(&self) -> Vec<(String, String)> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_can_invoke_functions_through_the_invoke_api() {
+    let host = FunctionHost::start().await;
+    let options = GatewayOptions {
+        routes: RouteTable::builtin().invoking_functions(),
+        invoke_endpoint: Some(format!("http://{}", host.addr)),
+        ..options(StoreChoice::Memory)
+    };
+    let gw = start_with(options).await;
+    assert_eq!(try_connect(&gw, "channel=bad.name", Some(ORIGIN)).await.err(), Some(400), "the function's status");
+    let mut ann = try_connect(&gw, "channel=lobby", Some(ORIGIN)).await.unwrap();
+    let mut bob = try_connect(&gw, "channel=lobby", Some(ORIGIN)).await.unwrap();
+    let id = connection_id(&mut ann).await;
+    assert_eq!(id.len(), 16, "pong came back through the Management API");
+    send(&mut bob, json!({"action":"chat","message":"via functions"})).await;
+    assert_eq!(next_json(&mut ann).await["message"], "via functions");
+    ann.close(None).await.unwrap();
+    for _ in 0..100 {
+        if host.calls().iter().any(|(f, r)| f == "disconnect" && r == "$disconnect") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let calls = host.calls();
+    for expected in [("connect", "$connect"), ("default", "ping"), ("chat", "chat"), ("disconnect", "$disconnect")] {
+        assert!(calls.iter().any(|(f, r)| (f.as_str(), r.as_str()) == expected), "{expected:?} in {calls:?}");
+    }
+    gw.shutdown().await;
+}

@@ -51,6 +51,10 @@ struct DevArgs {
     /// Table for --dynamodb-endpoint (created if missing).
     #[arg(long, default_value = "lambda-ws-local")]
     table: String,
+    /// Invoke the route functions through this Lambda Invoke API (e.g. http://127.0.0.1:9000, where
+    /// `cargo lambda watch` serves) instead of running the handlers in-process.
+    #[arg(long)]
+    invoke_endpoint: Option<String>,
 }
 
 /// `500ms`, `30s`, `10m`, `2h`, or plain seconds.
@@ -102,7 +106,11 @@ async fn dev(args: DevArgs) -> ExitCode {
         StoreChoice::Memory => "in memory".to_owned(),
         StoreChoice::DynamoDb { endpoint, table } => format!("DynamoDB table {table} at {endpoint}"),
     };
+    let routes = lambda_ws_local::RouteTable::builtin();
+    let routes = if args.invoke_endpoint.is_some() { routes.invoking_functions() } else { routes };
     let options = GatewayOptions {
+        routes,
+        invoke_endpoint: args.invoke_endpoint.clone(),
         stage: args.stage,
         idle_timeout: args.idle_timeout,
         max_lifetime: args.max_lifetime,
@@ -120,7 +128,10 @@ async fn dev(args: DevArgs) -> ExitCode {
     };
     let http = gateway.http_url();
     println!();
-    println!("  lambda-ws dev is running (sessions {store_text})");
+    match &args.invoke_endpoint {
+        Some(endpoint) => println!("  lambda-ws dev is running (routes invoke functions at {endpoint})"),
+        None => println!("  lambda-ws dev is running (handlers in-process, sessions {store_text})"),
+    }
     println!();
     println!("  Demo page          {http}/");
     println!("  WebSocket          {}?ws_token=<token>&channel=<name>", gateway.websocket_url());

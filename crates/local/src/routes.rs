@@ -17,6 +17,8 @@ pub enum Handler {
     Disconnect,
     /// The core message handler with this router (one per function, as deployed).
     Messages(Router),
+    /// A function invoked through the Lambda Invoke API (e.g. under `cargo lambda watch`).
+    Invoke(String),
 }
 
 impl fmt::Debug for Handler {
@@ -25,6 +27,7 @@ impl fmt::Debug for Handler {
             Self::Connect => f.write_str("Connect"),
             Self::Disconnect => f.write_str("Disconnect"),
             Self::Messages(r) => f.debug_tuple("Messages").field(&r.actions().collect::<Vec<_>>()).finish(),
+            Self::Invoke(name) => f.debug_tuple("Invoke").field(name).finish(),
         }
     }
 }
@@ -53,6 +56,24 @@ impl RouteTable {
             ("echo".to_owned(), Handler::Messages(Router::new().route("echo", EchoRoute))),
         ]);
         Self { selection_key: "action".to_owned(), routes }
+    }
+
+    /// The same routes, each invoking the function that serves it in the deployment: `connect`,
+    /// `disconnect`, `chat`, and `default` for `$default`, `subscribe`, `unsubscribe` and `ping`.
+    /// In-process-only routes (`echo`) stay in-process.
+    pub fn invoking_functions(&self) -> Self {
+        let mut table = self.clone();
+        for (key, handler) in &mut table.routes {
+            let function = match key.as_str() {
+                "$connect" => "connect",
+                "$disconnect" => "disconnect",
+                "$default" | "subscribe" | "unsubscribe" | "ping" => "default",
+                "echo" => continue,
+                other => other,
+            };
+            *handler = Handler::Invoke(function.to_owned());
+        }
+        table
     }
 
     /// Adds or replaces a route.

@@ -29,6 +29,9 @@ use crate::routes::{Handler, RouteTable};
 /// API Gateway's limit on one frame.
 pub const MAX_FRAME_BYTES: usize = 32 * 1024;
 
+/// Read and write buffer of each WebSocket.
+pub const SOCKET_BUFFER_BYTES: usize = 8 * 1024;
+
 /// Where sessions are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreChoice {
@@ -62,6 +65,9 @@ pub struct GatewayOptions {
     pub store: StoreChoice,
     /// The routes.
     pub routes: RouteTable,
+    /// Where [`Handler::Invoke`] routes are invoked (a Lambda Invoke API such as
+    /// `cargo lambda watch` serves, e.g. `http://127.0.0.1:9000`).
+    pub invoke_endpoint: Option<String>,
 }
 
 impl Default for GatewayOptions {
@@ -75,6 +81,7 @@ impl Default for GatewayOptions {
             config: Config::default(),
             store: StoreChoice::Memory,
             routes: RouteTable::builtin(),
+            invoke_endpoint: None,
         }
     }
 }
@@ -92,6 +99,7 @@ pub enum StartError {
 
 struct Shared {
     app: App,
+    lambda: Option<aws_sdk_lambda::Client>,
     registry: Arc<Registry>,
     routes: RouteTable,
     options: GatewayOptions,
@@ -125,20 +133,23 @@ impl Gateway {
                 let conf = aws_sdk_dynamodb::config::Builder::from(&aws).endpoint_url(endpoint).build();
                 let store = DynamoDbStore::new(aws_sdk_dynamodb::Client::from_conf(conf), table);
                 if let Err(e) = store.create_table().await {
-                    // Already there is fine; anything else shows on first use too, so say it now.
+                    // Most often the table exists already; any other problem shows on first use.
                     tracing::debug!(error = %e, "create table");
                 }
                 App::new(options.config.clone(), Arc::new(store), transport)
             }
         };
         let stage = options.stage.clone();
-        let shared = Arc::new(Shared {
-            app: app.clone(),
-            registry: registry.clone(),
-            routes: options.routes.clone(),
-            options,
-            domain,
+        let lambda = options.invoke_endpoint.as_ref().map(|endpoint| {
+            let timeout = aws_sdk_lambda::config::timeout::TimeoutConfig::builder()
+                .operation_timeout(Duration::from_secs(29))
+                .build();
+            let conf =
+                aws_sdk_lambda::config::Builder::from(&aws).endpoint_url(endpoint).timeout_config(timeout).build();
+            aws_sdk_lambda::Client::from_conf(conf)
         });
+        let routes = options.routes.clone();
+        let shared = Arc::new(Shared { app: app.clone(), lambda, registry: registry.clone(), routes, options, domain });
         let router = Router::new()
             .route("/", get(demo_page))
             .route("/client/{file}", get(client_file))
@@ -302,7 +313,11 @@ async fn upgrade(
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
     }
-    ws.max_frame_size(MAX_FRAME_BYTES)
+    // Small I/O buffers: tungstenite's 128 KiB defaults would cost 256 KiB per connection once
+    // touched. A buffer is a read chunk, not a limit: 32 KiB frames still arrive whole.
+    ws.read_buffer_size(SOCKET_BUFFER_BYTES)
+        .write_buffer_size(SOCKET_BUFFER_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
         .max_message_size(lambda_ws::protocol::MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| run_connection(shared, ctx, socket))
 }
@@ -321,12 +336,44 @@ async fn invoke_route(shared: &Shared, route_key: &str, event: &Value) -> Option
         Handler::Connect => handlers::connect(&shared.app, &typed).await,
         Handler::Disconnect => handlers::disconnect(&shared.app, &typed).await,
         Handler::Messages(router) => handlers::message(&shared.app, router, &typed).await,
+        Handler::Invoke(function) => return Some(invoke_function(shared, function, event).await),
     };
     let body = match response.body {
         Some(aws_lambda_events::encodings::Body::Text(t)) => t,
         _ => String::new(),
     };
     Some((u16::try_from(response.status_code).unwrap_or(500), body))
+}
+
+/// Invokes a route's function through the Lambda Invoke API, as API Gateway's Lambda proxy
+/// integration does; a failed invocation answers 500 (502 for an unreachable endpoint).
+async fn invoke_function(shared: &Shared, function: &str, event: &Value) -> (u16, String) {
+    let Some(lambda) = &shared.lambda else {
+        tracing::error!(function, "route invokes a function but no --invoke-endpoint is set");
+        return (500, String::new());
+    };
+    let result = lambda
+        .invoke()
+        .function_name(function)
+        .payload(aws_sdk_lambda::primitives::Blob::new(event.to_string()))
+        .send()
+        .await;
+    let out = match result {
+        Ok(out) => out,
+        Err(e) => {
+            let text = aws_sdk_lambda::error::DisplayErrorContext(&e).to_string();
+            tracing::error!(function, error = %text, "invoke failed");
+            return (502, String::new());
+        }
+    };
+    if let Some(kind) = out.function_error() {
+        tracing::error!(function, kind, "function failed");
+        return (500, String::new());
+    }
+    let answer: Value = out.payload().and_then(|p| serde_json::from_slice(p.as_ref()).ok()).unwrap_or(Value::Null);
+    let status = answer.get("statusCode").and_then(Value::as_u64).and_then(|s| u16::try_from(s).ok()).unwrap_or(200);
+    let body = answer.get("body").and_then(Value::as_str).unwrap_or_default().to_owned();
+    (status, body)
 }
 
 async fn run_connection(shared: Arc<Shared>, ctx: EventContext, socket: WebSocket) {

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Benchmarks the local gateway against a bare WebSocket echo server, client and servers in
+# separate processes. Figures go in README ("Local gateway performance").
+#   scripts/bench-gateway.sh [--idle 10000] [--clients 50] [--seconds 5]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ulimit -n 30000
+cargo build --profile bench -p lambda-ws-local --bins
+exec target/release/gateway-bench "$@"
