@@ -269,14 +269,13 @@ async fn raw_echo(port: u16) -> Result<(), Error> {
             let size = lambda_ws_local::server::SOCKET_BUFFER_BYTES;
             ws.read_buffer_size(size).write_buffer_size(size).on_upgrade(|mut socket| async move {
                 while let Some(Ok(message)) = socket.recv().await {
-                    match message {
-                        AxumMessage::Text(t) => {
-                            if socket.send(AxumMessage::Text(t)).await.is_err() {
-                                break;
-                            }
-                        }
+                    let echo = match message {
+                        AxumMessage::Text(t) => AxumMessage::Text(t),
                         AxumMessage::Close(_) => break,
-                        _ => {}
+                        _ => continue,
+                    };
+                    if socket.send(echo).await.is_err() {
+                        break;
                     }
                 }
             })
