@@ -4,6 +4,6 @@
 #   scripts/bench-gateway.sh [--idle 10000] [--clients 50] [--seconds 5]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ulimit -n 30000
+ulimit -n "$(ulimit -Hn)"  # 10,000 connections need 10,000 descriptors in each process
 cargo build --profile bench -p lambda-ws-local --bins
 exec target/release/gateway-bench "$@"

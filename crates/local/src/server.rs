@@ -30,7 +30,7 @@ use crate::routes::{Handler, RouteTable};
 pub const MAX_FRAME_BYTES: usize = 32 * 1024;
 
 /// Read and write buffer of each WebSocket.
-pub const SOCKET_BUFFER_BYTES: usize = 8 * 1024;
+pub const SOCKET_BUFFER_BYTES: usize = 2 * 1024;
 
 /// Where sessions are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
