@@ -3,9 +3,11 @@
 #
 #   scripts/test.sh            # everything
 #
-# Needs: cargo (with rustfmt and clippy), node and npm. It installs the pinned DynamoDB engine
-# (dynalite) into node_modules/, starts it in memory on a free loopback port, and stops it on exit,
-# also when a step fails.
+# Needs: cargo (with rustfmt and clippy), node and npm, python3 with pip, and apt-get (as root or
+# with sudo) when Chromium is missing. It installs what the tests use: the pinned DynamoDB engine
+# (dynalite) and playwright-core with npm ci, the template linter (cfn-lint) with pip, Debian's
+# chromium with apt-get. It starts the engine in memory on a free loopback port and stops it on
+# exit, also when a step fails.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -47,6 +49,13 @@ wait_for_port "$port" dynalite
 export LWS_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
 echo "dynalite on $LWS_TEST_DYNAMODB_ENDPOINT"
 
+step "template lint (cfn-lint)"
+if ! command -v cfn-lint >/dev/null 2>&1 || [ "$(cfn-lint --version 2>/dev/null)" != "cfn-lint 1.51.0" ]; then
+  python3 -m pip install --quiet --disable-pip-version-check 'cfn-lint==1.51.0'
+fi
+cfn-lint template.yaml
+echo "template.yaml: no errors or warnings"
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -57,11 +66,30 @@ step "cargo test"
 log="$(mktemp)"
 set +e
 cargo test --workspace --locked 2>&1 | tee "$log"
-status="${PIPESTATUS[0]}"
+cargo_status="${PIPESTATUS[0]}"
 set -e
 passed="$(grep -Eo '[0-9]+ passed' "$log" | awk '{s += $1} END {print s + 0}')"
 failed="$(grep -Eo '[0-9]+ failed' "$log" | awk '{s += $1} END {print s + 0}')"
+
+step "browser client in Chromium"
+if [ ! -x /usr/bin/chromium ]; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium
+fi
+if [ ! -d clients/js/node_modules/playwright-core ] || [ clients/js/package-lock.json -nt clients/js/node_modules/.package-lock.json ]; then
+  (cd clients/js && npm ci --no-audit --no-fund --loglevel=error)
+fi
+cargo build --locked -q -p lambda-ws-local --bin lambda-ws
+set +e
+LWS_GATEWAY_BIN="$root/target/debug/lambda-ws" node --test clients/js/test/ 2>&1 | tee "$log"
+node_status="${PIPESTATUS[0]}"
+set -e
+passed=$((passed + $(grep -Eo '^# pass [0-9]+' "$log" | awk '{print $3}' | head -1)))
+failed=$((failed + $(grep -Eo '^# fail [0-9]+' "$log" | awk '{print $3}' | head -1)))
 rm -f "$log"
+echo "screenshot of the demo page: target/demo-screenshot.png"
+
 echo
-echo "cargo test: $passed passed, $failed failed"
-exit "$status"
+echo "tests: $passed passed, $failed failed"
+[ "$cargo_status" = 0 ] && [ "$node_status" = 0 ]

@@ -17,6 +17,7 @@
 //! - [`routes`]: route selection and the route table.
 //! - [`registry`]: open connections and the in-process transport.
 //! - [`server`]: the HTTP and WebSocket endpoints.
+//! - [`template`]: routes and functions read from the SAM `template.yaml`, so local and cloud match.
 
 #![warn(missing_docs)]
 
@@ -24,6 +25,7 @@ pub mod events;
 pub mod registry;
 pub mod routes;
 pub mod server;
+pub mod template;
 
 pub use routes::{Handler, RouteTable};
 pub use server::{Gateway, GatewayOptions, StoreChoice};

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use lambda_ws::{ChannelName, Config};
-use lambda_ws_local::{Gateway, GatewayOptions, StoreChoice};
+use lambda_ws_local::template::Template;
+use lambda_ws_local::{Gateway, GatewayOptions, RouteTable, StoreChoice};
 
 #[derive(Debug, Parser)]
 #[command(name = "lambda-ws", version, about = "Real-time WebSockets for Rust on AWS Lambda")]
@@ -51,6 +52,10 @@ struct DevArgs {
     /// Table for --dynamodb-endpoint (created if missing).
     #[arg(long, default_value = "lambda-ws-local")]
     table: String,
+    /// SAM template to read the WebSocket routes from (used when the file exists; otherwise the
+    /// built-in routes).
+    #[arg(long, default_value = "template.yaml")]
+    template: std::path::PathBuf,
     /// Invoke the route functions through this Lambda Invoke API (e.g. http://127.0.0.1:9000, where
     /// `cargo lambda watch` serves) instead of running the handlers in-process.
     #[arg(long)]
@@ -106,8 +111,28 @@ async fn dev(args: DevArgs) -> ExitCode {
         StoreChoice::Memory => "in memory".to_owned(),
         StoreChoice::DynamoDb { endpoint, table } => format!("DynamoDB table {table} at {endpoint}"),
     };
-    let routes = lambda_ws_local::RouteTable::builtin();
-    let routes = if args.invoke_endpoint.is_some() { routes.invoking_functions() } else { routes };
+    let in_process = args.invoke_endpoint.is_none();
+    let (routes, routes_text) = if args.template.exists() {
+        match Template::load(&args.template) {
+            Ok(template) => {
+                for route in template.invoked_routes().iter().filter(|_| in_process) {
+                    eprintln!(
+                        "warning: route {} runs {}, which is not built in; start with --invoke-endpoint to reach it",
+                        route.route_key, route.binary
+                    );
+                }
+                (template.route_table(in_process), format!("routes from {}", args.template.display()))
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        let builtin = RouteTable::builtin();
+        let table = if in_process { builtin } else { builtin.invoking_functions() };
+        (table, "built-in routes".to_owned())
+    };
     let options = GatewayOptions {
         routes,
         invoke_endpoint: args.invoke_endpoint.clone(),
@@ -129,8 +154,8 @@ async fn dev(args: DevArgs) -> ExitCode {
     let http = gateway.http_url();
     println!();
     match &args.invoke_endpoint {
-        Some(endpoint) => println!("  lambda-ws dev is running (routes invoke functions at {endpoint})"),
-        None => println!("  lambda-ws dev is running (handlers in-process, sessions {store_text})"),
+        Some(endpoint) => println!("  lambda-ws dev is running ({routes_text}, invoking functions at {endpoint})"),
+        None => println!("  lambda-ws dev is running ({routes_text}, handlers in-process, sessions {store_text})"),
     }
     println!();
     println!("  Demo page          {http}/");

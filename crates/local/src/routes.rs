@@ -76,6 +76,11 @@ impl RouteTable {
         table
     }
 
+    /// A table with no routes, selecting on `selection_key`.
+    pub fn empty(selection_key: &str) -> Self {
+        Self { selection_key: selection_key.to_owned(), routes: BTreeMap::new() }
+    }
+
     /// Adds or replaces a route.
     pub fn insert(&mut self, route_key: impl Into<String>, handler: Handler) {
         self.routes.insert(route_key.into(), handler);

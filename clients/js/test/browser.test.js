@@ -1,0 +1,202 @@
+// The browser client in real Chromium, against a local gateway started here.
+// Run by scripts/test.sh; on its own: LWS_GATEWAY_BIN=../../target/debug/lambda-ws node --test test/
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import http from 'node:http';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..', '..');
+const gatewayBin = process.env.LWS_GATEWAY_BIN ?? join(root, 'target', 'debug', 'lambda-ws');
+
+let gateway;
+let base;
+let port;
+let browser;
+
+before(async () => {
+  gateway = spawn(gatewayBin, ['dev', '--port', '0', '--template', join(root, 'template.yaml')], {
+    cwd: root,
+    env: {
+      ...process.env,
+      RUST_LOG: 'warn',
+      LWS_RATE_CONNECT_PER_IP: '0',
+      LWS_RATE_CONNECT_PER_USER: '0',
+      LWS_RATE_TOKENS_PER_USER: '0',
+      LWS_CHANNEL_RULES: 'secret=none; *=all',
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  base = await new Promise((resolve, reject) => {
+    let out = '';
+    gateway.stdout.on('data', (chunk) => {
+      out += chunk;
+      const match = out.match(/Demo page\s+(http:\/\/127\.0\.0\.1:\d+)\//);
+      if (match) resolve(match[1]);
+    });
+    gateway.on('exit', (code) => reject(new Error(`gateway exited with ${code}: ${out}`)));
+  });
+  port = Number(new URL(base).port);
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  gateway?.kill('SIGINT');
+});
+
+/** A demo page for `user` in `channel`, connected and knowing its connection id. */
+async function openPage(user, channel = 'lobby') {
+  const page = await browser.newPage({ viewport: { width: 1000, height: 640 } });
+  await page.goto(`${base}/?user=${user}&channel=${channel}`);
+  if (channel !== 'secret') {
+    await page.waitForSelector('#status.open');
+    await page.waitForFunction(() => window.demo.connectionId);
+  }
+  return page;
+}
+
+function request(method, path, body, headers = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, method, path, headers }, (res) => {
+      let text = '';
+      res.on('data', (c) => { text += c; });
+      res.on('end', () => resolve({ status: res.statusCode, body: text ? JSON.parse(text) : null }));
+    });
+    req.on('error', reject);
+    req.end(body === undefined ? undefined : JSON.stringify(body));
+  });
+}
+
+const send = (target, message) =>
+  request('POST', '/2015-03-31/functions/sender/invocations', { target, message });
+
+/** The status of a WebSocket handshake with this query (101 when accepted). */
+function handshakeStatus(query) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({
+      host: '127.0.0.1', port, path: `/local?${query}`,
+      headers: { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13',
+        'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==' },
+    });
+    req.on('upgrade', (res, socket) => { socket.destroy(); resolve(101); });
+    req.on('response', (res) => { res.resume(); resolve(res.statusCode); });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test('a toast pushed by the sender appears in the page', async () => {
+  const page = await openPage('toast-user');
+  const report = await send({ user: 'toast-user' }, { type: 'toast', level: 'success', title: 'Saved', message: 'Invoice 7 saved' });
+  assert.equal(report.body.delivered, 1);
+  const toast = await page.waitForSelector('.toast-success');
+  assert.match(await toast.textContent(), /Saved.*Invoice 7 saved/);
+  await page.close();
+});
+
+test('a task drives the progress bar to 100 %', async () => {
+  const page = await openPage('task-user');
+  await page.click('#task-button');
+  await page.waitForSelector('.task.done', { timeout: 10000 });
+  assert.equal(await page.$eval('.task progress', (p) => p.value), 100);
+  assert.match(await page.textContent('.task .task-text'), /100%/);
+  await page.close();
+});
+
+test('chat between two pages, with a screenshot for people to look at', async () => {
+  const ann = await openPage('ann');
+  const bob = await openPage('bob');
+  await bob.fill('#chat-input', 'hello from bob');
+  await bob.click('#chat-form button');
+  await ann.waitForSelector('#log .line:has-text("hello from bob")');
+  assert.match(await ann.textContent('#log'), /bob: hello from bob/);
+  await ann.click('#task-button');
+  await ann.waitForSelector('.task.done', { timeout: 10000 });
+  mkdirSync(join(root, 'target'), { recursive: true });
+  await ann.screenshot({ path: join(root, 'target', 'demo-screenshot.png') });
+  await ann.close();
+  await bob.close();
+});
+
+test('after the gateway drops the connection it reconnects with a fresh token; the old one is refused', async () => {
+  const page = await openPage('drop-user');
+  const first = await page.evaluate(() => ({ id: window.demo.connectionId, token: window.demo.lastToken }));
+  const deleted = await request('DELETE', `/local/@connections/${encodeURIComponent(first.id)}`);
+  assert.equal(deleted.status, 204);
+  await page.waitForFunction((old) => window.demo.connectionId && window.demo.connectionId !== old, first.id, { timeout: 15000 });
+  const second = await page.evaluate(() => ({ id: window.demo.connectionId, token: window.demo.lastToken }));
+  assert.notEqual(second.token, first.token, 'a new token for the new connection');
+  assert.equal(await handshakeStatus(`ws_token=${first.token}`), 401, 'the used token is refused');
+  await page.close();
+});
+
+test('changing channel reconnects into the new channel only', async () => {
+  const ann = await openPage('mover');
+  const bob = await openPage('room-user', 'room-2');
+  const carol = await openPage('lobby-user', 'lobby');
+  const before = await ann.evaluate(() => window.demo.lastToken);
+  await ann.fill('#channel-input', 'room-2');
+  await ann.click('#channel-form button');
+  await ann.waitForSelector('#channel-name:has-text("room-2")');
+  await ann.waitForSelector('#status.open');
+  assert.notEqual(await ann.evaluate(() => window.demo.lastToken), before, 'fresh token for the new channel');
+  await carol.evaluate(() => window.demo.send('chat', { message: 'lobby only' }));
+  await carol.waitForSelector('#log .line:has-text("lobby only")');
+  await bob.evaluate(() => window.demo.send('chat', { message: 'room-2 only' }));
+  await ann.waitForSelector('#log .line:has-text("room-2 only")');
+  assert.doesNotMatch(await ann.textContent('#log'), /lobby only/);
+  for (const p of [ann, bob, carol]) await p.close();
+});
+
+test('sends made while disconnected are queued and flushed on reconnect', async () => {
+  const sender = await openPage('queue-sender');
+  const reader = await openPage('queue-reader');
+  const id = await sender.evaluate(() => {
+    window.queuedDuringOutage = new Promise((resolve) => {
+      const off = window.demo.on('close', () => {
+        off();
+        window.demo.send('chat', { message: 'sent while away' });
+        resolve(window.demo.queue.length);
+      });
+    });
+    return window.demo.connectionId;
+  });
+  await request('DELETE', `/local/@connections/${encodeURIComponent(id)}`);
+  assert.equal(await sender.evaluate(() => window.queuedDuringOutage), 1, 'queued, not sent');
+  await reader.waitForSelector('#log .line:has-text("sent while away")', { timeout: 15000 });
+  await sender.close();
+  await reader.close();
+});
+
+test('a message over 128 KiB is refused in the client with a clear error', async () => {
+  const page = await openPage('big-user');
+  const error = await page.evaluate(() => {
+    try {
+      window.demo.send('chat', { message: 'x'.repeat(140 * 1024) });
+      return null;
+    } catch (e) {
+      return `${e.name}: ${e.message}`;
+    }
+  });
+  assert.match(error ?? '', /over 131072 bytes/);
+  await page.close();
+});
+
+test('a channel the server forbids is reported, not retried', async () => {
+  const page = await openPage('nosy', 'secret');
+  await page.waitForFunction(() => window.demo.state === 'refused');
+  assert.match(await page.textContent('#status'), /refused: channel not allowed/);
+  await page.waitForTimeout(1500);
+  assert.equal(await page.evaluate(() => window.demo.state), 'refused', 'no reconnect loop');
+  await page.close();
+});
