@@ -13,7 +13,6 @@ use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use futures::StreamExt as _;
 use lambda_ws::handlers::{self, TokenRequest};
 use lambda_ws::protocol::{Level, TaskProgress, Toast};
 use lambda_ws::{App, Config, DynamoDbStore, Identity, MemoryStore, Outbound, Target};
@@ -376,8 +375,12 @@ async fn invoke_function(shared: &Shared, function: &str, event: &Value) -> (u16
     (status, body)
 }
 
-async fn run_connection(shared: Arc<Shared>, ctx: EventContext, socket: WebSocket) {
-    let id = ctx.connection_id.clone();
+/// Serves one open WebSocket until it closes, then runs `$disconnect`.
+///
+/// This future lives as long as the connection, so it is kept small: one socket (not a split
+/// pair), one timer for the nearer of the idle and lifetime deadlines, and the `$disconnect`
+/// invocation boxed so its (large) state is only allocated when the connection ends.
+async fn run_connection(shared: Arc<Shared>, ctx: EventContext, mut socket: WebSocket) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let connection = Arc::new(Connection {
         tx,
@@ -386,45 +389,32 @@ async fn run_connection(shared: Arc<Shared>, ctx: EventContext, socket: WebSocke
         source_ip: ctx.source_ip.clone(),
         user_agent: ctx.user_agent.clone(),
     });
-    shared.registry.insert(&id, connection.clone());
+    shared.registry.insert(&ctx.connection_id, connection.clone());
     let ctx = Arc::new(ctx);
-    let (mut sink, mut stream) = socket.split();
-    let lifetime = tokio::time::sleep(shared.options.max_lifetime);
-    tokio::pin!(lifetime);
+    let ends_at = Instant::now() + shared.options.max_lifetime;
     let mut idle_deadline = Instant::now() + shared.options.idle_timeout;
-    let close = |code: u16, reason: &'static str| Message::Close(Some(CloseFrame { code, reason: reason.into() }));
-    use futures::SinkExt as _;
     let (status, reason): (u16, String) = loop {
+        // tokio::select! drops the branch futures before a handler runs, so handlers may use the
+        // socket the `recv` future borrowed.
         tokio::select! {
-            frame = stream.next() => match frame {
-                Some(Ok(Message::Text(text))) => {
-                    idle_deadline = Instant::now() + shared.options.idle_timeout;
-                    connection.last_active_at.store(now_ms(), Ordering::Relaxed);
-                    tokio::spawn(handle_frame(shared.clone(), ctx.clone(), text.to_string()));
-                }
-                Some(Ok(Message::Binary(data))) => {
-                    idle_deadline = Instant::now() + shared.options.idle_timeout;
-                    connection.last_active_at.store(now_ms(), Ordering::Relaxed);
-                    let text = String::from_utf8_lossy(&data).into_owned();
-                    tokio::spawn(handle_frame(shared.clone(), ctx.clone(), text));
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
-                    idle_deadline = Instant::now() + shared.options.idle_timeout;
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    break frame.map_or((1005, String::new()), |f| (f.code, f.reason.to_string()));
-                }
-                Some(Err(e)) => {
-                    let text = e.to_string();
-                    if text.contains("too long") || text.contains("too big") || text.contains("Space limit") {
-                        let _ = sink.send(close(1009, "Message too big")).await;
-                        break (1009, "Message too big".into());
+            frame = socket.recv() => {
+                let text = match frame {
+                    Some(Ok(Message::Text(text))) => text.to_string(),
+                    Some(Ok(Message::Binary(data))) => String::from_utf8_lossy(&data).into_owned(),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                        idle_deadline = Instant::now() + shared.options.idle_timeout;
+                        continue;
                     }
-                    tracing::debug!(connection_id = %id, error = %text, "socket error");
-                    break (1006, String::new());
-                }
-                None => break (1006, String::new()),
-            },
+                    Some(Ok(Message::Close(frame))) => {
+                        break frame.map_or((1005, String::new()), |f| (f.code, f.reason.to_string()));
+                    }
+                    Some(Err(e)) => break Box::pin(socket_error(&mut socket, &ctx.connection_id, e)).await,
+                    None => break (1006, String::new()),
+                };
+                idle_deadline = Instant::now() + shared.options.idle_timeout;
+                connection.last_active_at.store(now_ms(), Ordering::Relaxed);
+                tokio::spawn(handle_frame(shared.clone(), ctx.clone(), text));
+            }
             out = rx.recv() => match out {
                 Some(Outgoing::Text(payload)) => {
                     // Management API posts of non-UTF-8 data arrive as binary frames.
@@ -432,29 +422,39 @@ async fn run_connection(shared: Arc<Shared>, ctx: EventContext, socket: WebSocke
                         Ok(text) => Message::Text(text),
                         Err(_) => Message::Binary(payload),
                     };
-                    if sink.send(message).await.is_err() {
+                    if socket.send(message).await.is_err() {
                         break (1006, String::new());
                     }
                 }
-                Some(Outgoing::Close(code, why)) => {
-                    let _ = sink.send(close(code, why)).await;
-                    break (code, why.to_owned());
-                }
+                Some(Outgoing::Close(code, why)) => break Box::pin(close(&mut socket, code, why, why)).await,
                 None => break (1006, String::new()),
             },
-            () = tokio::time::sleep_until(idle_deadline) => {
-                let _ = sink.send(close(1001, "Going away")).await;
-                break (1001, "Idle timeout".into());
-            }
-            () = &mut lifetime => {
-                let _ = sink.send(close(1001, "Going away")).await;
-                break (1001, "Connection lifetime reached".into());
+            () = tokio::time::sleep_until(idle_deadline.min(ends_at)) => {
+                let why = if idle_deadline <= ends_at { "Idle timeout" } else { "Connection lifetime reached" };
+                break Box::pin(close(&mut socket, 1001, "Going away", why)).await;
             }
         }
     };
-    shared.registry.remove(&id);
+    shared.registry.remove(&ctx.connection_id);
+    drop(socket);
     let event = ctx.disconnect(status, &reason, now_ms());
-    invoke_route(&shared, "$disconnect", &event).await;
+    Box::pin(invoke_route(&shared, "$disconnect", &event)).await;
+}
+
+/// Sends a close frame; returns the status and reason `$disconnect` reports.
+async fn close(socket: &mut WebSocket, code: u16, frame_reason: &'static str, reason: &str) -> (u16, String) {
+    let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: frame_reason.into() }))).await;
+    (code, reason.to_owned())
+}
+
+/// A read error: an oversize frame or message closes with 1009, as API Gateway does.
+async fn socket_error(socket: &mut WebSocket, id: &str, error: axum::Error) -> (u16, String) {
+    let text = error.to_string();
+    if text.contains("too long") || text.contains("too big") || text.contains("Space limit") {
+        return close(socket, 1009, "Message too big", "Message too big").await;
+    }
+    tracing::debug!(connection_id = %id, error = %text, "socket error");
+    (1006, String::new())
 }
 
 async fn handle_frame(shared: Arc<Shared>, ctx: Arc<EventContext>, text: String) {

@@ -35,6 +35,22 @@ struct Options {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("hold") {
+        // `gateway-bench hold ws://… N SECONDS`: open N idle connections to a running server and
+        // keep them for SECONDS (for memory profilers attached to that server).
+        let url = args.get(2).cloned().ok_or("hold needs a URL")?;
+        let n: usize = args.get(3).and_then(|v| v.parse().ok()).unwrap_or(1000);
+        let secs: u64 = args.get(4).and_then(|v| v.parse().ok()).unwrap_or(5);
+        let sockets: Vec<_> = stream::iter(0..n)
+            .map(|_| tokio_tungstenite::connect_async(url.clone()))
+            .buffer_unordered(100)
+            .filter_map(|r| async move { r.ok() })
+            .collect()
+            .await;
+        println!("holding {} connections for {secs} s", sockets.len());
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        return Ok(());
+    }
     if args.get(1).map(String::as_str) == Some("raw-echo") {
         let port: u16 = args.get(2).and_then(|p| p.parse().ok()).unwrap_or(0);
         return raw_echo(port).await;
@@ -69,6 +85,7 @@ async fn main() -> Result<(), Error> {
     };
     row("start-up (median of 5)", gateway.startup_ms, raw.startup_ms, "ms");
     row(&format!("RSS with {} idle connections", options.idle), gateway.idle_rss_mib, raw.idle_rss_mib, "MiB");
+    row("RSS added per idle connection", gateway.per_connection_kib, raw.per_connection_kib, "KiB");
     row(&format!("echo throughput, {} clients", options.clients), gateway.echo_per_sec, raw.echo_per_sec, "msg/s");
     row("echo latency p50", gateway.p50_ms, raw.p50_ms, "ms");
     row("echo latency p99", gateway.p99_ms, raw.p99_ms, "ms");
@@ -90,6 +107,7 @@ enum Server {
 struct Figures {
     startup_ms: f64,
     idle_rss_mib: f64,
+    per_connection_kib: f64,
     echo_per_sec: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -226,6 +244,7 @@ async fn measure(dir: &std::path::Path, server: Server, options: &Options) -> Re
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Idle connections.
+    let rss_before_idle = rss_mib(pid)?;
     let sockets: Vec<_> = stream::iter(0..options.idle)
         .map(|_| tokio_tungstenite::connect_async(url.clone()))
         .buffer_unordered(200)
@@ -239,6 +258,7 @@ async fn measure(dir: &std::path::Path, server: Server, options: &Options) -> Re
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_rss_mib = rss_mib(pid)?;
+    let per_connection_kib = (idle_rss_mib - rss_before_idle) * 1024.0 / options.idle as f64;
 
     // All close at once; done when the store has no session left (the bare server has none:
     // its figure is the time until every close handshake completed).
@@ -256,7 +276,7 @@ async fn measure(dir: &std::path::Path, server: Server, options: &Options) -> Re
     let close_ms = started.elapsed().as_secs_f64() * 1000.0;
     drop(child);
     println!("  measured {name}");
-    Ok(Figures { startup_ms: startups[2], idle_rss_mib, echo_per_sec, p50_ms, p99_ms, close_ms })
+    Ok(Figures { startup_ms: startups[2], idle_rss_mib, per_connection_kib, echo_per_sec, p50_ms, p99_ms, close_ms })
 }
 
 /// The baseline: an axum WebSocket server with the gateway's buffer sizes that echoes every text
