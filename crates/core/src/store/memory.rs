@@ -17,8 +17,8 @@ struct State {
     sessions: BTreeMap<ConnectionId, Session>,
     /// channel → members (the by-channel index). A membership's expiry is its session's.
     channels: BTreeMap<ChannelName, BTreeMap<ConnectionId, (String, i64)>>,
-    /// connection → channels it is in.
-    memberships: HashMap<ConnectionId, BTreeSet<ChannelName>>,
+    /// connection → channels it is in (a handful at most: a Vec is smaller than a set).
+    memberships: HashMap<ConnectionId, Vec<ChannelName>>,
     /// user → connections (the by-user index).
     users: BTreeMap<String, BTreeSet<ConnectionId>>,
     tokens: HashMap<String, TokenRecord>,
@@ -132,13 +132,20 @@ impl SessionStore for MemoryStore {
             .entry(channel.clone())
             .or_default()
             .insert(id.clone(), (session.endpoint.clone(), session.expires_at));
-        s.memberships.entry(id).or_default().insert(channel.clone());
+        let joined = s.memberships.entry(id).or_default();
+        if !joined.contains(channel) {
+            joined.push(channel.clone());
+        }
         Ok(())
     }
 
     async fn leave(&self, id: &ConnectionId, channel: &ChannelName) -> Result<bool, StoreError> {
         let mut s = self.state();
-        let existed = s.memberships.get_mut(id).is_some_and(|set| set.remove(channel));
+        let existed = s.memberships.get_mut(id).is_some_and(|joined| {
+            let before = joined.len();
+            joined.retain(|c| c != channel);
+            joined.len() < before
+        });
         if let Some(members) = s.channels.get_mut(channel) {
             members.remove(id);
             if members.is_empty() {
