@@ -23,16 +23,8 @@ use serde_json::{Value, json};
 /// The variable `scripts/test.sh` sets to the DynamoDB engine's endpoint.
 pub const DYNAMODB_ENDPOINT_VAR: &str = "LWS_TEST_DYNAMODB_ENDPOINT";
 
-/// AWS configuration for local endpoints: fixed test credentials, a region, no IMDS lookups.
-pub fn local_aws_config() -> aws_config::SdkConfig {
-    aws_config::SdkConfig::builder()
-        .region(aws_config::Region::new("eu-west-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
-            aws_sdk_dynamodb::config::Credentials::new("AKIDTEST", "secret", None, None, "tests"),
-        ))
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .build()
-}
+/// AWS configuration for local endpoints (fixed test credentials, no look-ups).
+pub use lambda_ws_local::server::local_aws_config;
 
 /// A DynamoDB client for the engine started by the test command. Panics with instructions when
 /// the variable is missing: these tests need the real engine, not a fake.

@@ -26,12 +26,7 @@ const ORIGIN: &str = "http://app.localhost:8080";
 fn options(store: StoreChoice) -> GatewayOptions {
     let config = Config {
         allowed_origins: OriginPolicy::parse(ORIGIN).unwrap(),
-        rate_limits: RateLimits {
-            connect_per_ip: 0,
-            connect_per_user: 0,
-            tokens_per_user: 0,
-            messages_per_connection: 0,
-        },
+        rate_limits: RateLimits::off(),
         ..Config::default()
     };
     GatewayOptions { config, store, ..GatewayOptions::default() }

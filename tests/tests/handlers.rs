@@ -93,12 +93,7 @@ impl Harness {
 fn base_config() -> Config {
     Config {
         allowed_origins: OriginPolicy::parse(ORIGIN).unwrap(),
-        rate_limits: RateLimits {
-            connect_per_ip: 0,
-            connect_per_user: 0,
-            tokens_per_user: 0,
-            messages_per_connection: 0,
-        },
+        rate_limits: RateLimits::off(),
         ..Config::default()
     }
 }

@@ -51,6 +51,13 @@ pub struct RateLimits {
     pub messages_per_connection: u32,
 }
 
+impl RateLimits {
+    /// Every limit off (local development, tests, benchmarks).
+    pub const fn off() -> Self {
+        Self { connect_per_ip: 0, connect_per_user: 0, tokens_per_user: 0, messages_per_connection: 0 }
+    }
+}
+
 impl Default for RateLimits {
     fn default() -> Self {
         Self { connect_per_ip: 20, connect_per_user: 20, tokens_per_user: 20, messages_per_connection: 120 }

@@ -222,8 +222,9 @@ impl Gateway {
     }
 }
 
-/// Credentials and region for talking to local endpoints; nothing is looked up.
-fn local_aws_config() -> aws_config::SdkConfig {
+/// AWS configuration for local endpoints: fixed credentials and region, nothing looked up (no
+/// profile files, no instance metadata). Local endpoints accept any signature.
+pub fn local_aws_config() -> aws_config::SdkConfig {
     aws_config::SdkConfig::builder()
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
