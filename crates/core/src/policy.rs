@@ -236,7 +236,7 @@ impl ChannelRules {
 /// #[derive(Debug)]
 /// struct OwnRoomOnly;
 ///
-/// #[async_trait::async_trait]
+/// #[lambda_ws::async_trait]
 /// impl ChannelCheck for OwnRoomOnly {
 ///     async fn allows(&self, identity: Option<&Identity>, channel: &ChannelName) -> bool {
 ///         match channel.as_str().strip_prefix("user-") {

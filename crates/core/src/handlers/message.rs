@@ -10,7 +10,7 @@
 //! #[derive(Debug)]
 //! struct Echo;
 //!
-//! #[async_trait::async_trait]
+//! #[lambda_ws::async_trait]
 //! impl Route for Echo {
 //!     async fn handle(&self, _ctx: &MessageContext<'_>, msg: Inbound) -> Result<Option<Outbound>, RouteError> {
 //!         let data = serde_json::Value::Object(msg.fields);
