@@ -65,7 +65,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test"
 log="$(mktemp)"
 set +e
-cargo test --workspace --locked 2>&1 | tee "$log"
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
 cargo_status="${PIPESTATUS[0]}"
 set -e
 passed="$(grep -Eo '[0-9]+ passed' "$log" | awk '{s += $1} END {print s + 0}')"

@@ -1,6 +1,6 @@
 //! Every sample event in `events/` is fed, as written, to the handler that receives it in Lambda,
 //! so the samples cannot drift from what the handlers accept. Only `domainName` is pointed at a
-//! local Management API server (and the connect token filled in).
+//! local Management API server, `connectedAt` is set to now, and the connect token is filled in.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,6 +17,8 @@ const CONNECTION: &str = "CZ1WbfE6joECJ5A=";
 fn ws_event(name: &str, server: &MgmtServer, token: Option<&str>) -> ApiGatewayWebsocketProxyRequest {
     let mut event = sample_event(name);
     event["requestContext"]["domainName"] = json!(server.domain());
+    // Sessions live connectedAt + 2 h 10 min: a sample's fixed date would expire them.
+    event["requestContext"]["connectedAt"] = json!(lambda_ws::clock::unix_now_millis());
     if let Some(token) = token {
         event["queryStringParameters"]["ws_token"] = json!(token);
         event["multiValueQueryStringParameters"]["ws_token"] = json!([token]);
