@@ -42,8 +42,9 @@ fi
 
 step "DynamoDB engine"
 port="$(free_port)"
+mkdir -p target
 node node_modules/dynalite/cli.js --host 127.0.0.1 --port "$port" \
-  --createTableMs 0 --deleteTableMs 0 --updateTableMs 0 >/tmp/lambda-ws-dynalite.$$.log 2>&1 &
+  --createTableMs 0 --deleteTableMs 0 --updateTableMs 0 >target/dynalite.log 2>&1 &
 pids+=("$!")
 wait_for_port "$port" dynalite
 export LWS_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
