@@ -132,36 +132,7 @@ impl Sender {
         let mut report = outcomes
             .buffer_unordered(self.options.concurrency.max(1))
             .fold(DeliveryReport::default(), |mut report, outcome| {
-                match outcome {
-                    Outcome::Delivered { retries } => {
-                        report.recipients += 1;
-                        report.delivered += 1;
-                        report.retries += retries;
-                    }
-                    Outcome::Gone { id, retries } => {
-                        report.recipients += 1;
-                        report.retries += retries;
-                        report.gone.push(id);
-                    }
-                    Outcome::Failed { failure, forbidden, retries } => {
-                        if forbidden && !forbidden_logged.swap(true, Ordering::Relaxed) {
-                            tracing::error!(
-                                reason = %failure.reason,
-                                "the Management API refused to post (403): check execute-api:ManageConnections \
-                                 permission and the endpoint"
-                            );
-                        }
-                        report.recipients += 1;
-                        report.retries += retries;
-                        report.failed.push(failure);
-                    }
-                    Outcome::Unknown(id) => report.unknown.push(id),
-                    Outcome::Excluded => report.excluded += 1,
-                    Outcome::ListingFailed(e) => {
-                        tracing::error!(error = %e, "listing recipients failed; the send is incomplete");
-                        report.incomplete = Some(e.to_string());
-                    }
-                }
+                record(&mut report, outcome, &forbidden_logged);
                 ready(report)
             })
             .await;
@@ -175,13 +146,8 @@ impl Sender {
         let payload = message.encode()?;
         let started = Instant::now();
         let deadline = started + self.options.deadline;
-        let mut report = DeliveryReport { recipients: 1, ..DeliveryReport::default() };
-        match self.deliver(recipient, payload, deadline).await {
-            Outcome::Delivered { retries } => (report.delivered, report.retries) = (1, retries),
-            Outcome::Gone { id, retries } => (report.gone, report.retries) = (vec![id], retries),
-            Outcome::Failed { failure, retries, .. } => (report.failed, report.retries) = (vec![failure], retries),
-            Outcome::Unknown(_) | Outcome::Excluded | Outcome::ListingFailed(_) => {}
-        }
+        let mut report = DeliveryReport::default();
+        record(&mut report, self.deliver(recipient, payload, deadline).await, &AtomicBool::new(false));
         report.duration_ms = started.elapsed().as_millis() as u64;
         Ok(report)
     }
@@ -268,6 +234,41 @@ impl Sender {
             })
             .buffered(16)
             .boxed()
+    }
+}
+
+/// Adds one outcome to a report. A 403 is logged once per send (`forbidden_logged`): it is a
+/// configuration error, the same for every recipient.
+fn record(report: &mut DeliveryReport, outcome: Outcome, forbidden_logged: &AtomicBool) {
+    match outcome {
+        Outcome::Delivered { retries } => {
+            report.recipients += 1;
+            report.delivered += 1;
+            report.retries += retries;
+        }
+        Outcome::Gone { id, retries } => {
+            report.recipients += 1;
+            report.retries += retries;
+            report.gone.push(id);
+        }
+        Outcome::Failed { failure, forbidden, retries } => {
+            if forbidden && !forbidden_logged.swap(true, Ordering::Relaxed) {
+                tracing::error!(
+                    reason = %failure.reason,
+                    "the Management API refused to post (403): check execute-api:ManageConnections \
+                     permission and the endpoint"
+                );
+            }
+            report.recipients += 1;
+            report.retries += retries;
+            report.failed.push(failure);
+        }
+        Outcome::Unknown(id) => report.unknown.push(id),
+        Outcome::Excluded => report.excluded += 1,
+        Outcome::ListingFailed(e) => {
+            tracing::error!(error = %e, "listing recipients failed; the send is incomplete");
+            report.incomplete = Some(e.to_string());
+        }
     }
 }
 
