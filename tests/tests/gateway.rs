@@ -408,7 +408,7 @@ impl FunctionHost {
 async fn routes_can_invoke_functions_through_the_invoke_api() {
     let host = FunctionHost::start().await;
     let options = GatewayOptions {
-        routes: RouteTable::builtin().invoking_functions(),
+        routes: RouteTable::builtin_invoking_functions(),
         invoke_endpoint: Some(format!("http://{}", host.addr)),
         ..options(StoreChoice::Memory)
     };

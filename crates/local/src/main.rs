@@ -129,8 +129,7 @@ async fn dev(args: DevArgs) -> ExitCode {
             }
         }
     } else {
-        let builtin = RouteTable::builtin();
-        let table = if in_process { builtin } else { builtin.invoking_functions() };
+        let table = if in_process { RouteTable::builtin() } else { RouteTable::builtin_invoking_functions() };
         (table, "built-in routes".to_owned())
     };
     let options = GatewayOptions {

@@ -8,6 +8,28 @@ use async_trait::async_trait;
 use lambda_ws::handlers::ChatRoute;
 use lambda_ws::{Inbound, MessageContext, Outbound, Route, RouteError, Router};
 
+/// The routes `template.yaml` declares, with the workspace binary that serves each.
+pub const BUILTIN_ROUTES: [(&str, &str); 7] = [
+    ("$connect", "connect"),
+    ("$disconnect", "disconnect"),
+    ("$default", "default"),
+    ("subscribe", "default"),
+    ("unsubscribe", "default"),
+    ("ping", "default"),
+    ("chat", "chat"),
+];
+
+/// The in-process handler of a workspace binary, or an invocation of any other function.
+pub fn handler_for(binary: &str) -> Handler {
+    match binary {
+        "connect" => Handler::Connect,
+        "disconnect" => Handler::Disconnect,
+        "default" => Handler::Messages(Router::builtin()),
+        "chat" => Handler::Messages(Router::new().route("chat", ChatRoute)),
+        other => Handler::Invoke(other.to_owned()),
+    }
+}
+
 /// What runs for a route key.
 #[derive(Clone)]
 pub enum Handler {
@@ -41,38 +63,32 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// The routes the deployment template declares: `$connect`, `$disconnect`, `$default` (also
-    /// serving `subscribe`, `unsubscribe`, `ping`), `chat`, and in development an `echo` route.
+    /// The routes the deployment template declares ([`BUILTIN_ROUTES`]), handled in-process, plus
+    /// the development `echo` route.
     pub fn builtin() -> Self {
-        let default = Handler::Messages(Router::builtin());
-        let routes = BTreeMap::from([
-            ("$connect".to_owned(), Handler::Connect),
-            ("$disconnect".to_owned(), Handler::Disconnect),
-            ("$default".to_owned(), default.clone()),
-            ("subscribe".to_owned(), default.clone()),
-            ("unsubscribe".to_owned(), default.clone()),
-            ("ping".to_owned(), default),
-            ("chat".to_owned(), Handler::Messages(Router::new().route("chat", ChatRoute))),
-            ("echo".to_owned(), Handler::Messages(Router::new().route("echo", EchoRoute))),
-        ]);
-        Self { selection_key: "action".to_owned(), routes }
+        Self::from_functions("action", BUILTIN_ROUTES, true)
     }
 
-    /// The same routes, each invoking the function that serves it in the deployment: `connect`,
-    /// `disconnect`, `chat`, and `default` for `$default`, `subscribe`, `unsubscribe` and `ping`.
-    /// In-process-only routes (`echo`) stay in-process.
-    pub fn invoking_functions(&self) -> Self {
-        let mut table = self.clone();
-        for (key, handler) in &mut table.routes {
-            let function = match key.as_str() {
-                "$connect" => "connect",
-                "$disconnect" => "disconnect",
-                "$default" | "subscribe" | "unsubscribe" | "ping" => "default",
-                "echo" => continue,
-                other => other,
-            };
-            *handler = Handler::Invoke(function.to_owned());
+    /// The same routes, each invoking the function that serves it in the deployment; `echo` stays
+    /// in-process.
+    pub fn builtin_invoking_functions() -> Self {
+        Self::from_functions("action", BUILTIN_ROUTES, false)
+    }
+
+    /// A table from `(route key, function binary)` pairs. In-process, the workspace's binaries
+    /// run as handlers ([`handler_for`]); otherwise every route invokes its function. The
+    /// development `echo` route is added either way.
+    pub fn from_functions<'a>(
+        selection_key: &str,
+        routes: impl IntoIterator<Item = (&'a str, &'a str)>,
+        in_process: bool,
+    ) -> Self {
+        let mut table = Self::empty(selection_key);
+        for (route_key, binary) in routes {
+            let handler = if in_process { handler_for(binary) } else { Handler::Invoke(binary.to_owned()) };
+            table.insert(route_key, handler);
         }
+        table.insert("echo", Handler::Messages(Router::new().route("echo", EchoRoute)));
         table
     }
 

@@ -9,11 +9,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use lambda_ws::Router;
-use lambda_ws::handlers::ChatRoute;
 use yaml_rust2::{Yaml, YamlLoader};
 
-use crate::routes::{Handler, RouteTable};
+use crate::routes::{Handler, RouteTable, handler_for};
 
 /// Why a template could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -131,34 +129,15 @@ impl Template {
         Ok(Self { selection_key, routes, functions })
     }
 
-    /// The route table. In-process, the binaries this workspace builds run as handlers
-    /// (`connect`, `disconnect`, `default`, `chat`) and any other function is invoked through the
-    /// Invoke API; otherwise every route invokes its function. The development `echo` route is
-    /// added either way.
+    /// The route table (see [`RouteTable::from_functions`]).
     pub fn route_table(&self, in_process: bool) -> RouteTable {
-        let mut table = RouteTable::empty(&self.selection_key);
-        for route in &self.routes {
-            let handler = if in_process { handler_for(&route.binary) } else { Handler::Invoke(route.binary.clone()) };
-            table.insert(route.route_key.clone(), handler);
-        }
-        table.insert("echo", Handler::Messages(Router::new().route("echo", crate::routes::EchoRoute)));
-        table
+        let routes = self.routes.iter().map(|r| (r.route_key.as_str(), r.binary.as_str()));
+        RouteTable::from_functions(&self.selection_key, routes, in_process)
     }
 
     /// Route keys that no in-process handler serves (they need `--invoke-endpoint`).
     pub fn invoked_routes(&self) -> Vec<&TemplateRoute> {
         self.routes.iter().filter(|r| matches!(handler_for(&r.binary), Handler::Invoke(_))).collect()
-    }
-}
-
-/// The in-process handler of a workspace binary, or an invocation of it.
-pub fn handler_for(binary: &str) -> Handler {
-    match binary {
-        "connect" => Handler::Connect,
-        "disconnect" => Handler::Disconnect,
-        "default" => Handler::Messages(Router::builtin()),
-        "chat" => Handler::Messages(Router::new().route("chat", ChatRoute)),
-        other => Handler::Invoke(other.to_owned()),
     }
 }
 
