@@ -11,7 +11,7 @@ use aws_sdk_apigatewaymanagement::primitives::Blob;
 use futures::{SinkExt, StreamExt};
 use lambda_ws::policy::OriginPolicy;
 use lambda_ws::{Config, RateLimits};
-use lambda_ws_local::{Gateway, GatewayOptions, RouteTable, StoreChoice};
+use lambda_ws_local::{Gateway, GatewayOptions, Handler, RouteTable, StoreChoice};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -380,12 +380,17 @@ impl FunctionHost {
         let invoke = move |State((app, calls)): State<(App, Calls)>, Path(name): Path<String>, body: String| async move {
             let event: aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest = serde_json::from_str(&body).unwrap();
             let route = event.request_context.route_key.clone().unwrap_or_default();
-            calls.lock().unwrap().push((name.clone(), route));
+            calls.lock().unwrap().push((name.clone(), route.clone()));
             let response = match name.as_str() {
                 "connect" => handlers::connect(&app, &event).await,
                 "disconnect" => handlers::disconnect(&app, &event).await,
                 "default" => handlers::message(&app, &Router::builtin(), &event).await,
                 "chat" => handlers::message(&app, &Router::new().route("chat", handlers::ChatRoute), &event).await,
+                "whoami" => {
+                    let id = event.request_context.connection_id.unwrap_or_default();
+                    let body = json!({"statusCode": 200, "body": json!({"you": id, "route": route}).to_string()});
+                    return (axum::http::StatusCode::OK, body.to_string());
+                }
                 _ => return (axum::http::StatusCode::NOT_FOUND, String::new()),
             };
             (axum::http::StatusCode::OK, serde_json::to_string(&response).unwrap())
@@ -431,5 +436,32 @@ async fn routes_can_invoke_functions_through_the_invoke_api() {
     for expected in [("connect", "$connect"), ("default", "ping"), ("chat", "chat"), ("disconnect", "$disconnect")] {
         assert!(calls.iter().any(|(f, r)| (f.as_str(), r.as_str()) == expected), "{expected:?} in {calls:?}");
     }
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_routes_with_a_route_response_send_the_handler_body_back() {
+    let host = FunctionHost::start().await;
+    let mut routes = RouteTable::builtin_invoking_functions();
+    routes.insert("whoami", Handler::Invoke("whoami".into()));
+    routes.insert("silent", Handler::Invoke("whoami".into()));
+    routes.answer_with_response("whoami");
+    let options = GatewayOptions {
+        routes,
+        invoke_endpoint: Some(format!("http://{}", host.addr)),
+        ..options(StoreChoice::Memory)
+    };
+    let gw = start_with(options).await;
+    let mut ws = try_connect(&gw, "channel=lobby", Some(ORIGIN)).await.unwrap();
+    let id = connection_id(&mut ws).await;
+    send(&mut ws, json!({"action":"silent"})).await;
+    send(&mut ws, json!({"action":"whoami"})).await;
+    let mut seen = vec![next_json(&mut ws).await];
+    send(&mut ws, json!({"action":"ping"})).await;
+    while seen.last().map(|m| m["type"] != "pong").unwrap_or(true) {
+        seen.push(next_json(&mut ws).await);
+    }
+    assert!(seen.contains(&json!({"you": id, "route": "whoami"})), "{seen:?}");
+    assert!(!seen.iter().any(|m| m["route"] == "silent"), "a route without a route response answered: {seen:?}");
     gw.shutdown().await;
 }

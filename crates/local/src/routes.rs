@@ -1,7 +1,7 @@
 //! Route selection, as API Gateway does it for a WebSocket API with a
 //! `$request.body.<key>` selection expression.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use async_trait::async_trait;
@@ -60,6 +60,8 @@ pub struct RouteTable {
     /// The field of the JSON body that selects the route (`action` for `$request.body.action`).
     pub selection_key: String,
     routes: BTreeMap<String, Handler>,
+    /// Routes with a route response: their handler's body is sent back to the client.
+    answered: BTreeSet<String>,
 }
 
 impl RouteTable {
@@ -94,7 +96,19 @@ impl RouteTable {
 
     /// A table with no routes, selecting on `selection_key`.
     pub fn empty(selection_key: &str) -> Self {
-        Self { selection_key: selection_key.to_owned(), routes: BTreeMap::new() }
+        Self { selection_key: selection_key.to_owned(), routes: BTreeMap::new(), answered: BTreeSet::new() }
+    }
+
+    /// Declares a route response for a route (as an `AWS::ApiGatewayV2::RouteResponse` does):
+    /// the body its handler returns is then sent to the client as a frame. Without one, API
+    /// Gateway drops the body, and so does the gateway.
+    pub fn answer_with_response(&mut self, route_key: &str) {
+        self.answered.insert(route_key.to_owned());
+    }
+
+    /// Whether a route sends its handler's body back to the client.
+    pub fn answers_with_response(&self, route_key: &str) -> bool {
+        self.answered.contains(route_key)
     }
 
     /// Adds or replaces a route.

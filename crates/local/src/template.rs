@@ -36,6 +36,9 @@ pub struct TemplateRoute {
     pub function: String,
     /// The cargo-lambda binary that function runs.
     pub binary: String,
+    /// Whether the route declares a route response (`AWS::ApiGatewayV2::RouteResponse`): only
+    /// then does API Gateway send the function's response body back to the client.
+    pub route_response: bool,
 }
 
 /// A function of the template.
@@ -95,6 +98,10 @@ impl Template {
             .filter(|(_, i)| i["Properties"]["ApiId"].as_str() == Some(api_id.as_str()))
             .filter_map(|(id, i)| Some((id, first_reference(i["Properties"]["IntegrationUri"].as_str()?)?)))
             .collect();
+        let answered: Vec<String> = by_type("AWS::ApiGatewayV2::RouteResponse")
+            .filter(|(_, r)| r["Properties"]["ApiId"].as_str().is_none_or(|a| a == api_id))
+            .filter_map(|(_, r)| r["Properties"]["RouteId"].as_str().map(str::to_owned))
+            .collect();
         let mut routes = Vec::new();
         for (id, route) in by_type("AWS::ApiGatewayV2::Route") {
             let props = &route["Properties"];
@@ -120,7 +127,8 @@ impl Template {
                 .find(|f| f.logical_id == function)
                 .map(|f| f.binary.clone())
                 .ok_or_else(|| shape(&format!("{id}: {function} is not a cargo-lambda function")))?;
-            routes.push(TemplateRoute { route_key: route_key.to_owned(), function, binary });
+            let route_response = answered.contains(&id);
+            routes.push(TemplateRoute { route_key: route_key.to_owned(), function, binary, route_response });
         }
         if !routes.iter().any(|r| r.route_key == "$connect") {
             return Err(shape("no $connect route"));
@@ -132,7 +140,11 @@ impl Template {
     /// The route table (see [`RouteTable::from_functions`]).
     pub fn route_table(&self, in_process: bool) -> RouteTable {
         let routes = self.routes.iter().map(|r| (r.route_key.as_str(), r.binary.as_str()));
-        RouteTable::from_functions(&self.selection_key, routes, in_process)
+        let mut table = RouteTable::from_functions(&self.selection_key, routes, in_process);
+        for route in self.routes.iter().filter(|r| r.route_response) {
+            table.answer_with_response(&route.route_key);
+        }
+        table
     }
 
     /// Route keys that no in-process handler serves (they need `--invoke-endpoint`).
@@ -181,6 +193,9 @@ Resources:
       ApiId: !Ref Api
       RouteKey: report
       Target: !Join ['/', [integrations, !Ref ReportInteg]]
+  ReportResponse:
+    Type: AWS::ApiGatewayV2::RouteResponse
+    Properties: { ApiId: !Ref Api, RouteId: !Ref ReportRoute, RouteResponseKey: $default }
   ConnInteg:
     Type: AWS::ApiGatewayV2::Integration
     Properties:
@@ -206,7 +221,10 @@ Resources:
         let routes: Vec<(&str, &str)> = t.routes.iter().map(|r| (r.route_key.as_str(), r.binary.as_str())).collect();
         assert_eq!(routes, [("$connect", "connect"), ("report", "report")]);
         assert_eq!(t.invoked_routes().len(), 1, "report is not a workspace binary");
+        let answered: Vec<bool> = t.routes.iter().map(|r| r.route_response).collect();
+        assert_eq!(answered, [false, true], "only report declares a route response");
         let table = t.route_table(true);
+        assert!(table.answers_with_response("report") && !table.answers_with_response("$connect"));
         assert_eq!(table.selection_key, "op");
         assert!(matches!(table.get("$connect"), Some(Handler::Connect)));
         assert!(matches!(table.get("report"), Some(Handler::Invoke(b)) if b == "report"));
