@@ -467,10 +467,10 @@ async fn handle_frame(shared: Arc<Shared>, ctx: Arc<EventContext>, text: String)
     let event = ctx.message(route_key, &text, now_ms());
     let answer = invoke_route(&shared, route_key, &event).await;
     // A route response sends the handler's body back (API Gateway sends nothing for an empty one).
-    if let Some((_, body)) = answer.filter(|(_, body)| !body.is_empty()) {
-        if shared.routes.answers_with_response(route_key) {
-            let _ = shared.registry.post(&ctx.connection_id, Bytes::from(body));
-        }
+    if let Some((_, body)) = answer.filter(|(_, body)| !body.is_empty())
+        && shared.routes.answers_with_response(route_key)
+    {
+        let _ = shared.registry.post(&ctx.connection_id, Bytes::from(body));
     }
 }
 
