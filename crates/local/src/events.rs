@@ -1,6 +1,7 @@
 //! Events in the shape API Gateway sends to Lambda proxy integrations of a WebSocket API.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use http::HeaderMap;
@@ -15,12 +16,12 @@ pub struct EventContext {
     /// When it connected, Unix milliseconds.
     pub connected_at: i64,
     /// `host:port` of the gateway (API Gateway's `domainName`; here with the port, so endpoints
-    /// built from it work).
-    pub domain_name: String,
+    /// built from it work). Shared by every connection of the gateway.
+    pub domain_name: Arc<str>,
     /// The stage.
-    pub stage: String,
+    pub stage: Arc<str>,
     /// The API id.
-    pub api_id: String,
+    pub api_id: Arc<str>,
     /// The client's address.
     pub source_ip: String,
     /// The client's `User-Agent`.
@@ -79,14 +80,14 @@ impl EventContext {
             "extendedRequestId": request_id,
             "requestTime": request_time(now_ms),
             "messageDirection": "IN",
-            "stage": self.stage,
+            "stage": &*self.stage,
             "connectedAt": self.connected_at,
             "requestTimeEpoch": now_ms,
             "identity": identity,
             "requestId": request_id,
-            "domainName": self.domain_name,
+            "domainName": &*self.domain_name,
             "connectionId": self.connection_id,
-            "apiId": self.api_id,
+            "apiId": &*self.api_id,
         });
         match ctx {
             Value::Object(map) => map,
@@ -137,9 +138,9 @@ impl EventContext {
         ctx.insert("disconnectStatusCode".into(), json!(status));
         ctx.insert("disconnectReason".into(), json!(reason));
         json!({
-            "headers": { "Host": self.domain_name, "x-api-key": "", "X-Forwarded-For": "", "x-restapi": "" },
+            "headers": { "Host": &*self.domain_name, "x-api-key": "", "X-Forwarded-For": "", "x-restapi": "" },
             "multiValueHeaders": {
-                "Host": [self.domain_name], "x-api-key": [""], "X-Forwarded-For": [""], "x-restapi": [""]
+                "Host": [&*self.domain_name], "x-api-key": [""], "X-Forwarded-For": [""], "x-restapi": [""]
             },
             "requestContext": ctx,
             "isBase64Encoded": false,

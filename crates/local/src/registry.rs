@@ -1,7 +1,7 @@
 //! Open connections, and the in-process [`Transport`] that reaches them.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -9,7 +9,9 @@ use bytes::Bytes;
 use lambda_ws::delivery::{ConnectionInfo, ManagementApi};
 use lambda_ws::protocol::MAX_MESSAGE_BYTES;
 use lambda_ws::{ConnectionId, Transport, TransportError};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
+
+use crate::events::EventContext;
 
 /// What the gateway asks a connection's task to do.
 #[derive(Debug)]
@@ -21,18 +23,63 @@ pub enum Outgoing {
 }
 
 /// One open WebSocket.
+///
+/// Its outbox is a plain queue with a wake-up, not a channel: a tokio channel allocates a block
+/// of 32 slots up front, over a kilobyte for each idle connection; an empty `VecDeque` holds
+/// nothing.
 #[derive(Debug)]
 pub struct Connection {
-    /// Frames to this client.
-    pub tx: mpsc::UnboundedSender<Outgoing>,
-    /// When it connected, Unix milliseconds.
-    pub connected_at: i64,
+    outbox: Mutex<VecDeque<Outgoing>>,
+    ready: Notify,
+    open: AtomicBool,
+    /// Who it is: id, address, user agent, when it connected (what its events carry).
+    pub ctx: EventContext,
     /// Last frame in either direction, Unix milliseconds.
     pub last_active_at: AtomicI64,
-    /// The client's address.
-    pub source_ip: String,
-    /// The client's `User-Agent`.
-    pub user_agent: Option<String>,
+}
+
+impl Connection {
+    /// An open connection with an empty outbox.
+    pub fn new(ctx: EventContext) -> Self {
+        Self {
+            outbox: Mutex::new(VecDeque::new()),
+            ready: Notify::new(),
+            open: AtomicBool::new(true),
+            last_active_at: AtomicI64::new(ctx.connected_at),
+            ctx,
+        }
+    }
+
+    fn queue(&self) -> MutexGuard<'_, VecDeque<Outgoing>> {
+        self.outbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues something for the connection's task; `Gone` once it has ended.
+    pub fn push(&self, outgoing: Outgoing) -> Result<(), PostError> {
+        if !self.open.load(Ordering::Acquire) {
+            return Err(PostError::Gone);
+        }
+        self.queue().push_back(outgoing);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// The next queued item, waiting for one. Cancel-safe: an item is only taken when this
+    /// returns it.
+    pub async fn next(&self) -> Outgoing {
+        loop {
+            if let Some(outgoing) = self.queue().pop_front() {
+                return outgoing;
+            }
+            self.ready.notified().await;
+        }
+    }
+
+    /// Marks the connection ended: later pushes answer `Gone`, queued items are dropped.
+    pub fn end(&self) {
+        self.open.store(false, Ordering::Release);
+        self.queue().clear();
+    }
 }
 
 /// Why a post to a connection failed.
@@ -91,7 +138,7 @@ impl Registry {
             return Err(PostError::TooLarge);
         }
         let connection = self.get(id).ok_or(PostError::Gone)?;
-        connection.tx.send(Outgoing::Text(payload)).map_err(|_| PostError::Gone)?;
+        connection.push(Outgoing::Text(payload))?;
         connection.last_active_at.store(lambda_ws::clock::unix_now_millis(), Ordering::Relaxed);
         Ok(())
     }
@@ -99,7 +146,7 @@ impl Registry {
     /// Asks `id` to close, as `DELETE @connections/{id}` does.
     pub fn close(&self, id: &str, code: u16, reason: &'static str) -> Result<(), PostError> {
         let connection = self.get(id).ok_or(PostError::Gone)?;
-        connection.tx.send(Outgoing::Close(code, reason)).map_err(|_| PostError::Gone)
+        connection.push(Outgoing::Close(code, reason))
     }
 }
 
@@ -146,9 +193,9 @@ impl Transport for LocalTransport {
         }
         let c = self.registry.get(connection.as_str()).ok_or(TransportError::Gone)?;
         Ok(ConnectionInfo {
-            connected_at: Some(c.connected_at),
+            connected_at: Some(c.ctx.connected_at),
             last_active_at: Some(c.last_active_at.load(Ordering::Relaxed)),
-            source_ip: Some(c.source_ip.clone()),
+            source_ip: Some(c.ctx.source_ip.clone()),
         })
     }
 

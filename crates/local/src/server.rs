@@ -18,7 +18,7 @@ use lambda_ws::protocol::{Level, TaskProgress, Toast};
 use lambda_ws::{App, Config, DynamoDbStore, Identity, MemoryStore, Outbound, Target};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::events::{self, EventContext, iso8601, new_id};
@@ -102,7 +102,10 @@ struct Shared {
     registry: Arc<Registry>,
     routes: RouteTable,
     options: GatewayOptions,
-    domain: String,
+    /// `domainName`, stage and API id, shared by every connection's events.
+    domain: Arc<str>,
+    stage: Arc<str>,
+    api_id: Arc<str>,
 }
 
 /// A running gateway.
@@ -148,7 +151,18 @@ impl Gateway {
             aws_sdk_lambda::Client::from_conf(conf)
         });
         let routes = options.routes.clone();
-        let shared = Arc::new(Shared { app: app.clone(), lambda, registry: registry.clone(), routes, options, domain });
+        let (domain, stage_name, api_id) =
+            (domain.into(), options.stage.as_str().into(), options.api_id.as_str().into());
+        let shared = Arc::new(Shared {
+            app: app.clone(),
+            lambda,
+            registry: registry.clone(),
+            routes,
+            options,
+            domain,
+            stage: stage_name,
+            api_id,
+        });
         let router = Router::new()
             .route("/", get(demo_page))
             .route("/client/{file}", get(client_file))
@@ -298,8 +312,8 @@ async fn upgrade(
         connection_id: new_id(),
         connected_at: now_ms(),
         domain_name: shared.domain.clone(),
-        stage: shared.options.stage.clone(),
-        api_id: shared.options.api_id.clone(),
+        stage: shared.stage.clone(),
+        api_id: shared.api_id.clone(),
         source_ip: peer.ip().to_string(),
         user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
     };
@@ -382,16 +396,9 @@ async fn invoke_function(shared: &Shared, function: &str, event: &Value) -> (u16
 /// pair), one timer for the nearer of the idle and lifetime deadlines, and the `$disconnect`
 /// invocation boxed so its (large) state is only allocated when the connection ends.
 async fn run_connection(shared: Arc<Shared>, ctx: EventContext, mut socket: WebSocket) {
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let connection = Arc::new(Connection {
-        tx,
-        connected_at: ctx.connected_at,
-        last_active_at: now_ms().into(),
-        source_ip: ctx.source_ip.clone(),
-        user_agent: ctx.user_agent.clone(),
-    });
+    let connection = Arc::new(Connection::new(ctx));
+    let ctx = &connection.ctx;
     shared.registry.insert(&ctx.connection_id, connection.clone());
-    let ctx = Arc::new(ctx);
     let ends_at = Instant::now() + shared.options.max_lifetime;
     let mut idle_deadline = Instant::now() + shared.options.idle_timeout;
     let (status, reason): (u16, String) = loop {
@@ -414,10 +421,10 @@ async fn run_connection(shared: Arc<Shared>, ctx: EventContext, mut socket: WebS
                 };
                 idle_deadline = Instant::now() + shared.options.idle_timeout;
                 connection.last_active_at.store(now_ms(), Ordering::Relaxed);
-                tokio::spawn(handle_frame(shared.clone(), ctx.clone(), text));
+                tokio::spawn(handle_frame(shared.clone(), connection.clone(), text));
             }
-            out = rx.recv() => match out {
-                Some(Outgoing::Text(payload)) => {
+            out = connection.next() => match out {
+                Outgoing::Text(payload) => {
                     // Management API posts of non-UTF-8 data arrive as binary frames.
                     let message = match Utf8Bytes::try_from(payload.clone()) {
                         Ok(text) => Message::Text(text),
@@ -427,8 +434,7 @@ async fn run_connection(shared: Arc<Shared>, ctx: EventContext, mut socket: WebS
                         break (1006, String::new());
                     }
                 }
-                Some(Outgoing::Close(code, why)) => break Box::pin(close(&mut socket, code, why, why)).await,
-                None => break (1006, String::new()),
+                Outgoing::Close(code, why) => break Box::pin(close(&mut socket, code, why, why)).await,
             },
             () = tokio::time::sleep_until(idle_deadline.min(ends_at)) => {
                 let why = if idle_deadline <= ends_at { "Idle timeout" } else { "Connection lifetime reached" };
@@ -437,6 +443,7 @@ async fn run_connection(shared: Arc<Shared>, ctx: EventContext, mut socket: WebS
         }
     };
     shared.registry.remove(&ctx.connection_id);
+    connection.end();
     drop(socket);
     let event = ctx.disconnect(status, &reason, now_ms());
     Box::pin(invoke_route(&shared, "$disconnect", &event)).await;
@@ -458,7 +465,8 @@ async fn socket_error(socket: &mut WebSocket, id: &str, error: axum::Error) -> (
     (1006, String::new())
 }
 
-async fn handle_frame(shared: Arc<Shared>, ctx: Arc<EventContext>, text: String) {
+async fn handle_frame(shared: Arc<Shared>, connection: Arc<Connection>, text: String) {
+    let ctx = &connection.ctx;
     let Some((route_key, _)) = shared.routes.select(&text) else {
         let frame = json!({ "message": "Forbidden", "connectionId": ctx.connection_id, "requestId": new_id() });
         let _ = shared.registry.post(&ctx.connection_id, Bytes::from(frame.to_string()));
@@ -490,12 +498,12 @@ async fn get_connection(State(shared): State<Arc<Shared>>, Path(id): Path<String
     let Some(c) = shared.registry.get(&id) else {
         return aws_error(StatusCode::GONE, "GoneException", "Connection is gone");
     };
-    let mut identity = json!({ "sourceIp": c.source_ip });
-    if let Some(ua) = &c.user_agent {
+    let mut identity = json!({ "sourceIp": c.ctx.source_ip });
+    if let Some(ua) = &c.ctx.user_agent {
         identity["userAgent"] = json!(ua);
     }
     let body = json!({
-        "connectedAt": iso8601(c.connected_at),
+        "connectedAt": iso8601(c.ctx.connected_at),
         "lastActiveAt": iso8601(c.last_active_at.load(Ordering::Relaxed)),
         "identity": identity,
     });
