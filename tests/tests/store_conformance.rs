@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use lambda_ws::store::Segment;
+use lambda_ws::store::{Segment, SessionFilter};
 use lambda_ws::{
     ChannelName, ConnectionId, CounterStore, Cursor, Identity, Page, Recipient, Session, SessionStore, StoreError,
     TokenRecord, TokenStore,
@@ -151,11 +151,14 @@ async fn pages_of_channels_users_and_all(store: Arc<dyn Store>) {
     assert!(pages > 1);
     let mut everyone = HashSet::new();
     for index in 0..3 {
-        let (part, _) = all_pages(7, |c| {
-            let store = store.clone();
-            async move { store.scan_page(Segment { index, total: 3 }, c.as_ref(), 7, NOW).await }
-        })
-        .await;
+        let (part, _) =
+            all_pages(7, |c| {
+                let store = store.clone();
+                async move {
+                    store.scan_page(Segment { index, total: 3 }, &SessionFilter::default(), c.as_ref(), 7, NOW).await
+                }
+            })
+            .await;
         for r in part {
             assert!(everyone.insert(r.connection_id.to_string()), "segments overlap at {}", r.connection_id);
         }
@@ -216,6 +219,59 @@ async fn counters_count_atomically(store: Arc<dyn Store>) {
     assert_eq!(store.increment("k#2", NOW + 120).await.unwrap(), 1);
 }
 
+async fn filtered_scans(store: Arc<dyn Store>) {
+    // 0..12: api1 except every 4th (api2); plan pro on evens, free on odds; channels team-a (n % 3 == 0),
+    // team-b (n % 2 == 0), solo (all). One expired session that would match everything.
+    for n in 0..12 {
+        let mut s = session(n, None, NOW + 600);
+        if n % 4 == 0 {
+            s.api_id = "api2".into();
+        }
+        s.metadata = BTreeMap::from([("plan".to_owned(), (if n % 2 == 0 { "pro" } else { "free" }).to_owned())]);
+        store.put_session(&s).await.unwrap();
+        for (channel, member) in [("team-a", n % 3 == 0), ("team-b", n % 2 == 0), ("solo", true)] {
+            if member {
+                store.join(&s, &ch(channel)).await.unwrap();
+            }
+        }
+    }
+    let mut stale = session(99, None, NOW - 1);
+    stale.metadata = BTreeMap::from([("plan".to_owned(), "pro".to_owned())]);
+    store.put_session(&stale).await.unwrap();
+    store.join(&stale, &ch("team-a")).await.unwrap();
+
+    let scan = |filter: SessionFilter| {
+        let store = store.clone();
+        async move {
+            let mut found = Vec::new();
+            for index in 0..2 {
+                let (part, _) = all_pages(5, |c| {
+                    let (store, filter) = (store.clone(), filter.clone());
+                    async move { store.scan_page(Segment { index, total: 2 }, &filter, c.as_ref(), 5, NOW).await }
+                })
+                .await;
+                found.extend(part.into_iter().map(|r| r.connection_id.to_string()));
+            }
+            found.into_iter().collect::<HashSet<_>>()
+        }
+    };
+    let expect = |pred: fn(usize) -> bool| (0..12).filter(|n| pred(*n)).map(|n| id(n).to_string()).collect();
+    let pro = BTreeMap::from([("plan".to_owned(), "pro".to_owned())]);
+    assert_eq!(scan(SessionFilter::default()).await, expect(|_| true));
+    assert_eq!(scan(SessionFilter { api_id: Some("api2".into()), ..Default::default() }).await, expect(|n| n % 4 == 0));
+    assert_eq!(scan(SessionFilter { metadata: pro.clone(), ..Default::default() }).await, expect(|n| n % 2 == 0));
+    assert_eq!(
+        scan(SessionFilter { channel_prefix: Some("team-".into()), ..Default::default() }).await,
+        expect(|n| n % 3 == 0 || n % 2 == 0)
+    );
+    assert_eq!(
+        scan(SessionFilter { channel_prefix: Some("team-a".into()), metadata: pro, api_id: Some("api1".into()) }).await,
+        expect(|n| n % 6 == 0 && n % 4 != 0)
+    );
+    let nobody = BTreeMap::from([("plan".to_owned(), "gold".to_owned())]);
+    assert!(scan(SessionFilter { metadata: nobody, ..Default::default() }).await.is_empty());
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -245,6 +301,7 @@ conformance!(
     tokens_are_taken_once,
     concurrent_token_consumers,
     counters_count_atomically,
+    filtered_scans,
 );
 
 #[tokio::test]

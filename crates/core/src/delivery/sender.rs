@@ -16,7 +16,7 @@ use super::transport::{Transport, TransportError};
 use crate::clock::Clock;
 use crate::protocol::{Outbound, OutboundError};
 use crate::session::{ConnectionId, Recipient};
-use crate::store::{Cursor, Page, Segment, SessionStore, StoreError};
+use crate::store::{Cursor, Page, Segment, SessionFilter, SessionStore, StoreError};
 
 /// Why a send was refused before any post.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -212,15 +212,31 @@ impl Sender {
                     .try_filter(move |r| ready(seen.insert(r.connection_id.clone())));
                 found(all)
             }
-            Target::All => {
-                let total = self.options.scan_segments.max(1);
-                let segments = (0..total).map(move |index| {
-                    let segment = Segment { index, total };
-                    paged(move |c| async move { store.scan_page(segment, c.as_ref(), page, now).await }).boxed()
-                });
-                found(stream::select_all(segments))
-            }
+            Target::All => self.scan(SessionFilter::default(), now),
+            Target::Api(api) => self.scan(SessionFilter { api_id: Some(api.clone()), ..SessionFilter::default() }, now),
+            Target::Filter(filter) => self.scan(filter.clone(), now),
         }
+    }
+
+    /// A parallel scan (one stream per segment, merged) of the sessions that pass `filter`.
+    fn scan(&self, filter: SessionFilter, now: i64) -> BoxStream<'_, Result<Resolved, StoreError>> {
+        let store = &self.sessions;
+        let page = self.options.page_size;
+        let total = self.options.scan_segments.max(1);
+        // A channel-prefix scan lists a connection once per matching channel.
+        let dedupe = filter.channel_prefix.is_some();
+        let filter = Arc::new(filter);
+        let segments = (0..total).map(move |index| {
+            let segment = Segment { index, total };
+            let filter = filter.clone();
+            paged(move |c| {
+                let filter = filter.clone();
+                async move { store.scan_page(segment, &filter, c.as_ref(), page, now).await }
+            })
+            .boxed()
+        });
+        let mut seen = HashSet::new();
+        found(stream::select_all(segments).try_filter(move |r| ready(!dedupe || seen.insert(r.connection_id.clone()))))
     }
 
     fn lookup<'a>(&'a self, ids: &'a [ConnectionId], now: i64) -> BoxStream<'a, Result<Resolved, StoreError>> {

@@ -5,13 +5,16 @@
 //!  "exclude": "abc="}
 //! ```
 //! `target` is the string `"all"` or an object with exactly one key: `connection`,
-//! `connections`, `user`, `channel` or `channels`. `exclude` is a connection id or a list of them.
+//! `connections`, `user`, `channel`, `channels`, `api` (every session of one API) or `filter`
+//! (`{"metadata": {"plan": "pro"}, "channel_prefix": "team-", "api_id": "abc123"}`, every
+//! condition given must hold). `exclude` is a connection id or a list of them.
 //! This format is public and versioned: requests may carry `"version": 1`.
 
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::protocol::Outbound;
 use crate::session::{ChannelName, ConnectionId};
+use crate::store::SessionFilter;
 
 /// The version of the sender's request format this crate speaks.
 pub const SEND_CONTRACT_VERSION: u32 = 1;
@@ -32,6 +35,10 @@ pub enum Target {
     Channels(Vec<ChannelName>),
     /// Every live session.
     All,
+    /// Every live session of one WebSocket API (when several APIs share a table).
+    Api(String),
+    /// Every live session that passes a filter (metadata, API, channel prefix).
+    Filter(SessionFilter),
 }
 
 /// One request to the sender.
@@ -75,6 +82,15 @@ mod tests {
             (json!("all"), Target::All),
             (json!({"connection":"abc="}), Target::Connection(ConnectionId::new("abc=").expect("id"))),
             (json!({"user":"u1"}), Target::User("u1".into())),
+            (json!({"api":"abc123"}), Target::Api("abc123".into())),
+            (
+                json!({"filter":{"metadata":{"plan":"pro"},"channel_prefix":"team-"}}),
+                Target::Filter(SessionFilter {
+                    metadata: [("plan".to_owned(), "pro".to_owned())].into(),
+                    channel_prefix: Some("team-".into()),
+                    api_id: None,
+                }),
+            ),
             (json!({"channel":"lobby"}), Target::Channel(ChannelName::new("lobby").expect("ch"))),
             (
                 json!({"channels":["a","b"]}),
@@ -90,6 +106,7 @@ mod tests {
             json!({"channel":"bad name"}),
             json!({"connection":"x/y"}),
             json!({"user":"u","channel":"c"}),
+            json!({"filter":{"plan":"pro"}}),
             json!({}),
             json!(5),
         ] {

@@ -23,7 +23,7 @@ use aws_sdk_dynamodb::types::{
     Projection, ProjectionType, ReturnValue, ScalarAttributeType, WriteRequest,
 };
 
-use super::{CounterStore, Cursor, Page, Segment, SessionStore, StoreError, TokenRecord, TokenStore};
+use super::{CounterStore, Cursor, Page, Segment, SessionFilter, SessionStore, StoreError, TokenRecord, TokenStore};
 use crate::session::{ChannelName, ConnectionId, Identity, Recipient, Session};
 
 /// Name of the channel index.
@@ -234,14 +234,18 @@ impl SessionStore for DynamoDbStore {
     }
 
     async fn join(&self, session: &Session, channel: &ChannelName) -> Result<(), StoreError> {
-        let item = HashMap::from([
+        let mut item = HashMap::from([
             ("pk".to_owned(), conn_pk(&session.connection_id)),
             ("sk".to_owned(), s(&format!("{CHAN_PREFIX}{channel}"))),
             ("channel".to_owned(), s(channel.as_str())),
             ("connection_id".to_owned(), s(session.connection_id.as_str())),
             ("endpoint".to_owned(), s(&session.endpoint)),
+            ("api_id".to_owned(), s(&session.api_id)),
             (TTL_ATTRIBUTE.to_owned(), n(session.expires_at)),
         ]);
+        if let Some(metadata) = metadata_attribute(session) {
+            item.insert("metadata".to_owned(), metadata);
+        }
         self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(sdk_error)?;
         Ok(())
     }
@@ -314,18 +318,39 @@ impl SessionStore for DynamoDbStore {
     async fn scan_page(
         &self,
         segment: Segment,
+        filter: &SessionFilter,
         cursor: Option<&Cursor>,
         limit: usize,
         now: i64,
     ) -> Result<Page<Recipient>, StoreError> {
-        let mut request = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .filter_expression("sk = :session AND #exp > :now")
+        // Sessions, or with a channel prefix the memberships (which carry the session's api_id
+        // and metadata, so the other conditions apply to them alike).
+        let mut conditions = vec!["#exp > :now".to_owned()];
+        let mut request = self.client.scan().table_name(&self.table);
+        match &filter.channel_prefix {
+            None => {
+                conditions.push("sk = :session".to_owned());
+                request = request.expression_attribute_values(":session", s(SESSION_SK));
+            }
+            Some(prefix) => {
+                conditions.push("begins_with(sk, :chan)".to_owned());
+                request = request.expression_attribute_values(":chan", s(&format!("{CHAN_PREFIX}{prefix}")));
+            }
+        }
+        if let Some(api) = &filter.api_id {
+            conditions.push("api_id = :api".to_owned());
+            request = request.expression_attribute_values(":api", s(api));
+        }
+        for (i, (key, value)) in filter.metadata.iter().enumerate() {
+            conditions.push(format!("metadata.#m{i} = :m{i}"));
+            request = request
+                .expression_attribute_names(format!("#m{i}"), key)
+                .expression_attribute_values(format!(":m{i}"), s(value));
+        }
+        let mut request = request
+            .filter_expression(conditions.join(" AND "))
             .projection_expression("connection_id, endpoint")
             .expression_attribute_names("#exp", TTL_ATTRIBUTE)
-            .expression_attribute_values(":session", s(SESSION_SK))
             .expression_attribute_values(":now", n(now))
             .limit(page_limit(limit))
             .set_exclusive_start_key(decode_cursor(cursor)?);
@@ -517,11 +542,17 @@ fn session_item(session: &Session) -> Item {
     if let Some(ua) = &session.user_agent {
         item.insert("user_agent".to_owned(), s(ua));
     }
-    if !session.metadata.is_empty() {
-        let map = session.metadata.iter().map(|(k, v)| (k.clone(), s(v))).collect();
-        item.insert("metadata".to_owned(), AttributeValue::M(map));
+    if let Some(metadata) = metadata_attribute(session) {
+        item.insert("metadata".to_owned(), metadata);
     }
     item
+}
+
+/// The session's metadata as a map attribute (none when empty). Memberships carry it too, so a
+/// filtered scan can match on memberships alone.
+fn metadata_attribute(session: &Session) -> Option<AttributeValue> {
+    (!session.metadata.is_empty())
+        .then(|| AttributeValue::M(session.metadata.iter().map(|(k, v)| (k.clone(), s(v))).collect()))
 }
 
 fn session_from(item: &Item) -> Result<Session, StoreError> {

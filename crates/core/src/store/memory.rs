@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::{CounterStore, Cursor, Page, Segment, SessionStore, StoreError, TokenRecord, TokenStore};
+use super::{CounterStore, Cursor, Page, Segment, SessionFilter, SessionStore, StoreError, TokenRecord, TokenStore};
 use crate::session::{ChannelName, ConnectionId, Recipient, Session};
 
 #[derive(Debug, Default)]
@@ -202,16 +202,19 @@ impl SessionStore for MemoryStore {
     async fn scan_page(
         &self,
         segment: Segment,
+        filter: &SessionFilter,
         cursor: Option<&Cursor>,
         limit: usize,
         now: i64,
     ) -> Result<Page<Recipient>, StoreError> {
         let start = after(cursor)?;
         let s = self.state();
+        let no_channels = Vec::new();
         let iter = s
             .sessions
             .range((start, Bound::Unbounded))
             .filter(|(id, sess)| segment_of(id, segment.total) == segment.index && !sess.is_expired(now))
+            .filter(|(id, sess)| filter.matches(sess, s.memberships.get(*id).unwrap_or(&no_channels)))
             .map(|(_, sess)| recipient_of(sess));
         Ok(paginate(iter, limit))
     }

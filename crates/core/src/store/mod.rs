@@ -10,6 +10,7 @@
 pub mod dynamodb;
 pub mod memory;
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use async_trait::async_trait;
@@ -61,6 +62,39 @@ impl Segment {
     pub const WHOLE: Self = Self { index: 0, total: 1 };
 }
 
+/// Which sessions a scan returns: every condition given must hold.
+///
+/// `channel_prefix` matches connections that are in at least one channel starting with the
+/// prefix (each such connection may be listed once per matching channel; the sender
+/// de-duplicates). The default filter matches every live session.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionFilter {
+    /// Only sessions of this WebSocket API (`requestContext.apiId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_id: Option<String>,
+    /// Only sessions whose metadata has every one of these key = value pairs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    /// Only connections in a channel whose name starts with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_prefix: Option<String>,
+}
+
+impl SessionFilter {
+    /// Whether a session (with the channels it is in) passes the filter.
+    pub fn matches(&self, session: &Session, channels: &[ChannelName]) -> bool {
+        self.api_id.as_ref().is_none_or(|api| *api == session.api_id)
+            && self.metadata.iter().all(|(k, v)| session.metadata.get(k) == Some(v))
+            && self.channel_prefix.as_ref().is_none_or(|p| channels.iter().any(|c| c.as_str().starts_with(p.as_str())))
+    }
+
+    /// Whether this is the match-everything filter.
+    pub fn is_everything(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// Sessions and their channel memberships.
 #[async_trait]
 pub trait SessionStore: Send + Sync + fmt::Debug {
@@ -100,10 +134,12 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
         now: i64,
     ) -> Result<Page<Recipient>, StoreError>;
 
-    /// Live sessions in one segment of the whole store, a page at a time.
+    /// Live sessions in one segment of the whole store that pass `filter`, a page at a time.
+    /// A page may hold fewer than `limit` items (even none) and still have a next one.
     async fn scan_page(
         &self,
         segment: Segment,
+        filter: &SessionFilter,
         cursor: Option<&Cursor>,
         limit: usize,
         now: i64,
