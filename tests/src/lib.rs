@@ -72,6 +72,22 @@ struct MgmtState {
     gone: HashSet<String>,
     deleted: Vec<String>,
     attempts: HashMap<String, usize>,
+    faults: Faults,
+    /// Random failures answered so far.
+    injected: usize,
+    /// Xorshift state: the same faults every run.
+    rng: u64,
+}
+
+/// Random faults the Management API server injects into posts to live connections.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    /// Delay before every answer.
+    pub latency: std::time::Duration,
+    /// Share of posts answered 500.
+    pub server_errors: f64,
+    /// Share of posts answered 429.
+    pub throttles: f64,
 }
 
 /// A Management API endpoint (`/{stage}/@connections/{id}`) that records what it is sent and
@@ -137,6 +153,18 @@ impl MgmtServer {
         self.state.lock().unwrap().deleted.clone()
     }
 
+    /// Injects random 500s and 429s (a fixed pseudo-random sequence) and latency from now on.
+    pub fn set_faults(&self, faults: Faults) {
+        let mut state = self.state.lock().unwrap();
+        state.faults = faults;
+        state.rng = 0x9E37_79B9_7F4A_7C15;
+    }
+
+    /// How many random faults were answered.
+    pub fn injected(&self) -> usize {
+        self.state.lock().unwrap().injected
+    }
+
     /// Forgets recorded posts.
     pub fn clear(&self) {
         self.state.lock().unwrap().posts.clear();
@@ -168,9 +196,34 @@ fn scripted_status(state: &mut MgmtState, id: &str) -> Option<u16> {
     state.scripted.get_mut(id).and_then(VecDeque::pop_front)
 }
 
-async fn post_to(State(state): Shared, Path((_stage, id)): Path<(String, String)>, body: Bytes) -> Response {
-    let mut state = state.lock().unwrap();
-    if let Some(status) = scripted_status(&mut state, &id) {
+/// A random fault for this post, if the dice say so.
+fn random_fault(state: &mut MgmtState) -> Option<u16> {
+    let Faults { server_errors, throttles, .. } = state.faults;
+    if server_errors + throttles <= 0.0 {
+        return None;
+    }
+    state.rng ^= state.rng << 13;
+    state.rng ^= state.rng >> 7;
+    state.rng ^= state.rng << 17;
+    let roll = (state.rng >> 11) as f64 / (1u64 << 53) as f64;
+    let status = if roll < server_errors {
+        500
+    } else if roll < server_errors + throttles {
+        429
+    } else {
+        return None;
+    };
+    state.injected += 1;
+    Some(status)
+}
+
+async fn post_to(State(shared): Shared, Path((_stage, id)): Path<(String, String)>, body: Bytes) -> Response {
+    let latency = shared.lock().unwrap().faults.latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let mut state = shared.lock().unwrap();
+    if let Some(status) = scripted_status(&mut state, &id).or_else(|| random_fault(&mut state)) {
         return error_response(status);
     }
     if body.len() > 128 * 1024 {

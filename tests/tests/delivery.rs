@@ -12,7 +12,7 @@ use lambda_ws::{
     App, ChannelName, Config, ConnectionId, DynamoDbStore, Identity, ManagementApi, Outbound, SendOptions, Sender,
     Session, SessionStore, SystemClock, Target, Transport, TransportError, handlers,
 };
-use lambda_ws_e2e::{MgmtServer, fresh_dynamodb_store, management_api};
+use lambda_ws_e2e::{Faults, MgmtServer, fresh_dynamodb_store, management_api};
 use serde_json::{Value, json};
 
 struct Fixture {
@@ -262,4 +262,43 @@ async fn get_connection_and_delete_through_the_sdk() {
     let closed = ManagementApi::new(lambda_ws_e2e::local_aws_config());
     let unreachable = closed.post("http://127.0.0.1:9/prod", &cid("x"), bytes::Bytes::new()).await;
     assert!(matches!(unreachable, Err(TransportError::Network(_) | TransportError::Timeout)), "{unreachable:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_message_is_lost_under_random_faults() {
+    // 5 % of posts answer 500 and 1 % 429, every answer takes 2 ms; 30 connections are gone.
+    let f = fixture().await;
+    let (live, gone) = (300, 30);
+    for i in 0..live + gone {
+        f.session(&format!("storm{i:04}="), None, &["storm"]).await;
+    }
+    for i in live..live + gone {
+        f.server.set_gone(&format!("storm{i:04}="));
+    }
+    f.server.set_faults(Faults { latency: Duration::from_millis(2), server_errors: 0.05, throttles: 0.01 });
+    let options = SendOptions { base_backoff: Duration::from_millis(2), max_attempts: 6, ..SendOptions::default() };
+    let sender = Sender::new(f.store.clone(), management_api(), Arc::new(SystemClock), options);
+    let target = Target::Channel(ChannelName::new("storm").unwrap());
+    let report = sender
+        .send(&target, &Outbound::System(SystemMessage { level: Level::Info, message: "weather".into() }), &[])
+        .await
+        .unwrap();
+
+    let injected = f.server.injected();
+    assert!(injected >= 10, "the server injected faults ({injected})");
+    assert_eq!(report.recipients, live + gone);
+    assert_eq!(report.delivered, live, "{report:?}");
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.retries, injected, "every injected fault was retried once, and nothing else");
+    assert_eq!(report.gone.len(), gone);
+    for i in 0..live {
+        let id = format!("storm{i:04}=");
+        assert_eq!(f.server.posts_to(&id).len(), 1, "{id} got the message exactly once");
+    }
+    for i in live..live + gone {
+        assert!(!f.exists(&format!("storm{i:04}=")).await, "gone session removed");
+    }
+    for i in (0..live).step_by(37) {
+        assert!(f.exists(&format!("storm{i:04}=")).await, "live session kept");
+    }
 }

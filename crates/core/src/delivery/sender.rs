@@ -123,7 +123,7 @@ impl Sender {
             async move {
                 match resolved {
                     Ok(Resolved::Found(r)) if exclude.contains(&r.connection_id) => Outcome::Excluded,
-                    Ok(Resolved::Found(r)) => self.deliver(&r, payload, deadline).await,
+                    Ok(Resolved::Found(r)) => self.deliver(&r, payload, deadline, false).await,
                     Ok(Resolved::Unknown(id)) => Outcome::Unknown(id),
                     Err(e) => Outcome::ListingFailed(e),
                 }
@@ -136,6 +136,12 @@ impl Sender {
                 ready(report)
             })
             .await;
+        // Stale sessions go in batches once the posts are done, not one delete per 410.
+        if !report.gone.is_empty()
+            && let Err(e) = self.sessions.remove_sessions(&report.gone).await
+        {
+            tracing::warn!(gone = report.gone.len(), error = %e, "could not remove gone sessions");
+        }
         report.duration_ms = started.elapsed().as_millis() as u64;
         report
     }
@@ -147,13 +153,14 @@ impl Sender {
         let started = Instant::now();
         let deadline = started + self.options.deadline;
         let mut report = DeliveryReport::default();
-        record(&mut report, self.deliver(recipient, payload, deadline).await, &AtomicBool::new(false));
+        record(&mut report, self.deliver(recipient, payload, deadline, true).await, &AtomicBool::new(false));
         report.duration_ms = started.elapsed().as_millis() as u64;
         Ok(report)
     }
 
-    /// Posts to one recipient with retries; a 410 removes its session.
-    async fn deliver(&self, recipient: &Recipient, payload: Bytes, deadline: Instant) -> Outcome {
+    /// Posts to one recipient with retries; with `remove_gone`, a 410 removes its session at once
+    /// (fan-outs remove theirs in a batch at the end).
+    async fn deliver(&self, recipient: &Recipient, payload: Bytes, deadline: Instant, remove_gone: bool) -> Outcome {
         let id = &recipient.connection_id;
         let mut attempt: u32 = 0;
         loop {
@@ -162,6 +169,9 @@ impl Sender {
                     return Outcome::Delivered { retries: attempt as usize };
                 }
                 Err(TransportError::Gone) => {
+                    if !remove_gone {
+                        return Outcome::Gone { id: id.clone(), retries: attempt as usize };
+                    }
                     if let Err(e) = self.sessions.remove_session(id).await {
                         tracing::warn!(connection_id = %id, error = %e, "could not remove a gone session");
                     }

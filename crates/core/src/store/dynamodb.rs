@@ -22,6 +22,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, GlobalSecondaryIndex, KeySchemaElement, KeyType,
     Projection, ProjectionType, ReturnValue, ScalarAttributeType, WriteRequest,
 };
+use futures::{StreamExt as _, TryStreamExt as _};
 
 use super::{CounterStore, Cursor, Page, Segment, SessionFilter, SessionStore, StoreError, TokenRecord, TokenStore};
 use crate::session::{ChannelName, ConnectionId, Identity, Recipient, Session};
@@ -60,6 +61,43 @@ impl DynamoDbStore {
     /// The table name.
     pub fn table(&self) -> &str {
         &self.table
+    }
+
+    /// The keys of every item of a connection (session and memberships), and the session itself
+    /// when `with_session` (otherwise only keys are read).
+    async fn items_of(
+        &self,
+        id: &ConnectionId,
+        with_session: bool,
+    ) -> Result<(Option<Session>, Vec<Item>), StoreError> {
+        let mut keys = Vec::new();
+        let mut session = None;
+        let mut start = None;
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", conn_pk(id))
+                .consistent_read(true)
+                .set_exclusive_start_key(start);
+            if !with_session {
+                query = query.projection_expression("pk, sk");
+            }
+            let out = query.send().await.map_err(sdk_error)?;
+            for item in out.items.unwrap_or_default() {
+                if with_session && get_s(&item, "sk") == Some(SESSION_SK) {
+                    session = Some(session_from(&item)?);
+                }
+                let key = ["pk", "sk"].into_iter().filter_map(|k| item.get(k).map(|v| (k.to_owned(), v.clone())));
+                keys.push(key.collect());
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok((session, keys));
+            }
+        }
     }
 
     /// Deletes items by key, 25 at a time, retrying unprocessed items with backoff.
@@ -202,35 +240,21 @@ impl SessionStore for DynamoDbStore {
     }
 
     async fn remove_session(&self, id: &ConnectionId) -> Result<Option<Session>, StoreError> {
-        let mut keys = Vec::new();
-        let mut session = None;
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", conn_pk(id))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk_error)?;
-            for item in out.items.unwrap_or_default() {
-                if get_s(&item, "sk") == Some(SESSION_SK) {
-                    session = Some(session_from(&item)?);
-                }
-                let key = ["pk", "sk"].into_iter().filter_map(|k| item.get(k).map(|v| (k.to_owned(), v.clone())));
-                keys.push(key.collect());
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
+        let (session, keys) = self.items_of(id, true).await?;
         self.delete_keys(keys).await?;
         Ok(session)
+    }
+
+    async fn remove_sessions(&self, ids: &[ConnectionId]) -> Result<usize, StoreError> {
+        // Keys of all the connections' items (a few queries at a time), then 25-item batch deletes.
+        let found: Vec<(Option<Session>, Vec<Item>)> = futures::stream::iter(ids.to_vec())
+            .map(|id| async move { self.items_of(&id, false).await })
+            .buffer_unordered(8)
+            .try_collect()
+            .await?;
+        let removed = found.iter().filter(|(_, keys)| !keys.is_empty()).count();
+        self.delete_keys(found.into_iter().flat_map(|(_, keys)| keys).collect()).await?;
+        Ok(removed)
     }
 
     async fn join(&self, session: &Session, channel: &ChannelName) -> Result<(), StoreError> {

@@ -107,6 +107,16 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     /// Deletes the session and all its memberships; returns the session if it existed.
     async fn remove_session(&self, id: &ConnectionId) -> Result<Option<Session>, StoreError>;
 
+    /// Deletes several sessions with their memberships (stale connections found by a fan-out);
+    /// returns how many existed. Stores batch the deletes where they can.
+    async fn remove_sessions(&self, ids: &[ConnectionId]) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for id in ids {
+            removed += usize::from(self.remove_session(id).await?.is_some());
+        }
+        Ok(removed)
+    }
+
     /// Adds `session` to `channel`. The membership expires with the session.
     async fn join(&self, session: &Session, channel: &ChannelName) -> Result<(), StoreError>;
 
