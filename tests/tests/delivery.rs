@@ -302,3 +302,60 @@ async fn no_message_is_lost_under_random_faults() {
         assert!(f.exists(&format!("storm{i:04}=")).await, "live session kept");
     }
 }
+
+/// Collects what the sender handler records.
+#[derive(Debug, Default)]
+struct Recorded(std::sync::Mutex<Vec<(String, usize, usize)>>);
+
+impl lambda_ws::MetricsSink for Recorded {
+    fn record(&self, target: &str, report: &lambda_ws::DeliveryReport) {
+        self.0.lock().unwrap().push((target.to_owned(), report.delivered, report.gone.len()));
+    }
+}
+
+#[tokio::test]
+async fn sender_batches_sqs_records_and_metrics() {
+    let f = fixture().await;
+    f.session("b1", Some("ann"), &["news"]).await;
+    f.session("b2", Some("bob"), &["news"]).await;
+    f.session("b3", None, &["news"]).await;
+    f.server.set_gone("b3");
+    let metrics = Arc::new(Recorded::default());
+    let app = f.app.clone().with_metrics(metrics.clone());
+
+    // A batch: answers in order, a bad request does not stop the others.
+    let batch = json!([
+        {"target":{"channel":"news"},"message":{"type":"headline","n":1}},
+        {"target":"nowhere","message":{"type":"x"}},
+        {"target":{"user":"ann"},"message":{"type":"headline","n":2}},
+    ]);
+    let answers = handlers::send(&app, batch).await;
+    assert_eq!(answers[0]["delivered"], 2, "{answers}");
+    assert_eq!(answers[0]["gone"], json!(["b3"]));
+    assert_eq!(answers[1]["error"]["code"], "bad_request");
+    assert_eq!(answers[2]["delivered"], 1);
+    assert_eq!(f.server.posts_to("b1"), vec![json!({"type":"headline","n":1}), json!({"type":"headline","n":2})]);
+    assert_eq!(
+        *metrics.0.lock().unwrap(),
+        [("channel".to_owned(), 2, 1), ("user".to_owned(), 1, 0)],
+        "one record per send, none for a refused request"
+    );
+
+    // SQS: a record whose every post fails comes back for a retry; a bad body is dropped.
+    f.server.script("b2", &[500, 500, 500, 500]);
+    let record = |id: &str, body: Value| {
+        json!({"messageId": id, "receiptHandle": "r", "body": body.to_string(), "attributes": {},
+               "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+               "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:sends", "awsRegion": "eu-west-1"})
+    };
+    let event = json!({"Records": [
+        record("m-ok", json!({"target":{"connection":"b1"},"message":{"type":"queued"}})),
+        record("m-retry", json!({"target":{"connection":"b2"},"message":{"type":"queued"}})),
+        record("m-bad", json!({"target":{"connection":"b1"}})),
+        {"messageId": "m-text", "body": "not json", "eventSource": "aws:sqs"},
+    ]});
+    let answer = handlers::send(&app, event).await;
+    assert_eq!(answer, json!({"batchItemFailures": [{"itemIdentifier": "m-retry"}]}));
+    assert_eq!(f.server.posts_to("b1").last(), Some(&json!({"type":"queued"})));
+    assert!(f.server.posts_to("b2").iter().all(|m| m["type"] != "queued"), "b2 never accepted the post");
+}

@@ -87,6 +87,8 @@ async fn every_sample_event_runs_through_its_handler() {
         "send-channel.json",
         "send-channels.json",
         "send-all.json",
+        "send-api.json",
+        "send-filter.json",
     ] {
         let report = handlers::send(&app, sample_event(name)).await;
         assert!(report["error"].is_null() && report["recipients"].is_u64(), "{name}: {report}");
@@ -96,6 +98,14 @@ async fn every_sample_event_runs_through_its_handler() {
     assert_eq!(user["delivered"], 1, "the connected user is reached");
     let channel = handlers::send(&app, sample_event("send-channel.json")).await;
     assert_eq!((channel["delivered"].as_u64(), channel["excluded"].as_u64()), (Some(0), Some(1)));
+    let api = handlers::send(&app, sample_event("send-api.json")).await;
+    assert_eq!(api["delivered"], 1, "the sample's API is the connection's: {api}");
+    let batch = handlers::send(&app, sample_event("send-batch.json")).await;
+    assert_eq!((batch[0]["delivered"].as_u64(), batch[1]["delivered"].as_u64()), (Some(1), Some(1)), "{batch}");
+    let sqs = handlers::send(&app, sample_event("send-sqs.json")).await;
+    assert_eq!(sqs, json!({"batchItemFailures": []}));
+    assert_eq!(server.posts_to(CONNECTION).last().map(|m| m["message"].clone()), Some(json!("queued hello")));
+    seen.extend(["send-batch.json", "send-sqs.json"]);
     let bad = handlers::send(&app, sample_event("send-bad-target.json")).await;
     assert_eq!(bad["error"]["code"], "bad_request");
     seen.push("send-bad-target.json");

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
-use crate::delivery::{ManagementApi, SendOptions, Sender, Transport};
+use crate::delivery::{ManagementApi, MetricsSink, SendOptions, Sender, Transport};
 use crate::policy::ChannelCheck;
 use crate::session::{ChannelName, Identity};
 use crate::store::dynamodb::DynamoDbStore;
@@ -27,6 +27,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// The application's own channel check, if any.
     pub channel_check: Option<Arc<dyn ChannelCheck>>,
+    /// Where the sender handler records each send's report (EMF in Lambda), if anywhere.
+    pub metrics: Option<Arc<dyn MetricsSink>>,
 }
 
 impl App {
@@ -43,6 +45,7 @@ impl App {
             transport,
             clock: Arc::new(SystemClock),
             channel_check: None,
+            metrics: None,
         }
     }
 
@@ -62,6 +65,12 @@ impl App {
     /// Replaces the clock (tests).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Records every send's report in `sink`.
+    pub fn with_metrics(mut self, sink: Arc<dyn MetricsSink>) -> Self {
+        self.metrics = Some(sink);
         self
     }
 

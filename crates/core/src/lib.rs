@@ -37,7 +37,8 @@ pub use app::App;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, ConfigError, RateLimits};
 pub use delivery::{
-    DeliveryReport, FailedDelivery, ManagementApi, SendOptions, SendRequest, Sender, Target, Transport, TransportError,
+    DeliveryReport, FailedDelivery, ManagementApi, MetricsSink, SendOptions, SendRequest, Sender, Target, Transport,
+    TransportError,
 };
 pub use handlers::{MessageContext, Route, RouteError, Router};
 pub use policy::{Access, ChannelCheck, ChannelRules, OriginPolicy};

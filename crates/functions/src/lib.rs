@@ -25,6 +25,37 @@ pub fn init_tracing() {
         .init();
 }
 
+/// Writes each send's metrics to stdout as one CloudWatch Embedded Metric Format line
+/// (namespace `LWS_METRICS_NAMESPACE`, default `lambda-ws`; dimension `Function` from
+/// `AWS_LAMBDA_FUNCTION_NAME`).
+#[derive(Debug, Clone)]
+pub struct EmfStdout {
+    namespace: String,
+    function: String,
+}
+
+impl EmfStdout {
+    /// Reads the namespace and function name from the environment.
+    pub fn from_env() -> Self {
+        let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+        Self {
+            namespace: var("LWS_METRICS_NAMESPACE", lambda_ws::delivery::metrics::DEFAULT_NAMESPACE),
+            function: var("AWS_LAMBDA_FUNCTION_NAME", "sender"),
+        }
+    }
+}
+
+impl lambda_ws::MetricsSink for EmfStdout {
+    fn record(&self, target: &str, report: &lambda_ws::DeliveryReport) {
+        use std::io::Write as _;
+        let now = lambda_ws::clock::unix_now_millis();
+        let doc = lambda_ws::delivery::metrics::emf_document(&self.namespace, &self.function, target, report, now);
+        // One write per line, so the line is not interleaved with log lines.
+        let line = format!("{doc}\n");
+        let _ = std::io::stdout().lock().write_all(line.as_bytes());
+    }
+}
+
 /// Builds the app from the environment, logging a configuration error before failing the init.
 pub async fn app() -> Result<App, Error> {
     App::from_env().await.map_err(|e| {

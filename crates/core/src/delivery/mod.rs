@@ -4,12 +4,15 @@
 //! - [`Target`]: who a message is for; the JSON contract of the sender function.
 //! - [`Sender`]: streams recipients from the store into a bounded-concurrency pipeline, retries
 //!   what may succeed, removes sessions the API reports gone, and returns a [`DeliveryReport`].
+//! - [`metrics`]: the report as CloudWatch Embedded Metric Format.
 
+pub mod metrics;
 mod report;
 mod sender;
 mod target;
 mod transport;
 
+pub use metrics::MetricsSink;
 pub use report::{DeliveryReport, FailedDelivery};
 pub use sender::{SendError, SendOptions, Sender};
 pub use target::{SEND_CONTRACT_VERSION, SendRequest, Target};

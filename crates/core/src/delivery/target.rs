@@ -41,6 +41,23 @@ pub enum Target {
     Filter(SessionFilter),
 }
 
+impl Target {
+    /// The target's kind as written in JSON (`connection`, `channel`, `all`, …), e.g. a metrics
+    /// dimension.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Connection(_) => "connection",
+            Self::Connections(_) => "connections",
+            Self::User(_) => "user",
+            Self::Channel(_) => "channel",
+            Self::Channels(_) => "channels",
+            Self::All => "all",
+            Self::Api(_) => "api",
+            Self::Filter(_) => "filter",
+        }
+    }
+}
+
 /// One request to the sender.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

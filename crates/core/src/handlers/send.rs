@@ -1,51 +1,125 @@
 //! The sender function's handler: a JSON request in, a JSON report (or error) out.
+//!
+//! The sender accepts three shapes of event:
+//! - one [`SendRequest`] → one report (or `{"error":…}`);
+//! - a JSON array of requests (a batch) → an array of reports/errors, in order;
+//! - an SQS event whose records' bodies are requests → `{"batchItemFailures":[…]}`, so that
+//!   with `ReportBatchItemFailures` only the records that could not be sent come back.
 
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use serde_json::{Value, json};
 
 use crate::App;
-use crate::delivery::{SEND_CONTRACT_VERSION, SendError, SendRequest};
+use crate::delivery::{DeliveryReport, SEND_CONTRACT_VERSION, SendError, SendRequest};
 use crate::protocol::{ErrorCode, OutboundError};
 
-/// Handles one sender request (see [`SendRequest`]): `{"target":…,"message":…,"exclude":…}`.
-///
-/// Answers the [`DeliveryReport`](crate::DeliveryReport) as JSON, or
-/// `{"error":{"code":…,"message":…}}` for a request that cannot be sent.
-pub async fn send(app: &App, request: Value) -> Value {
-    let request: SendRequest = match serde_json::from_value(request) {
-        Ok(r) => r,
-        Err(e) => return error(ErrorCode::BadRequest, &format!("invalid send request: {e}")),
-    };
-    send_response(app, &request).await
+/// Handles a sender event: a request, a batch of requests, or an SQS event (see the module docs).
+pub async fn send(app: &App, event: Value) -> Value {
+    if is_sqs_event(&event) {
+        return match serde_json::from_value::<SqsEvent>(event) {
+            Ok(sqs) => serde_json::to_value(send_sqs(app, sqs).await).unwrap_or_else(|e| internal(&e)),
+            Err(e) => error(ErrorCode::BadRequest, &format!("invalid SQS event: {e}")),
+        };
+    }
+    match event {
+        Value::Array(requests) => {
+            let mut answers = Vec::with_capacity(requests.len());
+            for request in requests {
+                answers.push(send_one(app, request).await);
+            }
+            Value::Array(answers)
+        }
+        request => send_one(app, request).await,
+    }
+}
+
+fn is_sqs_event(event: &Value) -> bool {
+    event
+        .get("Records")
+        .and_then(Value::as_array)
+        .is_some_and(|records| records.iter().all(|r| r.get("eventSource").and_then(Value::as_str) == Some("aws:sqs")))
+}
+
+async fn send_one(app: &App, request: Value) -> Value {
+    match serde_json::from_value::<SendRequest>(request) {
+        Ok(request) => send_response(app, &request).await,
+        Err(e) => error(ErrorCode::BadRequest, &format!("invalid send request: {e}")),
+    }
+}
+
+/// Sends each SQS record's request. A record is reported as failed (and SQS delivers it again)
+/// only when retrying cannot duplicate a delivery and may succeed: the recipient listing broke off,
+/// or every post failed. Invalid requests are logged and dropped: they would fail forever.
+pub async fn send_sqs(app: &App, event: SqsEvent) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for record in event.records {
+        let id = record.message_id.clone().unwrap_or_default();
+        let body = record.body.as_deref().unwrap_or_default();
+        let request = match serde_json::from_str::<SendRequest>(body) {
+            Ok(request) => request,
+            Err(e) => {
+                tracing::error!(message_id = %id, error = %e, "SQS record is not a send request; dropped");
+                continue;
+            }
+        };
+        let retry = match deliver(app, &request).await {
+            Ok(report) => report.incomplete.is_some() || (report.delivered == 0 && !report.failed.is_empty()),
+            Err(_) => false,
+        };
+        if retry {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
 }
 
 /// Handles an already parsed request.
 pub async fn send_response(app: &App, request: &SendRequest) -> Value {
+    match deliver(app, request).await {
+        Ok(report) => serde_json::to_value(&report).unwrap_or_else(|e| internal(&e)),
+        Err(answer) => answer,
+    }
+}
+
+/// Sends one request, logs and records its report; a refused request is the error answer.
+async fn deliver(app: &App, request: &SendRequest) -> Result<DeliveryReport, Value> {
     if let Some(v) = request.version.filter(|v| *v != SEND_CONTRACT_VERSION) {
-        return error(
+        return Err(error(
             ErrorCode::BadRequest,
             &format!("unsupported version {v}; this sender speaks {SEND_CONTRACT_VERSION}"),
-        );
+        ));
     }
     match app.sender().send(&request.target, &request.message, &request.exclude).await {
         Ok(report) => {
             tracing::info!(
-                target = ?request.target,
+                target = request.target.kind(),
                 recipients = report.recipients,
                 delivered = report.delivered,
                 gone = report.gone.len(),
                 failed = report.failed.len(),
+                retries = report.retries,
+                duration_ms = report.duration_ms,
                 "sent"
             );
-            serde_json::to_value(&report).unwrap_or_else(|e| error(ErrorCode::Internal, &e.to_string()))
+            if let Some(metrics) = &app.metrics {
+                metrics.record(request.target.kind(), &report);
+            }
+            Ok(report)
         }
         Err(SendError::Message(e)) => {
             let code = match e {
                 OutboundError::TooLarge(_) => ErrorCode::TooLarge,
                 OutboundError::CustomType | OutboundError::Invalid(_) => ErrorCode::BadRequest,
             };
-            error(code, &e.to_string())
+            Err(error(code, &e.to_string()))
         }
     }
+}
+
+fn internal(e: &serde_json::Error) -> Value {
+    error(ErrorCode::Internal, &e.to_string())
 }
 
 fn error(code: ErrorCode, message: &str) -> Value {
