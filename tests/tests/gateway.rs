@@ -195,6 +195,32 @@ async fn sender_through_the_lambda_sdk(store: StoreChoice) {
         .unwrap();
     assert_eq!(queued.status_code(), 202);
     assert_eq!(next_json(&mut bob).await, system, "async invocations run too");
+
+    // The typed client (feature `invoke-client`) over the same Invoke API.
+    let client = lambda_ws::client::SenderClient::new(lambda(&gw), "sender");
+    let note = lambda_ws::Outbound::System(lambda_ws::protocol::SystemMessage {
+        level: lambda_ws::protocol::Level::Info,
+        message: "typed".into(),
+    });
+    let room = lambda_ws::Target::Channel(lambda_ws::ChannelName::new("room").unwrap());
+    let request = lambda_ws::SendRequest::new(room, note);
+    let report = client.send(&request).await.unwrap();
+    assert_eq!((report.recipients, report.delivered), (2, 2));
+    assert_eq!(next_json(&mut bob).await["message"], "typed");
+    assert_eq!(next_json(&mut ann2).await["message"], "typed");
+    client.send_async(&request).await.unwrap();
+    assert_eq!(next_json(&mut bob).await["message"], "typed", "the Event invocation ran");
+    let oversize = lambda_ws::Outbound::System(lambda_ws::protocol::SystemMessage {
+        level: lambda_ws::protocol::Level::Info,
+        message: "x".repeat(130 * 1024),
+    });
+    let refused = client.send(&lambda_ws::SendRequest::new(lambda_ws::Target::All, oversize)).await.unwrap_err();
+    assert!(
+        matches!(&refused, lambda_ws::client::ClientError::Refused { code, .. } if code == "too_large"),
+        "{refused}"
+    );
+    let missing = lambda_ws::client::SenderClient::new(lambda(&gw), "nope").send(&request).await.unwrap_err();
+    assert!(matches!(missing, lambda_ws::client::ClientError::Invoke(_)), "{missing}");
     gw.shutdown().await;
 }
 

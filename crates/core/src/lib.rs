@@ -22,6 +22,8 @@
 #![warn(missing_docs)]
 
 mod app;
+#[cfg(feature = "invoke-client")]
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod delivery;

@@ -74,6 +74,19 @@ pub struct SendRequest {
     pub exclude: Vec<ConnectionId>,
 }
 
+impl SendRequest {
+    /// A request in the current contract version, excluding no one.
+    pub fn new(target: Target, message: Outbound) -> Self {
+        Self { version: Some(SEND_CONTRACT_VERSION), target, message, exclude: Vec::new() }
+    }
+
+    /// Leaves these connections out.
+    pub fn excluding(mut self, exclude: impl IntoIterator<Item = ConnectionId>) -> Self {
+        self.exclude.extend(exclude);
+        self
+    }
+}
+
 fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ConnectionId>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
