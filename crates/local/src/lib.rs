@@ -28,4 +28,4 @@ pub mod server;
 pub mod template;
 
 pub use routes::{Handler, RouteTable};
-pub use server::{Gateway, GatewayOptions, StoreChoice};
+pub use server::{Gateway, GatewayOptions, StoreChoice, local_aws_config};
