@@ -84,7 +84,7 @@ pub struct Config {
     /// Management API endpoint override (`LWS_MANAGEMENT_ENDPOINT`), needed behind a custom
     /// domain; otherwise derived from each event's domain name and stage.
     pub management_endpoint: Option<String>,
-    /// How many posts the sender keeps in flight (`LWS_SEND_CONCURRENCY`, default 64).
+    /// How many posts the sender keeps in flight (`LWS_SEND_CONCURRENCY`, default 256).
     pub send_concurrency: usize,
     /// How long a stored session lives (`LWS_SESSION_TTL_SECS`, default 2 h 10 min: API
     /// Gateway's 2 h connection limit plus slack).
@@ -110,7 +110,7 @@ impl Default for Config {
             channel_rules: ChannelRules::default(),
             api_id: None,
             management_endpoint: None,
-            send_concurrency: 64,
+            send_concurrency: 256,
             session_ttl: Duration::from_secs(2 * 3600 + 600),
             max_channels_per_connection: 16,
             csrf_header: "x-lambda-ws".to_owned(),

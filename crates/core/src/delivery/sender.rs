@@ -48,7 +48,7 @@ pub struct SendOptions {
 impl Default for SendOptions {
     fn default() -> Self {
         Self {
-            concurrency: 64,
+            concurrency: 256,
             max_attempts: 4,
             base_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(1),
