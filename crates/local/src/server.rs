@@ -1,6 +1,5 @@
 //! The gateway's endpoints.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -21,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::events::{self, EventContext, iso8601, new_id};
+use crate::events::{self, EventContext, iso8601, new_id, parse_query};
 use crate::registry::{Connection, LocalTransport, Outgoing, PostError, Registry};
 use crate::routes::{Handler, RouteTable};
 
@@ -264,39 +263,6 @@ fn aws_error(status: StatusCode, kind: &'static str, message: &str) -> Response 
     headers.insert("x-amzn-ErrorType", HeaderValue::from_static(kind));
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     (status, headers, json!({ "message": message }).to_string()).into_response()
-}
-
-fn parse_query(raw: Option<&str>) -> HashMap<String, Vec<String>> {
-    let mut map: HashMap<String, Vec<String>> = HashMap::new();
-    for pair in raw.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        map.entry(percent_decode(k)).or_default().push(percent_decode(v));
-    }
-    map
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(decoded)) => {
-                out.push(decoded);
-                i += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 // ---- the WebSocket API ------------------------------------------------------------------------
