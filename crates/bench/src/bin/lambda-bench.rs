@@ -177,8 +177,8 @@ async fn main() -> Result<(), Error> {
     );
     println!("|---|---|---|---|---|---|---|");
     let mut missed = Vec::new();
+    let host_index = ARCHES.iter().position(|a| *a == host).unwrap_or(0);
     for row in &rows {
-        let host_index = ARCHES.iter().position(|a| *a == host).unwrap_or(0);
         let ratio = match (row.zips.get(host_index).copied().flatten(), base.0.get(host_index).copied().flatten()) {
             (Some(z), Some(b)) if b > 0 => format!("{:.2}×", z as f64 / b as f64),
             _ => "–".to_owned(),
