@@ -54,6 +54,11 @@ pub fn management_api() -> Arc<ManagementApi> {
     Arc::new(ManagementApi::new(local_aws_config()))
 }
 
+/// A Management API transport whose posts time out after `timeout`.
+pub fn management_api_with_timeout(timeout: std::time::Duration) -> ManagementApi {
+    ManagementApi::new(local_aws_config()).with_attempt_timeout(timeout)
+}
+
 /// One request the Management API server received.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Posted {
@@ -329,5 +334,77 @@ impl Events {
     /// A `$disconnect` from `events/disconnect.json`.
     pub fn disconnect(&self, connection_id: &str) -> ApiGatewayWebsocketProxyRequest {
         self.build("disconnect.json", connection_id, |_| {})
+    }
+}
+
+/// A DynamoDB engine process of a test's own, on disk, that can be stopped and started again on
+/// the same port with its data (for fault-injection tests; other tests share the engine the
+/// test command starts).
+#[derive(Debug)]
+pub struct OwnDynamoDb {
+    port: u16,
+    dir: PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl OwnDynamoDb {
+    /// Starts dynalite (from the workspace's `node_modules`, which the test command installs)
+    /// with its data in a fresh directory.
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = std::env::temp_dir().join(format!("lws-dynamodb-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut engine = Self { port, dir, child: None };
+        engine.resume();
+        engine
+    }
+
+    /// The endpoint URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A client for it.
+    pub fn client(&self) -> aws_sdk_dynamodb::Client {
+        let config = aws_sdk_dynamodb::config::Builder::from(&local_aws_config()).endpoint_url(self.endpoint()).build();
+        aws_sdk_dynamodb::Client::from_conf(config)
+    }
+
+    /// Kills the process; its data stays on disk.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the process again on the same port and data, and waits until it accepts connections.
+    pub fn resume(&mut self) {
+        self.stop();
+        let cli = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../node_modules/dynalite/cli.js");
+        assert!(cli.exists(), "{} is missing: run the tests with scripts/test.sh (it runs npm ci)", cli.display());
+        let port = self.port.to_string();
+        let child = std::process::Command::new("node")
+            .arg(&cli)
+            .args(["--host", "127.0.0.1", "--port", &port, "--path"])
+            .arg(&self.dir)
+            .args(["--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("node runs");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "dynalite did not start on port {}", self.port);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for OwnDynamoDb {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

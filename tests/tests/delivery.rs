@@ -195,6 +195,30 @@ async fn persistent_failures_are_reported_not_retried_forever() {
 }
 
 #[tokio::test]
+async fn timeouts_are_retried_within_the_deadline_and_the_next_send_succeeds() {
+    let f = fixture().await;
+    f.session("slow1", None, &["room"]).await;
+    let transport = Arc::new(lambda_ws_e2e::management_api_with_timeout(Duration::from_millis(100)));
+    let options = SendOptions {
+        base_backoff: Duration::from_millis(5),
+        max_attempts: 3,
+        deadline: Duration::from_secs(3),
+        ..SendOptions::default()
+    };
+    let sender = Sender::new(f.store.clone(), transport, Arc::new(SystemClock), options);
+    f.server.set_faults(lambda_ws_e2e::Faults { latency: Duration::from_millis(400), ..Default::default() });
+    let report = sender.send(&channel("room"), &toast("slow"), &[]).await.unwrap();
+    assert_eq!((report.delivered, report.failed.len(), report.retries), (0, 1, 2), "{report:?}");
+    assert_eq!(report.failed[0].reason, "timed out");
+    assert!(f.exists("slow1").await, "a timeout does not remove the session");
+    f.server.set_faults(lambda_ws_e2e::Faults::default());
+    let report = sender.send(&channel("room"), &toast("fast"), &[]).await.unwrap();
+    assert_eq!((report.delivered, report.retries), (1, 0), "the same client recovers: {report:?}");
+    let last = f.server.posts_to("slow1").pop().unwrap_or_default();
+    assert_eq!(last["message"], "fast");
+}
+
+#[tokio::test]
 async fn oversize_messages_are_refused_before_any_post() {
     let f = fixture().await;
     f.session("o1", None, &["room"]).await;

@@ -335,6 +335,73 @@ fn dynamodb() -> StoreChoice {
     StoreChoice::DynamoDb { endpoint, table: format!("lws-gw-{}-{n}", std::process::id()) }
 }
 
+async fn clients_dropping_during_a_fan_out_are_removed_and_the_rest_served(store: StoreChoice) {
+    const CLIENTS: usize = 240;
+    let gw = start_with(GatewayOptions {
+        config: Config { require_token: false, ..options(StoreChoice::Memory).config },
+        ..options(store)
+    })
+    .await;
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut ws = try_connect(&gw, "channel=fan", Some(ORIGIN)).await.unwrap();
+        let id = connection_id(&mut ws).await;
+        clients.push((id, ws));
+    }
+    let dropped: Vec<(String, Ws)> = clients.split_off(CLIENTS / 2);
+    let first = json!({"type":"toast","level":"info","message":"first"});
+    let fan_out = invoke_sender(&gw, json!({"target":{"channel":"fan"},"message":first}));
+    // Drop half the sockets without a close handshake while the fan-out runs.
+    let drop_half = async {
+        for (n, (_, ws)) in dropped.into_iter().enumerate() {
+            drop(ws);
+            if n % 16 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+    };
+    let (report, ()) = tokio::join!(fan_out, drop_half);
+    let delivered = report["delivered"].as_u64().unwrap() as usize;
+    let gone = report["gone"].as_array().map_or(0, Vec::len) + report["unknown"].as_array().map_or(0, Vec::len);
+    assert_eq!(report["failed"], json!([]), "a dropped client is gone, not a failure: {report}");
+    // Sessions whose $disconnect already ran are not recipients; a post racing a drop is either
+    // delivered (the socket was not yet seen closing, as with API Gateway) or gone.
+    let recipients = report["recipients"].as_u64().unwrap() as usize;
+    assert!((CLIENTS / 2..=CLIENTS).contains(&recipients) && delivered >= CLIENTS / 2, "{report}");
+    assert_eq!(delivered + gone, recipients, "every recipient accounted for: {report}");
+    for (_, ws) in &mut clients {
+        assert_eq!(next_json(ws).await, first, "every live client got it");
+    }
+    // The gateway runs $disconnect for each dropped socket; then the next fan-out reaches
+    // exactly the live half, once each.
+    let management = management(&gw);
+    let mut remaining = CLIENTS;
+    for _ in 0..100 {
+        let report = invoke_sender(
+            &gw,
+            json!({"target":{"channel":"fan"},"message":{"type":"toast","level":"info","message":"probe"}}),
+        )
+        .await;
+        remaining = report["recipients"].as_u64().unwrap() as usize;
+        for (_, ws) in &mut clients {
+            assert_eq!(next_json(ws).await["message"], "probe");
+        }
+        if remaining == CLIENTS / 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(remaining, CLIENTS / 2, "dropped sessions are removed");
+    let second = json!({"type":"toast","level":"info","message":"second"});
+    let report = invoke_sender(&gw, json!({"target":{"channel":"fan"},"message":second})).await;
+    assert_eq!((report["delivered"].as_u64(), report["gone"].as_array().map(Vec::len)), (Some(120), Some(0)));
+    for (id, ws) in &mut clients {
+        assert_eq!(next_json(ws).await, second, "{id}: once, in order, nothing in between");
+        let alive = management.get_connection().connection_id(id.as_str()).send().await;
+        assert!(alive.is_ok(), "{id} is still connected");
+    }
+}
+
 macro_rules! on_both_stores {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -365,7 +432,42 @@ on_both_stores!(
     idle_connections_are_closed,
     unmatched_routes_without_default_get_forbidden,
     typed_errors_in_a_session,
+    clients_dropping_during_a_fan_out_are_removed_and_the_rest_served,
 );
+
+#[tokio::test]
+async fn the_gateway_adds_its_secret_and_drops_one_a_client_sends() {
+    let secret = "s".repeat(40);
+    let with_secret = |gateway_secret: Option<String>| GatewayOptions {
+        config: Config {
+            gateway_secrets: lambda_ws::GatewaySecrets::parse(&secret).unwrap(),
+            require_token: false,
+            ..options(StoreChoice::Memory).config
+        },
+        gateway_secret,
+        ..options(StoreChoice::Memory)
+    };
+    let connect_sending = |gw: &Gateway, header: Option<&str>| {
+        let mut request = format!("{}?channel=x", gw.websocket_url()).into_client_request().unwrap();
+        request.headers_mut().insert("origin", ORIGIN.parse().unwrap());
+        if let Some(value) = header {
+            request.headers_mut().insert(lambda_ws::GATEWAY_SECRET_HEADER, value.parse().unwrap());
+        }
+        async move {
+            match tokio_tungstenite::connect_async(request).await {
+                Ok(_) => 101,
+                Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
+                Err(e) => panic!("unexpected handshake error: {e}"),
+            }
+        }
+    };
+    let fronted = start_with(with_secret(Some(secret.clone()))).await;
+    assert_eq!(connect_sending(&fronted, None).await, 101, "the gateway adds the secret");
+    assert_eq!(connect_sending(&fronted, Some("forged")).await, 101, "a client's header is replaced");
+    let open = start_with(with_secret(None)).await;
+    assert_eq!(connect_sending(&open, None).await, 403);
+    assert_eq!(connect_sending(&open, Some(&secret)).await, 403, "a client cannot supply the secret itself");
+}
 
 #[tokio::test]
 async fn demo_page_and_client_are_served() {

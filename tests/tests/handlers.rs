@@ -13,7 +13,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use lambda_ws::handlers::{self, TokenRequest};
 use lambda_ws::policy::{ChannelRules, OriginPolicy};
 use lambda_ws::{
-    App, ChannelCheck, ChannelName, Clock as _, Config, DynamoDbStore, Identity, ManualClock, RateLimits, Router,
+    App, ChannelCheck, ChannelName, Clock as _, Config, DynamoDbStore, GATEWAY_SECRET_HEADER, GatewaySecrets, Identity,
+    ManualClock, RateLimits, Router,
 };
 use lambda_ws_e2e::{Events, MgmtServer, dynamodb_client, fresh_dynamodb_store, management_api};
 use serde_json::{Value, json};
@@ -298,6 +299,52 @@ async fn connect_rate_limit_per_user() {
     let token = h.token("ann", None).await;
     assert_eq!(h.connect("u2", Some(&token), None).await.0, 429);
     h.connected("u3", "bob", "lobby").await;
+    h.clock.advance(60_000);
+    assert_eq!(h.connect("u4", Some(&token), None).await.0, 401, "the user is known from the token: it was spent");
+    h.connected("u5", "ann", "lobby").await;
+}
+
+#[tokio::test]
+async fn a_replayed_token_wins_once_among_32_concurrent_connects() {
+    let h = Harness::default().await;
+    let token = h.token("ann", None).await;
+    let attempts = (0..32).map(|n| {
+        let (h, token) = (&h, token.clone());
+        async move { h.connect(&format!("race{n}"), Some(&token), Some("lobby")).await.0 }
+    });
+    let mut statuses = futures::future::join_all(attempts).await;
+    statuses.sort_unstable();
+    assert_eq!(statuses[0], 200);
+    assert!(statuses[1..].iter().all(|s| *s == 401), "{statuses:?}");
+    assert_eq!(h.keys().await.iter().filter(|(_, sk)| sk == "session").count(), 1, "one session stored");
+}
+
+#[tokio::test]
+async fn gateway_secret_is_checked_first_and_in_any_of_its_versions() {
+    let (old, new) = ("o".repeat(40), "N3w-secret_value.with+base64/chars=".to_owned());
+    let secrets = GatewaySecrets::parse(&format!("{old},{new}")).unwrap();
+    let limits = RateLimits { connect_per_ip: 2, ..base_config().rate_limits };
+    let h = Harness::new(Config { gateway_secrets: secrets, rate_limits: limits, ..base_config() }).await;
+    let token = h.token("ann", None).await;
+    let (app, events, token) = (&h.app, &h.events, &token);
+    let connect = |id: &str, secret: Option<&str>| {
+        let mut event = events.connect(id, &[("ws_token", Some(token))], Some(ORIGIN));
+        if let Some(secret) = secret {
+            event.headers.insert(GATEWAY_SECRET_HEADER, secret.parse().unwrap());
+        }
+        async move { status_and_body(handlers::connect(app, &event).await) }
+    };
+    for (n, wrong) in [None, Some("wrong"), Some(&old[1..]), Some(&*format!("{new} "))].into_iter().enumerate() {
+        let refused = connect(&format!("g{n}"), wrong).await;
+        assert_eq!(refused, (403, r#"{"message":"invalid request"}"#.to_owned()), "{wrong:?}");
+    }
+    let keys = h.keys().await;
+    assert!(keys.iter().all(|(pk, _)| !pk.starts_with("rate#connect-ip#") && !pk.starts_with("conn#")), "{keys:?}");
+    assert_eq!(connect("g8", Some(&new)).await.0, 200, "the new secret");
+    let token_again = h.token("ann", None).await;
+    let mut event = h.events.connect("g9", &[("ws_token", Some(&token_again))], Some(ORIGIN));
+    event.headers.insert("X-LWS-Gateway-Secret", old.parse().unwrap());
+    assert_eq!(status_and_body(handlers::connect(&h.app, &event).await).0, 200, "the old one, any header case");
 }
 
 // ---- messages -------------------------------------------------------------------------------

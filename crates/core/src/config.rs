@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::policy::{ChannelRules, OriginPolicy, PolicyParseError};
+use crate::policy::{ChannelRules, GatewaySecrets, OriginPolicy, PolicyParseError};
 use crate::session::{ChannelName, NameError};
 
 /// A variable that is set but cannot be used.
@@ -81,6 +81,9 @@ pub struct Config {
     pub channel_rules: ChannelRules,
     /// Expected `requestContext.apiId` (`LWS_API_ID`); events from another API are refused.
     pub api_id: Option<String>,
+    /// Shared secrets one of which `$connect` events must carry in the `X-Lws-Gateway-Secret`
+    /// header (`LWS_GATEWAY_SECRET`, comma-separated for rotation; unset = no check).
+    pub gateway_secrets: GatewaySecrets,
     /// Management API endpoint override (`LWS_MANAGEMENT_ENDPOINT`), needed behind a custom
     /// domain; otherwise derived from each event's domain name and stage.
     pub management_endpoint: Option<String>,
@@ -109,6 +112,7 @@ impl Default for Config {
             default_channel: None,
             channel_rules: ChannelRules::default(),
             api_id: None,
+            gateway_secrets: GatewaySecrets::default(),
             management_endpoint: None,
             send_concurrency: 256,
             session_ttl: Duration::from_secs(2 * 3600 + 600),
@@ -147,6 +151,10 @@ impl Config {
                 ChannelRules::parse(&v).map_err(|source| ConfigError::Policy { var: "LWS_CHANNEL_RULES", source })?;
         }
         c.api_id = get("LWS_API_ID");
+        if let Some(v) = get("LWS_GATEWAY_SECRET") {
+            c.gateway_secrets = GatewaySecrets::parse(&v)
+                .map_err(|source| ConfigError::Policy { var: "LWS_GATEWAY_SECRET", source })?;
+        }
         c.management_endpoint = get("LWS_MANAGEMENT_ENDPOINT").map(|e| e.trim_end_matches('/').to_owned());
         if let Some(v) = get("LWS_SEND_CONCURRENCY") {
             c.send_concurrency = parse_num("LWS_SEND_CONCURRENCY", &v, 1, 10_000)? as usize;

@@ -43,7 +43,7 @@ pub use delivery::{
     TransportError,
 };
 pub use handlers::{MessageContext, Route, RouteError, Router};
-pub use policy::{Access, ChannelCheck, ChannelRules, OriginPolicy};
+pub use policy::{Access, ChannelCheck, ChannelRules, GATEWAY_SECRET_HEADER, GatewaySecrets, OriginPolicy};
 pub use protocol::{ErrorCode, Inbound, Outbound, Reply};
 pub use session::{ChannelName, ConnectionId, Identity, Recipient, Session};
 pub use store::dynamodb::DynamoDbStore;

@@ -4,11 +4,14 @@
 //! - [`ChannelRules`]: ordered rules mapping channel patterns to an [`Access`] level.
 //! - [`ChannelCheck`]: a hook for application-specific checks (e.g. "is this user a member of
 //!   project 42?"), consulted after the rules allow.
+//! - [`GatewaySecrets`]: an optional shared secret `$connect` events must carry.
 
 use std::fmt;
 use std::str::FromStr;
 
 use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+use subtle::{Choice, ConstantTimeEq};
 
 use crate::session::{ChannelName, Identity};
 
@@ -21,6 +24,9 @@ pub enum PolicyParseError {
     /// A channel rule is not `pattern=access`.
     #[error("invalid channel rule {0:?}: expected pattern=access, e.g. public-*=all or staff=groups:admin|staff")]
     Rule(String),
+    /// A gateway secret is too short or has characters a header cannot carry unchanged.
+    #[error("each secret must be at least 32 characters of A-Z a-z 0-9 . _ ~ + / = -")]
+    Secret,
 }
 
 /// A normalized origin: lowercase scheme and host, explicit port.
@@ -227,6 +233,63 @@ impl ChannelRules {
     }
 }
 
+/// The header a deployment's front sends with each `$connect` when a gateway secret is set.
+pub const GATEWAY_SECRET_HEADER: &str = "x-lws-gateway-secret";
+
+/// Shared secrets, one of which a `$connect` event must carry in [`GATEWAY_SECRET_HEADER`].
+///
+/// Not needed behind API Gateway's Lambda proxy integrations, where the function's resource
+/// policy already decides who may invoke it. It is for deployments where something else can
+/// reach the handlers (an HTTP integration to a shared service, a function URL, a proxy).
+/// Several secrets may be configured at once so one can be rotated without downtime.
+///
+/// Only SHA-256 digests are kept, and a presented value is compared against every one of them
+/// in constant time, so neither the match nor its position leaks through timing.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct GatewaySecrets(Vec<[u8; 32]>);
+
+impl fmt::Debug for GatewaySecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GatewaySecrets({} configured)", self.0.len())
+    }
+}
+
+impl GatewaySecrets {
+    /// Fewest characters a secret may have.
+    pub const MIN_LEN: usize = 32;
+
+    /// Parses a comma-separated list. Each secret must be at least [`Self::MIN_LEN`] characters
+    /// of `A-Z a-z 0-9 . _ ~ + / = -` (what fits in a header value unchanged, e.g. base64).
+    pub fn parse(list: &str) -> Result<Self, PolicyParseError> {
+        let mut digests = Vec::new();
+        for secret in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let allowed = |b: u8| b.is_ascii_alphanumeric() || b"._~+/=-".contains(&b);
+            if secret.len() < Self::MIN_LEN || !secret.bytes().all(allowed) {
+                return Err(PolicyParseError::Secret);
+            }
+            digests.push(Sha256::digest(secret.as_bytes()).into());
+        }
+        Ok(Self(digests))
+    }
+
+    /// Whether any secret is configured (no secret = no check).
+    pub fn is_enabled(&self) -> bool {
+        !self.0.is_empty()
+    }
+
+    /// Whether `presented` is acceptable: always when no secret is configured, otherwise when
+    /// it equals one of the secrets. Every configured secret is compared, in constant time.
+    pub fn verify(&self, presented: Option<&str>) -> bool {
+        if self.0.is_empty() {
+            return true;
+        }
+        let Some(presented) = presented else { return false };
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let matched = self.0.iter().fold(Choice::from(0), |acc, known| acc | known.ct_eq(&digest));
+        matched.into()
+    }
+}
+
 /// An application's own channel check, consulted after [`ChannelRules`] allow a join, on
 /// `$connect` and on `subscribe` alike.
 ///
@@ -255,6 +318,23 @@ pub trait ChannelCheck: Send + Sync + fmt::Debug {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gateway_secrets_accept_any_configured_one_and_nothing_else() {
+        let a = "A".repeat(32);
+        let b = "b1/+=._~-".repeat(4);
+        let secrets = GatewaySecrets::parse(&format!("{a}, {b}")).expect("parses");
+        assert!(secrets.is_enabled());
+        assert!(secrets.verify(Some(&a)) && secrets.verify(Some(&b)), "either secret, for rotation");
+        for wrong in [None, Some(""), Some(&a[..31]), Some(&*format!("{a}A")), Some(&*"a".repeat(32))] {
+            assert!(!secrets.verify(wrong), "{wrong:?}");
+        }
+        assert!(GatewaySecrets::default().verify(None), "no secret configured: no check");
+        assert_eq!(format!("{secrets:?}"), "GatewaySecrets(2 configured)", "never printed");
+        for bad in ["short", &format!("{}!", "x".repeat(40)), &format!("{a},{}", "y".repeat(31))] {
+            assert_eq!(GatewaySecrets::parse(bad), Err(PolicyParseError::Secret), "{bad}");
+        }
+    }
 
     #[test]
     fn origin_list_matches_exactly_with_default_ports() {

@@ -141,6 +141,9 @@ async fn dev(args: DevArgs) -> ExitCode {
         dev_user: args.user,
         config,
         store,
+        gateway_secret: std::env::var("LWS_GATEWAY_SECRET")
+            .ok()
+            .and_then(|list| list.split(',').map(str::trim).find(|s| !s.is_empty()).map(str::to_owned)),
         ..GatewayOptions::default()
     };
     let gateway = match Gateway::start(SocketAddr::new(args.host, args.port), options).await {

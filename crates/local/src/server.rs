@@ -14,7 +14,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use lambda_ws::handlers::{self, TokenRequest};
 use lambda_ws::protocol::{Level, TaskProgress, Toast};
-use lambda_ws::{App, Config, DynamoDbStore, Identity, MemoryStore, Outbound, Target};
+use lambda_ws::{App, Config, DynamoDbStore, GATEWAY_SECRET_HEADER, Identity, MemoryStore, Outbound, Target};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -66,6 +66,10 @@ pub struct GatewayOptions {
     /// Where [`Handler::Invoke`] routes are invoked (a Lambda Invoke API such as
     /// `cargo lambda watch` serves, e.g. `http://127.0.0.1:9000`).
     pub invoke_endpoint: Option<String>,
+    /// The secret the gateway adds to every `$connect` as `X-Lws-Gateway-Secret`, as a deployed
+    /// front would (`lambda-ws dev` takes the first of `LWS_GATEWAY_SECRET`). A header of that
+    /// name sent by a client is always dropped, so a browser cannot supply it.
+    pub gateway_secret: Option<String>,
 }
 
 impl Default for GatewayOptions {
@@ -80,6 +84,7 @@ impl Default for GatewayOptions {
             store: StoreChoice::Memory,
             routes: RouteTable::builtin(),
             invoke_endpoint: None,
+            gateway_secret: None,
         }
     }
 }
@@ -271,9 +276,13 @@ async fn upgrade(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    mut headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    headers.remove(GATEWAY_SECRET_HEADER);
+    if let Some(secret) = shared.options.gateway_secret.as_deref().and_then(|s| HeaderValue::from_str(s).ok()) {
+        headers.insert(GATEWAY_SECRET_HEADER, secret);
+    }
     let ctx = EventContext {
         connection_id: new_id(),
         connected_at: now_ms(),

@@ -83,6 +83,7 @@ pub trait Transport: Send + Sync + fmt::Debug {
 /// counted in its report and bounded by its deadline.
 pub struct ManagementApi {
     config: aws_config::SdkConfig,
+    attempt_timeout: Duration,
     clients: RwLock<HashMap<String, Client>>,
 }
 
@@ -96,7 +97,16 @@ impl fmt::Debug for ManagementApi {
 impl ManagementApi {
     /// A transport using credentials and region from `config`.
     pub fn new(config: aws_config::SdkConfig) -> Self {
-        Self { config, clients: RwLock::new(HashMap::new()) }
+        Self { config, attempt_timeout: Self::DEFAULT_ATTEMPT_TIMEOUT, clients: RwLock::new(HashMap::new()) }
+    }
+
+    /// How long one post may take before it counts as a (retryable) timeout.
+    pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// The same transport with another per-post timeout (clients built later use it).
+    pub fn with_attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = timeout;
+        self
     }
 
     /// The client for `endpoint`, built once.
@@ -110,7 +120,7 @@ impl ManagementApi {
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(2))
-                    .operation_attempt_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(self.attempt_timeout)
                     .build(),
             )
             .build();

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::{api_id_matches, management_endpoint, respond};
 use crate::App;
+use crate::policy::GATEWAY_SECRET_HEADER;
 use crate::rate::{self, Scope};
 use crate::session::{ChannelName, ConnectionId, Session};
 use crate::token::{self, TokenError};
@@ -51,7 +52,7 @@ impl From<crate::store::StoreError> for ConnectRefusal {
 
 /// Handles a `$connect` event: 200, or 400/401/403/429 with a short reason.
 ///
-/// Checks, in order: API id, connection id, rate per source IP (every attempt counts, so token
+/// Checks, in order: API id, gateway secret (when configured), connection id, rate per source IP (every attempt counts, so token
 /// guessing is limited too), `Origin`, channel name, token (consumed once), the token's channel
 /// binding, rate per user, channel permission. The channel name is checked before the token is
 /// spent, so a typo does not burn it.
@@ -82,6 +83,10 @@ async fn try_connect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> Resu
     let now = now_ms.div_euclid(1000);
     if !api_id_matches(config, ctx) {
         return Err(ConnectRefusal::Forbidden("unexpected API"));
+    }
+    let secret = event.headers.get(GATEWAY_SECRET_HEADER).and_then(|v| v.to_str().ok());
+    if !config.gateway_secrets.verify(secret) {
+        return Err(ConnectRefusal::Forbidden("invalid request"));
     }
     let connection_id = ctx
         .connection_id
