@@ -5,8 +5,8 @@
 #
 # Needs: cargo (with rustfmt and clippy), node and npm, python3 with pip, and apt-get (as root or
 # with sudo) when Chromium is missing. It installs what the tests use: the pinned DynamoDB engine
-# (dynalite) and playwright-core with npm ci, the template linter (cfn-lint) with pip, Debian's
-# chromium with apt-get. It starts the engine in memory on a free loopback port and stops it on
+# (dynalite), the AsyncAPI schema, Ajv and TypeScript, and playwright-core with npm ci, the
+# template linter (cfn-lint) with pip, Debian's chromium with apt-get. It starts the engine in memory on a free loopback port and stops it on
 # exit, also when a step fails.
 set -euo pipefail
 
@@ -56,6 +56,9 @@ if ! command -v cfn-lint >/dev/null 2>&1 || [ "$(cfn-lint --version 2>/dev/null)
 fi
 cfn-lint template.yaml
 echo "template.yaml: no errors or warnings"
+
+step "contract files (AsyncAPI 3.0 schema, TypeScript)"
+node scripts/check-contract.mjs
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -1,23 +1,21 @@
 // Types for websocket-manager.js: the lambda-ws protocol as the browser sees it.
 
-export type Level = 'success' | 'info' | 'warning' | 'error';
+import type { Outbound } from './protocol';
 
-export type ErrorCode =
-  | 'bad_json' | 'bad_request' | 'unknown_action' | 'too_large' | 'bad_channel' | 'forbidden'
-  | 'rate_limited' | 'not_connected' | 'unknown_connection' | 'internal';
+// The message types are generated from the server's Rust types (protocol.d.ts); these are the
+// names this client has always exported.
+export type { ErrorCode, Level, Outbound, Inbound, SendRequest, Target, DeliveryReport } from './protocol';
 
-export interface ToastMessage {
-  type: 'toast'; level: Level; message: string; title?: string; timeout_ms?: number;
-  action_url?: string; metadata?: unknown;
-}
-export interface TaskProgressMessage { type: 'task_progress'; task_id: string; percent: number; message?: string; done?: boolean }
-export interface ResourceUpdatedMessage { type: 'resource_updated'; resource: string; id: string; fetch_url?: string }
-export interface NotificationMessage { type: 'notification'; title: string; body?: string; url?: string; metadata?: unknown }
-export interface ChatMessage { type: 'chat_message'; username: string; message: string; channel: string }
-export interface SystemMessage { type: 'system'; level: Level; message: string }
-export interface ReplyMessage { type: 'reply'; action: string; ref?: string; data: unknown }
-export interface PongMessage { type: 'pong'; connection_id: string; ref?: string }
-export interface ErrorMessage { type: 'error'; code: ErrorCode; message: string; ref?: string }
+type OfType<T extends string> = Extract<Outbound, { type: T }>;
+export type ToastMessage = OfType<'toast'>;
+export type TaskProgressMessage = OfType<'task_progress'>;
+export type ResourceUpdatedMessage = OfType<'resource_updated'>;
+export type NotificationMessage = OfType<'notification'>;
+export type ChatMessage = OfType<'chat_message'>;
+export type SystemMessage = OfType<'system'>;
+export type ReplyMessage = OfType<'reply'>;
+export type PongMessage = OfType<'pong'>;
+export type ErrorMessage = OfType<'error'>;
 /** Any application message with its own `type`. */
 export interface CustomMessage { type: string; [field: string]: unknown }
 

@@ -14,6 +14,7 @@
 //! - [`rate`]: fixed-window rate limits over counters.
 //! - [`handlers`]: `$connect`, `$disconnect`, messages ([`Router`]), token issuing, send, clean-up.
 //! - [`config`]: [`Config`] from `LWS_*` environment variables.
+//! - `schema` (feature `schema`): JSON Schema, the AsyncAPI document and TypeScript declarations.
 //! - [`App`]: the dependencies handlers take, built once per process.
 //!
 //! A Lambda binary builds an [`App`] once and calls a handler per event; the local gateway and
@@ -31,6 +32,8 @@ pub mod handlers;
 pub mod policy;
 pub mod protocol;
 pub mod rate;
+#[cfg(feature = "schema")]
+pub mod schema;
 pub mod session;
 pub mod store;
 pub mod token;

@@ -15,6 +15,7 @@ pub const MAX_JSON_DEPTH: usize = 32;
 
 /// A machine-readable error code, sent in [`Outbound::Error`] messages and sender errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The body is not JSON, or is nested too deeply.
@@ -91,6 +92,7 @@ impl InboundError {
 /// An inbound message: the route (`action`), an optional sub-handler, an optional correlation
 /// `ref`, and every other field as given.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Inbound {
     /// The route key, as API Gateway's `$request.body.action` selects it.
     pub action: String,
@@ -171,6 +173,7 @@ fn json_depth_exceeds(body: &str, limit: usize) -> bool {
 
 /// Severity of a toast or system message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     /// Something worked.
@@ -185,6 +188,7 @@ pub enum Level {
 
 /// A short message the page shows as a toast.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Toast {
     /// Severity.
     pub level: Level,
@@ -206,10 +210,12 @@ pub struct Toast {
 
 /// Progress of a long-running task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TaskProgress {
     /// The task's id.
     pub task_id: String,
     /// Percent done, 0 to 100.
+    #[cfg_attr(feature = "schema", schemars(range(max = 100)))]
     pub percent: u8,
     /// What the task is doing now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -221,6 +227,7 @@ pub struct TaskProgress {
 
 /// A resource changed: the page should refetch it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ResourceUpdated {
     /// The kind of resource (`"invoice"`).
     pub resource: String,
@@ -233,6 +240,7 @@ pub struct ResourceUpdated {
 
 /// A notification for the user's inbox or bell.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Notification {
     /// Heading.
     pub title: String,
@@ -249,6 +257,7 @@ pub struct Notification {
 
 /// A chat line in a channel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ChatMessage {
     /// Who wrote it.
     pub username: String,
@@ -260,6 +269,7 @@ pub struct ChatMessage {
 
 /// A message from the system (maintenance, announcements).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SystemMessage {
     /// Severity.
     pub level: Level,
@@ -269,6 +279,7 @@ pub struct SystemMessage {
 
 /// The answer to one inbound message, correlated by `ref`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Reply {
     /// The action this answers.
     pub action: String,
@@ -283,6 +294,7 @@ pub struct Reply {
 /// The answer to `ping`: the connection's own id, which a page passes to HTTP endpoints so the
 /// broadcast its request causes can leave it out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Pong {
     /// The connection's id.
     pub connection_id: String,
@@ -293,6 +305,7 @@ pub struct Pong {
 
 /// A typed error sent to a client in a session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ErrorMessage {
     /// Machine-readable code.
     pub code: ErrorCode,
@@ -305,6 +318,7 @@ pub struct ErrorMessage {
 
 /// Every message the server pushes, discriminated by `type`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Outbound {
     /// `{"type":"toast",...}`
@@ -327,6 +341,7 @@ pub enum Outbound {
     Error(ErrorMessage),
     /// Any other JSON object carrying its own string `type`; see [`Outbound::custom`].
     #[serde(untagged)]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "crate::schema::custom_message"))]
     Custom(Map<String, Value>),
 }
 

@@ -13,6 +13,7 @@
 //! - `GET /`: a demo page using the browser client.
 //!
 //! ## Layout
+//! - [`contract`]: the AsyncAPI document and TypeScript declarations (`lambda-ws schema`).
 //! - [`events`]: API Gateway-shaped events.
 //! - [`routes`]: route selection and the route table.
 //! - [`registry`]: open connections and the in-process transport.
@@ -21,6 +22,7 @@
 
 #![warn(missing_docs)]
 
+pub mod contract;
 pub mod events;
 pub mod registry;
 pub mod routes;

@@ -1,4 +1,4 @@
-//! `lambda-ws`: the local gateway (`lambda-ws dev`).
+//! `lambda-ws`: the local gateway (`lambda-ws dev`) and the contract files (`lambda-ws schema`).
 
 // The startup banner is this command's user interface; libraries never print.
 #![allow(clippy::print_stdout)]
@@ -24,6 +24,19 @@ enum Command {
     /// Run the whole WebSocket API locally: WebSocket endpoint, Management API, token issuer,
     /// Lambda Invoke API and a demo page, on one port, with no AWS account.
     Dev(DevArgs),
+    /// Write the wire contract: the AsyncAPI 3.0 document (default), or with --typescript the
+    /// TypeScript declarations the browser client ships.
+    Schema(SchemaArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SchemaArgs {
+    /// Write TypeScript declarations instead of the AsyncAPI document.
+    #[arg(long)]
+    typescript: bool,
+    /// Write to this file instead of standard output.
+    #[arg(long, short)]
+    out: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -89,6 +102,25 @@ async fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Dev(args) => dev(args).await,
+        Command::Schema(args) => schema(&args),
+    }
+}
+
+fn schema(args: &SchemaArgs) -> ExitCode {
+    let text =
+        if args.typescript { lambda_ws_local::contract::typescript() } else { lambda_ws_local::contract::asyncapi() };
+    match &args.out {
+        None => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Some(path) => match std::fs::write(path, text) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: cannot write {}: {e}", path.display());
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -6,6 +6,7 @@ use crate::session::ConnectionId;
 
 /// A delivery that failed for good, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FailedDelivery {
     /// The connection.
     pub connection_id: ConnectionId,
@@ -15,6 +16,7 @@ pub struct FailedDelivery {
 
 /// What happened to one message sent to one target.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DeliveryReport {
     /// Connections the target resolved to, exclusions not counted.
     pub recipients: usize,

@@ -1,0 +1,9 @@
+// Compiled (not run) by scripts/check-contract.mjs with tsc --strict: the generated message types
+// are what a page using the client gets, and they stay strict.
+import type { ToastMessage, OutboundMessage, WebSocketManager } from '../websocket-manager';
+declare const m: WebSocketManager;
+m.on('toast', (t: ToastMessage) => { const l: 'success' | 'info' | 'warning' | 'error' = t.level; const s: string = t.message; void l; void s; });
+const x: OutboundMessage = { type: 'pong', connection_id: 'abc' };
+// @ts-expect-error a toast needs a level
+const bad: ToastMessage = { type: 'toast', message: 'x' };
+void x; void bad;

@@ -1,0 +1,569 @@
+//! The wire contract as data (feature `schema`): JSON Schema for every message, the AsyncAPI 3.0
+//! document of the WebSocket API and the sender, and TypeScript declarations for browsers.
+//!
+//! The schemas come from the Rust types themselves (`schemars`), so the document cannot drift from
+//! what the handlers accept and send. `lambda-ws schema` writes the files; the test command checks
+//! that the committed ones equal freshly generated ones.
+
+use std::fmt::Write as _;
+
+use schemars::generate::SchemaSettings;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde_json::{Map, Value, json};
+
+use crate::delivery::{DeliveryReport, SEND_CONTRACT_VERSION, SendRequest};
+use crate::protocol::{BUILTIN_TYPES, Inbound, MAX_MESSAGE_BYTES, Outbound};
+use crate::session::{ChannelName, ConnectionId};
+
+/// The AsyncAPI version the document follows.
+pub const ASYNCAPI_VERSION: &str = "3.0.0";
+
+/// Schema of [`Outbound::Custom`]: an object with a string `type` no built-in message uses.
+pub(crate) fn custom_message(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "description": "An application's own message: any object whose string `type` is not a built-in type.",
+        "type": "object",
+        "properties": { "type": { "type": "string", "minLength": 1, "not": { "enum": BUILTIN_TYPES } } },
+        "required": ["type"],
+        "additionalProperties": true,
+    })
+}
+
+/// Schema of `exclude`: one connection id or a list of them.
+pub(crate) fn one_or_many_ids(generator: &mut SchemaGenerator) -> Schema {
+    let id = generator.subschema_for::<ConnectionId>();
+    json_schema!({ "anyOf": [id, { "type": "array", "items": id }] })
+}
+
+impl JsonSchema for ConnectionId {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ConnectionId".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "An API Gateway connection id, e.g. `L0SM9cOFvHcCIhw=`.",
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_=-]{1,128}$",
+        })
+    }
+}
+
+impl JsonSchema for ChannelName {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ChannelName".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A channel name.",
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_-]{1,128}$",
+        })
+    }
+}
+
+/// A field of an inbound action: name, schema, required.
+type Field = (&'static str, Value, bool);
+
+/// A built-in action a browser sends: name, description, fields, the message types answering it.
+type Action = (&'static str, &'static str, Vec<Field>, Vec<&'static str>);
+
+/// The built-in actions.
+fn builtin_actions() -> Vec<Action> {
+    let channel = json!({ "$ref": "#/components/schemas/ChannelName" });
+    vec![
+        (
+            "subscribe",
+            "Join a channel, under the same permission check as `$connect`.",
+            vec![("channel", channel.clone(), true)],
+            vec!["reply", "error"],
+        ),
+        ("unsubscribe", "Leave a channel.", vec![("channel", channel.clone(), true)], vec!["reply", "error"]),
+        ("ping", "Ask for this connection's id (answered with `pong`).", vec![], vec!["pong", "error"]),
+        (
+            "chat",
+            "Say something in a channel the connection is in (the worked example of a custom route).",
+            vec![
+                ("message", json!({ "type": "string", "minLength": 1 }), true),
+                (
+                    "channel",
+                    json!({ "description": "Defaults to the channel joined on connect.", "allOf": [channel] }),
+                    false,
+                ),
+            ],
+            vec!["chat_message", "reply", "error"],
+        ),
+    ]
+}
+
+/// The schema of one built-in action's message.
+fn action_schema(action: &str, description: &str, fields: &[Field]) -> Value {
+    let mut properties = Map::new();
+    properties.insert("action".into(), json!({ "const": action }));
+    properties
+        .insert("ref".into(), json!({ "description": "Correlation id, echoed on the answer.", "type": "string" }));
+    let mut required = vec![json!("action")];
+    for (name, schema, needed) in fields {
+        properties.insert((*name).into(), schema.clone());
+        if *needed {
+            required.push(json!(name));
+        }
+    }
+    json!({
+        "description": description,
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": true,
+    })
+}
+
+/// Components and messages in draft-07 JSON Schema, referenced from `#/components/schemas/`.
+struct Schemas {
+    schemas: Map<String, Value>,
+    /// `(type, description, payload)` of every outbound message, the custom one last.
+    outbound: Vec<(String, String, Value)>,
+}
+
+fn schemas() -> Schemas {
+    let mut generator = SchemaSettings::draft07()
+        .with(|s| {
+            s.definitions_path = "/components/schemas".into();
+            s.meta_schema = None;
+        })
+        .into_generator();
+    let _ = generator.subschema_for::<Outbound>();
+    let _ = generator.subschema_for::<Inbound>();
+    let _ = generator.subschema_for::<SendRequest>();
+    let _ = generator.subschema_for::<DeliveryReport>();
+    let mut schemas = generator.take_definitions(true);
+    for (action, description, fields, _) in builtin_actions() {
+        schemas.insert(request_name(action), action_schema(action, description, &fields));
+    }
+    let variants = schemas.get("Outbound").and_then(|o| o.get("anyOf")).and_then(Value::as_array).cloned();
+    let outbound = variants
+        .unwrap_or_default()
+        .into_iter()
+        .map(|variant| {
+            let name = variant.pointer("/properties/type/const").and_then(Value::as_str).unwrap_or("custom").to_owned();
+            let description = variant.get("description").and_then(Value::as_str).unwrap_or_default().to_owned();
+            (name, description, variant)
+        })
+        .collect();
+    Schemas { schemas, outbound }
+}
+
+/// `subscribe` → `SubscribeRequest`.
+fn request_name(action: &str) -> String {
+    let mut chars = action.chars();
+    let first = chars.next().map(|c| c.to_ascii_uppercase().to_string()).unwrap_or_default();
+    format!("{first}{}Request", chars.as_str())
+}
+
+/// The AsyncAPI 3.0 document: the WebSocket API (what browsers send and receive) and the sender
+/// function's request and report.
+pub fn asyncapi() -> Value {
+    let Schemas { schemas, outbound } = schemas();
+    let mut messages = Map::new();
+    let mut socket_messages = Map::new();
+    let mut operations = Map::new();
+    let reference = |name: &str| json!({ "$ref": format!("#/channels/socket/messages/{name}") });
+    for (action, description, _, answers) in builtin_actions() {
+        let name = format!("{action}_request");
+        messages.insert(
+            name.clone(),
+            json!({
+                "name": name,
+                "title": format!("{action} (browser → server)"),
+                "summary": description,
+                "payload": { "$ref": format!("#/components/schemas/{}", request_name(action)) },
+            }),
+        );
+        socket_messages.insert(name.clone(), json!({ "$ref": format!("#/components/messages/{name}") }));
+        operations.insert(
+            format!("receive_{action}"),
+            json!({
+                "action": "receive",
+                "title": format!("Handle `{action}`"),
+                "summary": description,
+                "channel": { "$ref": "#/channels/socket" },
+                "messages": [reference(&name)],
+                "reply": {
+                    "channel": { "$ref": "#/channels/socket" },
+                    "messages": answers.iter().map(|a| reference(a)).collect::<Vec<_>>(),
+                },
+            }),
+        );
+    }
+    messages.insert(
+        "inbound".into(),
+        json!({
+            "name": "inbound",
+            "title": "Any action (browser → server)",
+            "summary": "The envelope every inbound message follows; `action` selects the route, `handler` a sub-handler.",
+            "payload": { "$ref": "#/components/schemas/Inbound" },
+        }),
+    );
+    socket_messages.insert("inbound".into(), json!({ "$ref": "#/components/messages/inbound" }));
+    operations.insert(
+        "receive_action".into(),
+        json!({
+            "action": "receive",
+            "title": "Handle an application route",
+            "summary": "A route of your own; unknown actions are answered with an `unknown_action` error.",
+            "channel": { "$ref": "#/channels/socket" },
+            "messages": [reference("inbound")],
+        }),
+    );
+    let mut pushed = Vec::new();
+    for (name, description, payload) in &outbound {
+        messages.insert(
+            name.clone(),
+            json!({ "name": name, "title": format!("{name} (server → browser)"), "summary": description, "payload": payload }),
+        );
+        socket_messages.insert(name.clone(), json!({ "$ref": format!("#/components/messages/{name}") }));
+        pushed.push(reference(name));
+    }
+    operations.insert(
+        "push".into(),
+        json!({
+            "action": "send",
+            "title": "Push a message to connections",
+            "summary": "Sent through the Management API to a connection, a user, channels, a filter or everyone.",
+            "channel": { "$ref": "#/channels/socket" },
+            "messages": pushed,
+        }),
+    );
+    messages.insert(
+        "send_request".into(),
+        json!({
+            "name": "send_request",
+            "title": format!("Sender request (version {SEND_CONTRACT_VERSION})"),
+            "summary": "What other code passes to the sender function (also one per SQS message body, or a JSON array of them).",
+            "payload": { "$ref": "#/components/schemas/SendRequest" },
+        }),
+    );
+    messages.insert(
+        "delivery_report".into(),
+        json!({
+            "name": "delivery_report",
+            "title": "Delivery report",
+            "summary": "The sender's answer to one request.",
+            "payload": { "$ref": "#/components/schemas/DeliveryReport" },
+        }),
+    );
+    json!({
+        "asyncapi": ASYNCAPI_VERSION,
+        "info": {
+            "title": "lambda-ws",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": format!(
+                "Real-time WebSockets on AWS Lambda behind an API Gateway WebSocket API. Browsers connect with a \
+                 single-use token and send flat JSON routed by `action`; the server pushes flat JSON discriminated \
+                 by `type`. Every message is at most {MAX_MESSAGE_BYTES} bytes. Generated from the Rust types by \
+                 `lambda-ws schema`."
+            ),
+        },
+        "defaultContentType": "application/json",
+        "servers": {
+            "aws": {
+                "host": "{apiId}.execute-api.{region}.amazonaws.com",
+                "pathname": "/{stage}",
+                "protocol": "wss",
+                "description": "The deployed WebSocket API (the stack's WebSocketUrl output).",
+                "variables": {
+                    "apiId": { "description": "The WebSocket API id." },
+                    "region": { "description": "The AWS region.", "default": "eu-west-1" },
+                    "stage": { "description": "The stage.", "default": "prod" },
+                },
+            },
+            "local": {
+                "host": "127.0.0.1:3001",
+                "pathname": "/local",
+                "protocol": "ws",
+                "description": "The local gateway, `lambda-ws dev`.",
+            },
+            "sender": {
+                "host": "lambda.{region}.amazonaws.com",
+                "protocol": "https",
+                "description": "The Lambda Invoke API: other code invokes the sender function (the stack's SenderFunctionArn output).",
+                "variables": { "region": { "description": "The AWS region.", "default": "eu-west-1" } },
+            },
+        },
+        "channels": {
+            "socket": {
+                "address": "/",
+                "title": "A browser's WebSocket connection",
+                "description": "Open `wss://<api>/<stage>?ws_token=<token>&channel=<name>` with a token from `POST /ws-token`. \
+                                $connect answers 400 (malformed), 401 (token missing, invalid, expired or used), \
+                                403 (origin, API or channel refused) or 429 (rate limited) instead of upgrading.",
+                "servers": [{ "$ref": "#/servers/aws" }, { "$ref": "#/servers/local" }],
+                "messages": socket_messages,
+                "bindings": {
+                    "ws": {
+                        "method": "GET",
+                        "query": {
+                            "type": "object",
+                            "properties": {
+                                "ws_token": { "type": "string", "description": "A connect token (single use, short-lived)." },
+                                "channel": { "$ref": "#/components/schemas/ChannelName" },
+                            },
+                        },
+                        "bindingVersion": "0.1.0",
+                    },
+                },
+            },
+            "sender": {
+                "address": "sender",
+                "title": "The sender function",
+                "description": "Invoke it (RequestResponse for the report, Event to queue) or send to its SQS queue.",
+                "servers": [{ "$ref": "#/servers/sender" }],
+                "messages": {
+                    "send_request": { "$ref": "#/components/messages/send_request" },
+                    "delivery_report": { "$ref": "#/components/messages/delivery_report" },
+                },
+            },
+        },
+        "operations": Value::Object({
+            let mut all = operations;
+            all.insert(
+                "send".into(),
+                json!({
+                    "action": "receive",
+                    "title": "Deliver a message to a target",
+                    "channel": { "$ref": "#/channels/sender" },
+                    "messages": [{ "$ref": "#/channels/sender/messages/send_request" }],
+                    "reply": {
+                        "channel": { "$ref": "#/channels/sender" },
+                        "messages": [{ "$ref": "#/channels/sender/messages/delivery_report" }],
+                    },
+                }),
+            );
+            all
+        }),
+        "components": { "schemas": schemas, "messages": messages },
+    })
+}
+
+/// TypeScript declarations of every schema in `document` (an [`asyncapi`] document):
+/// interfaces for objects, unions for the rest, with the Rust doc comments as JSDoc.
+pub fn typescript(document: &Value) -> String {
+    let mut out = String::from(
+        "// The lambda-ws wire types, generated from the Rust types by `lambda-ws schema --typescript`.\n\
+         // Do not edit: change the Rust types and generate again (the test command checks it).\n",
+    );
+    let schemas = document.pointer("/components/schemas").and_then(Value::as_object).cloned().unwrap_or_default();
+    for (name, schema) in &schemas {
+        out.push('\n');
+        out.push_str(&doc_comment(schema, ""));
+        match object_body(schema, "") {
+            Some(body) if is_plain_object(schema) => {
+                let _ = writeln!(out, "export interface {name} {body}");
+            }
+            _ => {
+                let ty = ts_type(schema, "");
+                let space = if ty.starts_with('\n') { "" } else { " " };
+                let _ = writeln!(out, "export type {name} ={space}{ty};");
+            }
+        }
+    }
+    out
+}
+
+fn doc_comment(schema: &Value, indent: &str) -> String {
+    match schema.get("description").and_then(Value::as_str) {
+        Some(text) if !text.is_empty() => {
+            let text = rustdoc_to_plain(text).replace("*/", "*\\/");
+            let lines: Vec<&str> = text.lines().collect();
+            if lines.len() == 1 {
+                format!("{indent}/** {text} */\n")
+            } else {
+                let body: String = lines.iter().map(|l| format!("{indent} * {l}\n")).collect();
+                format!("{indent}/**\n{body}{indent} */\n")
+            }
+        }
+        _ => String::new(),
+    }
+}
+
+/// ``[`Outbound::Error`]`` and ``[`x`](path)`` become `` `Outbound::Error` `` and `` `x` ``.
+fn rustdoc_to_plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("[`") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        match after.find("`]") {
+            Some(end) => {
+                out.push_str(&after[..=end]);
+                rest = &after[end + 2..];
+                if rest.starts_with('(') {
+                    rest = rest.find(')').map_or(rest, |close| &rest[close + 1..]);
+                }
+            }
+            None => {
+                out.push_str("[`");
+                rest = after.get(1..).unwrap_or_default();
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// An object schema with nothing a plain interface cannot say.
+fn is_plain_object(schema: &Value) -> bool {
+    schema.get("type").and_then(Value::as_str) == Some("object")
+        && schema.get("properties").is_some()
+        && ["anyOf", "oneOf", "allOf", "enum", "const"].iter().all(|k| schema.get(k).is_none())
+}
+
+/// `{ a: T; b?: U; [field: string]: unknown }`, or `None` without properties.
+fn object_body(schema: &Value, indent: &str) -> Option<String> {
+    let properties = schema.get("properties")?.as_object()?;
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let documented = properties.values().any(|p| p.get("description").is_some());
+    let closed = matches!(schema.get("additionalProperties"), None | Some(Value::Bool(false)));
+    if !documented && properties.len() <= 2 && closed {
+        let fields: Vec<String> = properties
+            .iter()
+            .map(|(key, p)| {
+                let optional = if required.contains(&key.as_str()) { "" } else { "?" };
+                format!("{}{optional}: {}", property_key(key), ts_type(p, indent))
+            })
+            .collect();
+        return Some(format!("{{ {} }}", fields.join("; ")));
+    }
+    let inner = format!("{indent}  ");
+    let mut body = String::from("{\n");
+    for (key, property) in properties {
+        body.push_str(&doc_comment(property, &inner));
+        let optional = if required.contains(&key.as_str()) { "" } else { "?" };
+        let _ = writeln!(body, "{inner}{}{optional}: {};", property_key(key), ts_type(property, &inner));
+    }
+    match schema.get("additionalProperties") {
+        Some(Value::Bool(false)) | None => {}
+        Some(Value::Bool(true)) => {
+            let _ = writeln!(body, "{inner}[field: string]: unknown;");
+        }
+        Some(other) => {
+            let _ = writeln!(body, "{inner}[field: string]: {} | undefined;", ts_type(other, &inner));
+        }
+    }
+    body.push_str(indent);
+    body.push('}');
+    Some(body)
+}
+
+fn property_key(key: &str) -> String {
+    let identifier = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
+    if identifier { key.to_owned() } else { Value::String(key.to_owned()).to_string() }
+}
+
+/// The TypeScript type of a schema (the draft-07 subset the generator emits).
+fn ts_type(schema: &Value, indent: &str) -> String {
+    let Value::Object(o) = schema else {
+        return if schema == &Value::Bool(false) { "never".into() } else { "unknown".into() };
+    };
+    if let Some(target) = o.get("$ref").and_then(Value::as_str) {
+        return target.rsplit('/').next().unwrap_or("unknown").to_owned();
+    }
+    if let Some(value) = o.get("const") {
+        return value.to_string();
+    }
+    if let Some(values) = o.get("enum").and_then(Value::as_array) {
+        return values.iter().map(Value::to_string).collect::<Vec<_>>().join(" | ");
+    }
+    let types: Vec<&str> = match o.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let mut base: Vec<String> = types.iter().map(|t| primitive(t, schema, indent)).collect();
+    if types.is_empty() && o.get("properties").is_some() {
+        base.extend(object_body(schema, indent));
+    }
+    let mut parts: Vec<String> = Vec::new();
+    if !base.is_empty() {
+        parts.push(base.join(" | "));
+    }
+    if let Some(all) = o.get("allOf").and_then(Value::as_array) {
+        parts.extend(all.iter().map(|s| ts_type(s, indent)));
+    }
+    if let Some(any) = o.get("anyOf").or_else(|| o.get("oneOf")).and_then(Value::as_array) {
+        let members: Vec<String> = any.iter().map(|s| ts_type(s, &format!("{indent}  "))).collect();
+        let simple = any.iter().all(|s| s.get("const").is_some() || s.get("$ref").is_some())
+            || members.iter().map(String::len).sum::<usize>() < 60;
+        parts.push(if simple {
+            members.join(" | ")
+        } else {
+            members.iter().map(|m| format!("\n{indent}  | {m}")).collect()
+        });
+    }
+    match parts.len() {
+        0 => "unknown".to_owned(),
+        1 => parts.remove(0),
+        _ => parts
+            .iter()
+            .map(|p| if p.contains(" | ") { format!("({p})") } else { p.clone() })
+            .collect::<Vec<_>>()
+            .join(" & "),
+    }
+}
+
+fn primitive(kind: &str, schema: &Value, indent: &str) -> String {
+    match kind {
+        "string" => "string".to_owned(),
+        "integer" | "number" => "number".to_owned(),
+        "boolean" => "boolean".to_owned(),
+        "null" => "null".to_owned(),
+        "array" => {
+            let items = schema.get("items").map_or_else(|| "unknown".to_owned(), |i| ts_type(i, indent));
+            if items.contains(' ') { format!("({items})[]") } else { format!("{items}[]") }
+        }
+        "object" => object_body(schema, indent).unwrap_or_else(|| match schema.get("additionalProperties") {
+            Some(Value::Bool(false)) => "Record<string, never>".to_owned(),
+            Some(value @ Value::Object(_)) => format!("Record<string, {}>", ts_type(value, indent)),
+            _ => "Record<string, unknown>".to_owned(),
+        }),
+        _ => "unknown".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_outbound_type_and_action_is_a_message() {
+        let doc = asyncapi();
+        let messages = doc.pointer("/components/messages").and_then(Value::as_object).cloned().unwrap_or_default();
+        for name in BUILTIN_TYPES.iter().chain(&["custom", "inbound", "send_request", "delivery_report"]) {
+            assert!(messages.contains_key(*name), "{name}");
+        }
+        for action in ["subscribe", "unsubscribe", "ping", "chat"] {
+            assert!(messages.contains_key(&format!("{action}_request")), "{action}");
+            assert!(doc.pointer(&format!("/operations/receive_{action}/reply")).is_some());
+        }
+        assert_eq!(doc["asyncapi"], "3.0.0");
+    }
+
+    #[test]
+    fn typescript_follows_the_schemas() {
+        let ts = typescript(&asyncapi());
+        assert!(ts.contains("export type Level = \"success\" | \"info\" | \"warning\" | \"error\";"), "{ts}");
+        assert!(ts.contains("export interface Toast {"));
+        assert!(ts.contains("  level: Level;\n"));
+        assert!(ts.contains("  title?: string | null;\n"));
+        assert!(ts.contains("type: \"toast\""));
+        assert!(ts.contains("export interface SubscribeRequest {"));
+        assert!(ts.contains("  [field: string]: unknown;\n"), "open envelopes");
+        assert!(!ts.contains("unknown[]unknown"));
+    }
+}

@@ -1,0 +1,39 @@
+//! The committed contract files equal what the Rust types generate today, so the AsyncAPI
+//! document and the browser's TypeScript types cannot drift from the code. (The test command also
+//! validates the AsyncAPI file against the official schema and compiles the declarations.)
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+
+use lambda_ws_local::contract::{ASYNCAPI_PATH, TYPESCRIPT_PATH, asyncapi, typescript};
+
+fn committed(path: &str) -> String {
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+    std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+}
+
+#[test]
+fn the_asyncapi_document_is_fresh() {
+    assert!(
+        committed(ASYNCAPI_PATH) == asyncapi(),
+        "{ASYNCAPI_PATH} is stale: run `cargo run -p lambda-ws-local -- schema -o {ASYNCAPI_PATH}`"
+    );
+}
+
+#[test]
+fn the_typescript_declarations_are_fresh() {
+    assert!(
+        committed(TYPESCRIPT_PATH) == typescript(),
+        "{TYPESCRIPT_PATH} is stale: run `cargo run -p lambda-ws-local -- schema --typescript -o {TYPESCRIPT_PATH}`"
+    );
+}
+
+#[test]
+fn every_builtin_message_is_described() {
+    let doc: serde_json::Value = serde_json::from_str(&asyncapi()).unwrap();
+    for kind in lambda_ws::protocol::BUILTIN_TYPES {
+        let payload = &doc["components"]["messages"][kind]["payload"];
+        assert_eq!(payload["properties"]["type"]["const"], kind, "{kind}: {payload}");
+    }
+}
