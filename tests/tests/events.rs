@@ -129,3 +129,31 @@ async fn every_sample_event_runs_through_its_handler() {
         assert!(seen.contains(&file.as_str()), "{file} is not exercised");
     }
 }
+
+#[tokio::test]
+async fn the_test_harness_runs_the_sample_events() {
+    // The harness users get with the `testing` feature, fed the same samples.
+    let config =
+        Config { allowed_origins: OriginPolicy::parse("https://app.example.com").unwrap(), ..Config::default() };
+    let h = lambda_ws::testing::TestHarness::new(config).with_router(Router::builtin().route("chat", ChatRoute));
+    let token = h.token(Identity::user("ann"), None).await;
+    let mut connect = sample_event("connect.json");
+    connect["queryStringParameters"]["ws_token"] = json!(token);
+    connect["requestContext"]["connectedAt"] = json!(lambda_ws::clock::unix_now_millis());
+    assert_eq!(h.event(connect).await.status_code, 200);
+    assert_eq!(h.event(sample_event("connect-bad-origin.json")).await.status_code, 403);
+    let me = lambda_ws::testing::TestConnection { id: lambda_ws::ConnectionId::new(CONNECTION).unwrap() };
+    assert_eq!(h.event(sample_event("message-ping.json")).await.status_code, 200);
+    assert_eq!(h.take_received(&me), vec![json!({"type":"pong","connection_id":CONNECTION,"ref":"p1"})]);
+    h.event(sample_event("message-unknown-action.json")).await;
+    assert_eq!(h.take_received(&me)[0]["code"], "unknown_action");
+    let report = h.deliver(sample_event("send-channel.json")).await;
+    assert_eq!((report["delivered"].as_u64(), report["excluded"].as_u64()), (Some(0), Some(1)), "{report}");
+    let report = h.deliver(sample_event("send-user.json")).await;
+    assert_eq!(report["delivered"], 0, "another user: {report}");
+    let report = h.deliver(sample_event("send-connection.json")).await;
+    assert_eq!(report["delivered"], 1, "{report}");
+    assert_eq!(h.take_received(&me).len(), 1);
+    assert_eq!(h.event(sample_event("disconnect.json")).await.status_code, 200);
+    assert_eq!(h.deliver(sample_event("send-all.json")).await["recipients"], 0);
+}

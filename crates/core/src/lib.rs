@@ -15,6 +15,9 @@
 //! - [`handlers`]: `$connect`, `$disconnect`, messages ([`Router`]), token issuing, send, clean-up.
 //! - [`config`]: [`Config`] from `LWS_*` environment variables.
 //! - `schema` (feature `schema`): JSON Schema, the AsyncAPI document and TypeScript declarations.
+//! - [`admin`]: operator tasks (list sessions, clean up, purge tokens) behind the `lambda-ws` command.
+//! - `testing` (feature `testing`): a harness that runs your routes through the handlers on the
+//!   in-memory store and records what they post.
 //! - [`App`]: the dependencies handlers take, built once per process.
 //!
 //! A Lambda binary builds an [`App`] once and calls a handler per event; the local gateway and
@@ -22,6 +25,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 mod app;
 #[cfg(feature = "invoke-client")]
 pub mod client;
@@ -36,6 +40,8 @@ pub mod rate;
 pub mod schema;
 pub mod session;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod token;
 
 pub use app::App;

@@ -10,11 +10,14 @@
 //! - `POST /ws-token`: the token issuer, with a development identity.
 //! - `POST /2015-03-31/functions/{name}/invocations`: the Lambda Invoke API for the sender and the
 //!   clean-up, so backend code calling `lambda.invoke` works locally.
+//! - `GET /_admin/sessions`, `POST /_admin/cleanup`, `POST /_admin/tokens/purge`: what the operator
+//!   commands call with `--gateway`.
 //! - `GET /`: a demo page using the browser client.
 //!
 //! ## Layout
 //! - [`contract`]: the AsyncAPI document and TypeScript declarations (`lambda-ws schema`).
 //! - [`events`]: API Gateway-shaped events.
+//! - [`ops`]: the operator commands (`sessions list`, `send`, `cleanup`, `tokens purge`).
 //! - [`routes`]: route selection and the route table.
 //! - [`registry`]: open connections and the in-process transport.
 //! - [`server`]: the HTTP and WebSocket endpoints.
@@ -24,6 +27,7 @@
 
 pub mod contract;
 pub mod events;
+pub mod ops;
 pub mod registry;
 pub mod routes;
 pub mod server;

@@ -1,4 +1,5 @@
-//! `lambda-ws`: the local gateway (`lambda-ws dev`) and the contract files (`lambda-ws schema`).
+//! `lambda-ws`: the local gateway (`lambda-ws dev`), operator commands (`sessions list`, `send`,
+//! `cleanup`, `tokens purge`) and the contract files (`lambda-ws schema`).
 
 // The startup banner is this command's user interface; libraries never print.
 #![allow(clippy::print_stdout)]
@@ -8,7 +9,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use lambda_ws::{ChannelName, Config};
+use indicatif::{ProgressBar, ProgressStyle};
+use lambda_ws::admin::{CleanupOptions, Selection};
+use lambda_ws::{ChannelName, Config, ConnectionId, Outbound, SendRequest, Target};
+use lambda_ws_local::ops::Backend;
 use lambda_ws_local::template::Template;
 use lambda_ws_local::{Gateway, GatewayOptions, RouteTable, StoreChoice};
 
@@ -24,9 +28,127 @@ enum Command {
     /// Run the whole WebSocket API locally: WebSocket endpoint, Management API, token issuer,
     /// Lambda Invoke API and a demo page, on one port, with no AWS account.
     Dev(DevArgs),
+    /// List, inspect and clean up sessions.
+    Sessions {
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
+    /// Send a message to a connection, a user, channels or everyone; prints the delivery report.
+    Send(SendArgs),
+    /// Remove expired sessions, and with --check-connections those whose connection is gone.
+    Cleanup(CleanupArgs),
+    /// Manage connect tokens.
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
     /// Write the wire contract: the AsyncAPI 3.0 document (default), or with --typescript the
     /// TypeScript declarations the browser client ships.
     Schema(SchemaArgs),
+}
+
+/// Where the sessions are: a DynamoDB table or a running local gateway.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+struct Source {
+    /// DynamoDB table (region, credentials and endpoint from the usual AWS environment, e.g.
+    /// AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL_DYNAMODB).
+    #[arg(long, env = "LWS_TABLE_NAME")]
+    table: Option<String>,
+    /// A running `lambda-ws dev`, e.g. http://127.0.0.1:3001.
+    #[arg(long)]
+    gateway: Option<String>,
+}
+
+impl Source {
+    async fn backend(&self) -> Backend {
+        match (&self.table, &self.gateway) {
+            (_, Some(url)) => Backend::gateway(url),
+            (Some(table), None) => Backend::table(table).await,
+            (None, None) => Backend::gateway("http://127.0.0.1:3001"),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionsCommand {
+    /// List live sessions (oldest first) with their user, channels and age.
+    List(ListArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ListArgs {
+    #[command(flatten)]
+    source: Source,
+    /// Only members of this channel.
+    #[arg(long, conflicts_with = "user")]
+    channel: Option<String>,
+    /// Only this user's connections.
+    #[arg(long)]
+    user: Option<String>,
+    /// At most this many.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).multiple(false)))]
+#[command(group(clap::ArgGroup::new("body").required(true).multiple(false)))]
+struct SendArgs {
+    #[command(flatten)]
+    source: Source,
+    /// One or more connection ids (repeat the flag).
+    #[arg(long, group = "target", num_args = 1..)]
+    connection: Vec<String>,
+    /// Every connection of this user.
+    #[arg(long, group = "target")]
+    user: Option<String>,
+    /// Members of one or more channels, each connection once (repeat the flag).
+    #[arg(long, group = "target", num_args = 1..)]
+    channel: Vec<String>,
+    /// Every live session.
+    #[arg(long, group = "target")]
+    all: bool,
+    /// The message, JSON with a `type`, e.g. '{"type":"toast","level":"info","message":"Hi"}'.
+    #[arg(long, group = "body")]
+    message: Option<String>,
+    /// Read the message from this file (`-` for standard input).
+    #[arg(long, group = "body")]
+    file: Option<std::path::PathBuf>,
+    /// Leave these connections out.
+    #[arg(long, num_args = 1..)]
+    exclude: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct CleanupArgs {
+    #[command(flatten)]
+    source: Source,
+    /// Report what would be removed; remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Also ask the Management API about every live session and remove those it reports gone
+    /// (one request per session).
+    #[arg(long)]
+    check_connections: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokensCommand {
+    /// Delete connect tokens whose time has passed.
+    Purge(PurgeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct PurgeArgs {
+    #[command(flatten)]
+    source: Source,
+    /// Count them; delete nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -103,6 +225,182 @@ async fn main() -> ExitCode {
     match cli.command {
         Command::Dev(args) => dev(args).await,
         Command::Schema(args) => schema(&args),
+        Command::Sessions { command: SessionsCommand::List(args) } => list_sessions(&args).await,
+        Command::Send(args) => send(&args).await,
+        Command::Cleanup(args) => cleanup(&args).await,
+        Command::Tokens { command: TokensCommand::Purge(args) } => purge_tokens(&args).await,
+    }
+}
+
+fn fail(error: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {error}");
+    ExitCode::FAILURE
+}
+
+/// A spinner with a count on standard error (hidden when it is not a terminal).
+fn progress(what: &'static str) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {pos} [{elapsed}]")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_message(what);
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+async fn list_sessions(args: &ListArgs) -> ExitCode {
+    let selection = match (&args.channel, &args.user) {
+        (Some(channel), _) => match ChannelName::new(channel.as_str()) {
+            Ok(channel) => Selection::Channel(channel),
+            Err(e) => return fail(e),
+        },
+        (None, Some(user)) => Selection::User(user.clone()),
+        (None, None) => Selection::All,
+    };
+    let backend = args.source.backend().await;
+    let bar = progress("reading sessions");
+    let result = backend.list_sessions(&selection, args.limit, &|n| bar.set_position(n as u64)).await;
+    bar.finish_and_clear();
+    let sessions = match result {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&sessions).unwrap_or_default());
+        return ExitCode::SUCCESS;
+    }
+    let now = lambda_ws::clock::unix_now_millis();
+    let rows: Vec<[String; 6]> = sessions
+        .iter()
+        .map(|l| {
+            let s = &l.session;
+            let channels: Vec<&str> = l.channels.iter().map(ChannelName::as_str).collect();
+            [
+                s.connection_id.to_string(),
+                s.user_id().unwrap_or("-").to_owned(),
+                if channels.is_empty() { "-".to_owned() } else { channels.join(",") },
+                s.source_ip.clone(),
+                age((now - s.connected_at) / 1000),
+                age(s.expires_at - now / 1000),
+            ]
+        })
+        .collect();
+    let header = ["CONNECTION", "USER", "CHANNELS", "SOURCE IP", "CONNECTED", "EXPIRES IN"];
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| rows.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(0))
+        .collect();
+    let line = |cells: &[String]| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        padded.join("  ").trim_end().to_owned()
+    };
+    println!("{}", line(&header.map(str::to_owned)));
+    for row in &rows {
+        println!("{}", line(row));
+    }
+    println!("{} session{}", rows.len(), if rows.len() == 1 { "" } else { "s" });
+    ExitCode::SUCCESS
+}
+
+/// `95` → `1m35s`.
+fn age(secs: i64) -> String {
+    let secs = secs.max(0);
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
+        _ => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+    }
+}
+
+fn send_request(args: &SendArgs) -> Result<SendRequest, String> {
+    let text = match (&args.message, &args.file) {
+        (Some(text), _) => text.clone(),
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(|e| format!("stdin: {e}"))?;
+            text
+        }
+        (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
+        (None, None) => return Err("give --message or --file".into()),
+    };
+    let message: Outbound = serde_json::from_str(&text).map_err(|e| format!("the message is not valid: {e}"))?;
+    message.validate().map_err(|e| format!("the message is not valid: {e}"))?;
+    let ids = |list: &[String]| {
+        list.iter().map(|id| ConnectionId::new(id.as_str()).map_err(|e| e.to_string())).collect::<Result<Vec<_>, _>>()
+    };
+    let channels = args
+        .channel
+        .iter()
+        .map(|c| ChannelName::new(c.as_str()).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let target = match (&args.connection[..], &args.user, &channels[..], args.all) {
+        ([one], ..) => Target::Connection(ids(std::slice::from_ref(one))?.remove(0)),
+        ([_, _, ..], ..) => Target::Connections(ids(&args.connection)?),
+        ([], Some(user), ..) => Target::User(user.clone()),
+        ([], None, [one], _) => Target::Channel(one.clone()),
+        ([], None, [_, _, ..], _) => Target::Channels(channels.clone()),
+        ([], None, [], true) => Target::All,
+        _ => return Err("give one target: --connection, --user, --channel or --all".into()),
+    };
+    Ok(SendRequest::new(target, message).excluding(ids(&args.exclude)?))
+}
+
+async fn send(args: &SendArgs) -> ExitCode {
+    let request = match send_request(args) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let backend = args.source.backend().await;
+    let bar = progress("sending");
+    let result = backend.send(&request).await;
+    bar.finish_and_clear();
+    match result {
+        Ok(answer) => {
+            println!("{}", serde_json::to_string_pretty(&answer).unwrap_or_default());
+            let failed = answer.get("error").is_some()
+                || answer["failed"].as_array().is_some_and(|f| !f.is_empty())
+                || answer.get("incomplete").is_some();
+            if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+        }
+        Err(e) => fail(e),
+    }
+}
+
+async fn cleanup(args: &CleanupArgs) -> ExitCode {
+    let backend = args.source.backend().await;
+    let options = CleanupOptions { dry_run: args.dry_run, check_connections: args.check_connections };
+    let bar = progress("checking sessions");
+    let result = backend.cleanup(options, &|n| bar.set_position(n as u64)).await;
+    bar.finish_and_clear();
+    match result {
+        Ok(summary) => {
+            let verb = if summary.dry_run { "would remove" } else { "removed" };
+            let count = if summary.dry_run { summary.expired + summary.stale } else { summary.removed };
+            println!("{verb} {count} session(s): {} expired, {} stale", summary.expired, summary.stale);
+            if args.check_connections {
+                println!(
+                    "checked {} live connection(s); {} could not be checked and were kept",
+                    summary.checked, summary.unchecked
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+async fn purge_tokens(args: &PurgeArgs) -> ExitCode {
+    let backend = args.source.backend().await;
+    match backend.purge_tokens(args.dry_run).await {
+        Ok(n) if args.dry_run => {
+            println!("would purge {n} expired token(s)");
+            ExitCode::SUCCESS
+        }
+        Ok(n) => {
+            println!("purged {n} expired token(s)");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
     }
 }
 

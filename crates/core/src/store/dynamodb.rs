@@ -39,6 +39,7 @@ pub const INDEX_PROJECTION: [&str; 3] = ["connection_id", "endpoint", "expires_a
 const SESSION_SK: &str = "session";
 const CONN_PREFIX: &str = "conn#";
 const CHAN_PREFIX: &str = "chan#";
+const TOKEN_PREFIX: &str = "token#";
 /// DynamoDB's BatchWriteItem limit.
 const BATCH_LIMIT: usize = 25;
 const BATCH_RETRIES: u32 = 8;
@@ -422,7 +423,7 @@ impl SessionStore for DynamoDbStore {
 impl TokenStore for DynamoDbStore {
     async fn put_token(&self, hash: &str, record: &TokenRecord) -> Result<(), StoreError> {
         let mut item = HashMap::from([
-            ("pk".to_owned(), s(&format!("token#{hash}"))),
+            ("pk".to_owned(), s(&format!("{TOKEN_PREFIX}{hash}"))),
             ("sk".to_owned(), s("token")),
             ("token_user".to_owned(), s(&record.identity.user_id)),
             (TTL_ATTRIBUTE.to_owned(), n(record.expires_at)),
@@ -447,12 +448,41 @@ impl TokenStore for DynamoDbStore {
         Ok(())
     }
 
+    async fn purge_expired_tokens(&self, now: i64, dry_run: bool) -> Result<usize, StoreError> {
+        let mut found = 0;
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(pk, :token) AND #exp <= :now")
+                .projection_expression("pk, sk")
+                .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+                .expression_attribute_values(":token", s(TOKEN_PREFIX))
+                .expression_attribute_values(":now", n(now))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            let keys: Vec<Item> = out.items.unwrap_or_default();
+            found += keys.len();
+            if !dry_run && !keys.is_empty() {
+                self.delete_keys(keys).await?;
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(found);
+            }
+        }
+    }
+
     async fn take_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
         let result = self
             .client
             .delete_item()
             .table_name(&self.table)
-            .key("pk", s(&format!("token#{hash}")))
+            .key("pk", s(&format!("{TOKEN_PREFIX}{hash}")))
             .key("sk", s("token"))
             .condition_expression("attribute_exists(pk)")
             .return_values(ReturnValue::AllOld)

@@ -257,6 +257,16 @@ impl TokenStore for MemoryStore {
     async fn take_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
         Ok(self.state().tokens.remove(hash))
     }
+
+    async fn purge_expired_tokens(&self, now: i64, dry_run: bool) -> Result<usize, StoreError> {
+        let mut state = self.state();
+        let before = state.tokens.len();
+        if dry_run {
+            return Ok(state.tokens.values().filter(|t| t.expires_at <= now).count());
+        }
+        state.tokens.retain(|_, t| t.expires_at > now);
+        Ok(before - state.tokens.len())
+    }
 }
 
 #[async_trait]

@@ -185,6 +185,11 @@ pub trait TokenStore: Send + Sync + fmt::Debug {
     /// Atomically removes and returns the record: of any number of concurrent callers for one
     /// hash, exactly one gets `Some`.
     async fn take_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError>;
+
+    /// Deletes every token whose time has passed (`expires_at <= now`), or with `dry_run` only
+    /// counts them; returns how many. Expired tokens are already refused; this reclaims space
+    /// before the TTL sweep does.
+    async fn purge_expired_tokens(&self, now: i64, dry_run: bool) -> Result<usize, StoreError>;
 }
 
 /// Counters for fixed-window rate limits.
