@@ -187,6 +187,20 @@ async fn tokens_are_taken_once(store: Arc<dyn Store>) {
     assert!(store.user_page("erin", None, 10, NOW).await.unwrap().items.is_empty());
 }
 
+async fn expired_tokens_are_purged(store: Arc<dyn Store>) {
+    let record = |user: &str, expires_at| TokenRecord { identity: Identity::user(user), channel: None, expires_at };
+    store.put_token("old1", &record("gus", NOW - 1)).await.unwrap();
+    store.put_token("old2", &record("gus", NOW)).await.unwrap();
+    store.put_token("live", &record("gus", NOW + 1)).await.unwrap();
+    store.put_session(&session(1, Some("gus"), NOW + 60)).await.unwrap();
+    assert_eq!(store.purge_expired_tokens(NOW, true).await.unwrap(), 2, "a dry run counts");
+    assert_eq!(store.purge_expired_tokens(NOW, false).await.unwrap(), 2);
+    assert_eq!(store.purge_expired_tokens(NOW, false).await.unwrap(), 0);
+    assert!(store.take_token("live").await.unwrap().is_some(), "live tokens stay");
+    assert!(store.take_token("old1").await.unwrap().is_none());
+    assert!(store.get_session(&id(1), NOW).await.unwrap().is_some(), "sessions are not tokens");
+}
+
 async fn concurrent_token_consumers(store: Arc<dyn Store>) {
     let record = TokenRecord { identity: Identity::user("gus"), channel: None, expires_at: NOW + 60 };
     store.put_token("race", &record).await.unwrap();
@@ -300,6 +314,7 @@ conformance!(
     pages_of_channels_users_and_all,
     tokens_are_taken_once,
     concurrent_token_consumers,
+    expired_tokens_are_purged,
     counters_count_atomically,
     filtered_scans,
 );
