@@ -6,7 +6,7 @@
 # Needs: cargo (with rustfmt and clippy), node and npm, python3 with pip, and apt-get (as root or
 # with sudo) when Chromium is missing. It installs what the tests use: the pinned DynamoDB engine
 # (dynalite), the AsyncAPI schema, Ajv and TypeScript, and playwright-core with npm ci, the
-# template linter (cfn-lint) with pip, Debian's chromium with apt-get. It starts the engine in memory on a free loopback port and stops it on
+# template linter (cfn-lint) with pip and the SAM CLI in a virtualenv under target/, Debian's chromium with apt-get. It starts the engine in memory on a free loopback port and stops it on
 # exit, also when a step fails.
 set -euo pipefail
 
@@ -56,6 +56,17 @@ if ! command -v cfn-lint >/dev/null 2>&1 || [ "$(cfn-lint --version 2>/dev/null)
 fi
 cfn-lint template.yaml
 echo "template.yaml: no errors or warnings"
+
+step "template validation (sam validate --lint)"
+# The SAM CLI goes in its own virtualenv: it pins its own cfn-lint. Validation runs offline; the
+# region and the placeholder credentials only satisfy the CLI's start-up checks.
+sam="target/sam-venv/bin/sam"
+if [ ! -x "$sam" ] || [ "$("$sam" --version 2>/dev/null)" != "SAM CLI, version 1.170.0" ]; then
+  python3 -m venv target/sam-venv
+  target/sam-venv/bin/pip install --quiet --disable-pip-version-check 'aws-sam-cli==1.170.0'
+fi
+AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=validate AWS_SECRET_ACCESS_KEY=validate SAM_CLI_TELEMETRY=0 \
+  "$sam" validate --lint --template template.yaml
 
 step "contract files (AsyncAPI 3.0 schema, TypeScript)"
 node scripts/check-contract.mjs
