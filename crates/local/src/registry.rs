@@ -143,9 +143,11 @@ impl Registry {
         Ok(())
     }
 
-    /// Asks `id` to close, as `DELETE @connections/{id}` does.
+    /// Asks `id` to close, as `DELETE @connections/{id}` does. The connection leaves the
+    /// registry at once, so posts and reads after the close answer 410 Gone (as API Gateway's
+    /// do) even while its close frame is still on the way; its task runs `$disconnect`.
     pub fn close(&self, id: &str, code: u16, reason: &'static str) -> Result<(), PostError> {
-        let connection = self.get(id).ok_or(PostError::Gone)?;
+        let connection = self.remove(id).ok_or(PostError::Gone)?;
         connection.push(Outgoing::Close(code, reason))
     }
 }

@@ -228,8 +228,10 @@ impl Gateway {
 
     /// Closes every connection (1001, running their `$disconnect`s) and stops serving.
     pub async fn shutdown(mut self) {
-        for id in self.registry.ids() {
-            let _ = self.registry.close(&id, 1001, "Going away");
+        // Not `Registry::close`: each connection stays registered until its task ends, so the
+        // wait below covers the closes in progress.
+        for connection in self.registry.ids().iter().filter_map(|id| self.registry.get(id)) {
+            let _ = connection.push(Outgoing::Close(1001, "Going away"));
         }
         for _ in 0..100 {
             if self.registry.is_empty() {
