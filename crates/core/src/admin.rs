@@ -41,17 +41,16 @@ pub struct SessionListing {
     pub channels: Vec<ChannelName>,
 }
 
-/// Live sessions matching `selection`, at most `limit`, ordered by connection time (oldest
-/// first). `progress` is called with the number of sessions read so far.
-pub async fn list_sessions(
+/// Live connections matching `selection` (id and endpoint, as the store's pages list them), at
+/// most `limit`, each once.
+pub async fn recipients(
     store: &dyn SessionStore,
     selection: &Selection,
     limit: Option<usize>,
     now: i64,
-    progress: &(dyn Fn(usize) + Sync),
-) -> Result<Vec<SessionListing>, StoreError> {
+) -> Result<Vec<Recipient>, StoreError> {
     let limit = limit.unwrap_or(usize::MAX);
-    let mut ids: Vec<ConnectionId> = Vec::new();
+    let mut found: Vec<Recipient> = Vec::new();
     let mut seen = HashSet::new();
     let mut cursor: Option<Cursor> = None;
     loop {
@@ -63,13 +62,26 @@ pub async fn list_sessions(
             Selection::Channel(channel) => store.channel_page(channel, cursor.as_ref(), PAGE, now).await?,
             Selection::User(user) => store.user_page(user, cursor.as_ref(), PAGE, now).await?,
         };
-        ids.extend(page.items.into_iter().map(|r| r.connection_id).filter(|id| seen.insert(id.clone())));
+        found.extend(page.items.into_iter().filter(|r| seen.insert(r.connection_id.clone())));
         cursor = page.next;
-        if cursor.is_none() || ids.len() >= limit {
+        if cursor.is_none() || found.len() >= limit {
             break;
         }
     }
-    ids.truncate(limit);
+    found.truncate(limit);
+    Ok(found)
+}
+
+/// Live sessions matching `selection`, at most `limit`, ordered by connection time (oldest
+/// first). `progress` is called with the number of sessions read so far.
+pub async fn list_sessions(
+    store: &dyn SessionStore,
+    selection: &Selection,
+    limit: Option<usize>,
+    now: i64,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<Vec<SessionListing>, StoreError> {
+    let ids = recipients(store, selection, limit, now).await?.into_iter().map(|r| r.connection_id);
     let mut done = 0;
     let mut listings = Vec::with_capacity(ids.len());
     let mut reads = stream::iter(ids)
@@ -140,13 +152,13 @@ pub async fn cleanup(
         }
     }
     if options.check_connections {
-        let live = list_sessions(&*app.sessions, &Selection::All, None, now, &|_| {}).await?;
+        // The listing's ids and endpoints are all a check needs: no session reads.
+        let live = recipients(&*app.sessions, &Selection::All, None, now).await?;
         let transport = &app.transport;
         let mut checks = stream::iter(live)
-            .map(|listing| async move {
-                let id = listing.session.connection_id;
-                let answer = transport.get_connection(&listing.session.endpoint, &id).await;
-                (id, answer)
+            .map(|recipient| async move {
+                let answer = transport.get_connection(&recipient.endpoint, &recipient.connection_id).await;
+                (recipient.connection_id, answer)
             })
             .buffer_unordered(CONCURRENCY);
         while let Some((id, answer)) = checks.next().await {

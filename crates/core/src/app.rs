@@ -53,12 +53,18 @@ impl App {
     /// `AWS_ENDPOINT_URL_*` overrides) and builds the DynamoDB store and Management API transport.
     pub async fn from_env() -> Result<Self, ConfigError> {
         let config = Config::from_env()?;
-        let table = config.require_table()?.to_owned();
-        let aws = aws_config::load_from_env().await;
-        let store = Arc::new(DynamoDbStore::new(aws_sdk_dynamodb::Client::new(&aws), table));
+        config.require_table()?;
         if config.allowed_origins == crate::policy::OriginPolicy::Any {
             tracing::warn!("LWS_ALLOWED_ORIGINS is not set: connections are accepted from any origin");
         }
+        Self::for_table(config, aws_config::load_from_env().await)
+    }
+
+    /// An app on the DynamoDB table `config` names, posting through the Management API, both
+    /// with the AWS settings in `aws`.
+    pub fn for_table(config: Config, aws: aws_config::SdkConfig) -> Result<Self, ConfigError> {
+        let table = config.require_table()?.to_owned();
+        let store = Arc::new(DynamoDbStore::new(aws_sdk_dynamodb::Client::new(&aws), table));
         Ok(Self::new(config, store, Arc::new(ManagementApi::new(aws))))
     }
 

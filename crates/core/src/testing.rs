@@ -285,7 +285,12 @@ impl TestHarness {
     pub async fn event(&self, event: Value) -> ApiGatewayProxyResponse {
         let event: ApiGatewayWebsocketProxyRequest = match serde_json::from_value(event) {
             Ok(e) => e,
-            Err(e) => return handlers_respond(400, &format!("not an API Gateway WebSocket event: {e}")),
+            Err(e) => {
+                return handlers::respond(
+                    400,
+                    &json!({ "message": format!("not an API Gateway WebSocket event: {e}") }),
+                );
+            }
         };
         match event.request_context.event_type.as_deref() {
             Some("CONNECT") => handlers::connect(&self.app, &event).await,
@@ -342,13 +347,6 @@ fn body_text(response: &ApiGatewayProxyResponse) -> String {
         Some(Body::Binary(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
         _ => String::new(),
     }
-}
-
-fn handlers_respond(status: i64, message: &str) -> ApiGatewayProxyResponse {
-    let mut response = ApiGatewayProxyResponse::default();
-    response.status_code = status;
-    response.body = Some(Body::Text(json!({ "message": message }).to_string()));
-    response
 }
 
 #[cfg(test)]

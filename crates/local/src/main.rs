@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use lambda_ws::admin::{CleanupOptions, Selection};
 use lambda_ws::{ChannelName, Config, ConnectionId, Outbound, SendRequest, Target};
-use lambda_ws_local::ops::Backend;
+use lambda_ws_local::ops::{Backend, OpsError};
 use lambda_ws_local::template::Template;
 use lambda_ws_local::{Gateway, GatewayOptions, RouteTable, StoreChoice};
 
@@ -61,11 +61,11 @@ struct Source {
 }
 
 impl Source {
-    async fn backend(&self) -> Backend {
+    async fn backend(&self) -> Result<Backend, OpsError> {
         match (&self.table, &self.gateway) {
-            (_, Some(url)) => Backend::gateway(url),
+            (_, Some(url)) => Ok(Backend::gateway(url)),
             (Some(table), None) => Backend::table(table).await,
-            (None, None) => Backend::gateway("http://127.0.0.1:3001"),
+            (None, None) => Ok(Backend::gateway("http://127.0.0.1:3001")),
         }
     }
 }
@@ -258,7 +258,10 @@ async fn list_sessions(args: &ListArgs) -> ExitCode {
         (None, Some(user)) => Selection::User(user.clone()),
         (None, None) => Selection::All,
     };
-    let backend = args.source.backend().await;
+    let backend = match args.source.backend().await {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
     let bar = progress("reading sessions");
     let result = backend.list_sessions(&selection, args.limit, &|n| bar.set_position(n as u64)).await;
     bar.finish_and_clear();
@@ -350,7 +353,10 @@ async fn send(args: &SendArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
-    let backend = args.source.backend().await;
+    let backend = match args.source.backend().await {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
     let bar = progress("sending");
     let result = backend.send(&request).await;
     bar.finish_and_clear();
@@ -367,7 +373,10 @@ async fn send(args: &SendArgs) -> ExitCode {
 }
 
 async fn cleanup(args: &CleanupArgs) -> ExitCode {
-    let backend = args.source.backend().await;
+    let backend = match args.source.backend().await {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
     let options = CleanupOptions { dry_run: args.dry_run, check_connections: args.check_connections };
     let bar = progress("checking sessions");
     let result = backend.cleanup(options, &|n| bar.set_position(n as u64)).await;
@@ -390,7 +399,10 @@ async fn cleanup(args: &CleanupArgs) -> ExitCode {
 }
 
 async fn purge_tokens(args: &PurgeArgs) -> ExitCode {
-    let backend = args.source.backend().await;
+    let backend = match args.source.backend().await {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
     match backend.purge_tokens(args.dry_run).await {
         Ok(n) if args.dry_run => {
             println!("would purge {n} expired token(s)");

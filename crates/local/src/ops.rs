@@ -6,8 +6,6 @@
 //! `AWS_ENDPOINT_URL_DYNAMODB`). Against a gateway, the same functions run inside it: sessions,
 //! clean-up and tokens through its `/_admin/*` endpoints, sends through its Lambda Invoke API.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
@@ -15,7 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use lambda_ws::admin::{self, CleanupOptions, CleanupSummary, Selection, SessionListing};
 use lambda_ws::handlers;
-use lambda_ws::{App, Config, DynamoDbStore, ManagementApi, SendRequest};
+use lambda_ws::{App, Config, SendRequest};
 use serde_json::Value;
 
 /// Why an operator command failed.
@@ -71,11 +69,11 @@ impl std::fmt::Debug for Backend {
 
 impl Backend {
     /// A table, with AWS settings (region, credentials, endpoint) from the environment.
-    pub async fn table(name: &str) -> Self {
+    pub async fn table(name: &str) -> Result<Self, OpsError> {
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let store = Arc::new(DynamoDbStore::new(aws_sdk_dynamodb::Client::new(&sdk), name));
         let config = Config { table_name: Some(name.to_owned()), ..Config::default() };
-        Self::Table(App::new(config, store, Arc::new(ManagementApi::new(sdk))))
+        let app = App::for_table(config, sdk).map_err(|e| OpsError::Usage(e.to_string()))?;
+        Ok(Self::Table(app))
     }
 
     /// A running local gateway at `url`.

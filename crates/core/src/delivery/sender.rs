@@ -123,20 +123,25 @@ impl Sender {
             async move {
                 match resolved {
                     Ok(Resolved::Found(r)) if exclude.contains(&r.connection_id) => Outcome::Excluded,
-                    Ok(Resolved::Found(r)) => self.deliver(&r, payload, deadline, false).await,
+                    Ok(Resolved::Found(r)) => self.deliver(&r, payload, deadline).await,
                     Ok(Resolved::Unknown(id)) => Outcome::Unknown(id),
                     Err(e) => Outcome::ListingFailed(e),
                 }
             }
         });
-        let mut report = outcomes
+        let report = outcomes
             .buffer_unordered(self.options.concurrency.max(1))
             .fold(DeliveryReport::default(), |mut report, outcome| {
                 record(&mut report, outcome, &forbidden_logged);
                 ready(report)
             })
             .await;
-        // Stale sessions go in batches once the posts are done, not one delete per 410.
+        self.finish(report, started).await
+    }
+
+    /// Removes the sessions a send found gone, in one batch once the posts are done rather than
+    /// one delete per 410, and stamps the duration.
+    async fn finish(&self, mut report: DeliveryReport, started: Instant) -> DeliveryReport {
         if !report.gone.is_empty()
             && let Err(e) = self.sessions.remove_sessions(&report.gone).await
         {
@@ -153,14 +158,13 @@ impl Sender {
         let started = Instant::now();
         let deadline = started + self.options.deadline;
         let mut report = DeliveryReport::default();
-        record(&mut report, self.deliver(recipient, payload, deadline, true).await, &AtomicBool::new(false));
-        report.duration_ms = started.elapsed().as_millis() as u64;
-        Ok(report)
+        record(&mut report, self.deliver(recipient, payload, deadline).await, &AtomicBool::new(false));
+        Ok(self.finish(report, started).await)
     }
 
-    /// Posts to one recipient with retries; with `remove_gone`, a 410 removes its session at once
-    /// (fan-outs remove theirs in a batch at the end).
-    async fn deliver(&self, recipient: &Recipient, payload: Bytes, deadline: Instant, remove_gone: bool) -> Outcome {
+    /// Posts to one recipient with retries. A 410 is reported as gone; the caller removes the
+    /// session ([`Self::finish`]).
+    async fn deliver(&self, recipient: &Recipient, payload: Bytes, deadline: Instant) -> Outcome {
         let id = &recipient.connection_id;
         let mut attempt: u32 = 0;
         loop {
@@ -168,15 +172,7 @@ impl Sender {
                 Ok(()) => {
                     return Outcome::Delivered { retries: attempt as usize };
                 }
-                Err(TransportError::Gone) => {
-                    if !remove_gone {
-                        return Outcome::Gone { id: id.clone(), retries: attempt as usize };
-                    }
-                    if let Err(e) = self.sessions.remove_session(id).await {
-                        tracing::warn!(connection_id = %id, error = %e, "could not remove a gone session");
-                    }
-                    return Outcome::Gone { id: id.clone(), retries: attempt as usize };
-                }
+                Err(TransportError::Gone) => return Outcome::Gone { id: id.clone(), retries: attempt as usize },
                 Err(e) => e,
             };
             let backoff = self.backoff(attempt);
