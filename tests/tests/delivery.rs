@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use lambda_ws::delivery::ConnectionInfo;
 use lambda_ws::protocol::{Level, SystemMessage, Toast};
+use lambda_ws::testing::SlowPages;
 use lambda_ws::{
-    App, ChannelName, Config, ConnectionId, DynamoDbStore, Identity, ManagementApi, Outbound, SendOptions, Sender,
-    Session, SessionStore, SystemClock, Target, Transport, TransportError, handlers,
+    App, ChannelName, Config, ConnectionId, DynamoDbStore, Identity, ManagementApi, MemoryStore, Outbound, SendOptions,
+    Sender, Session, SessionStore, SystemClock, Target, Transport, TransportError, handlers,
 };
 use lambda_ws_e2e::{Faults, MgmtServer, fresh_dynamodb_store, management_api};
 use serde_json::{Value, json};
@@ -142,6 +144,65 @@ async fn paged_channels_reach_every_member_once() {
     let mut unique = ids.clone();
     unique.dedup();
     assert_eq!(ids, unique);
+}
+
+/// Records, at each post, how many recipient pages the store has been asked for.
+#[derive(Debug)]
+struct PagesAtEachPost {
+    store: Arc<SlowPages>,
+    seen: std::sync::Mutex<Vec<u64>>,
+}
+
+#[lambda_ws::async_trait]
+impl Transport for PagesAtEachPost {
+    async fn post(&self, _: &str, _: &ConnectionId, _: bytes::Bytes) -> Result<(), TransportError> {
+        self.seen.lock().unwrap().push(self.store.pages_read());
+        Ok(())
+    }
+
+    async fn get_connection(&self, _: &str, _: &ConnectionId) -> Result<ConnectionInfo, TransportError> {
+        Err(TransportError::Other("not used".into()))
+    }
+
+    async fn disconnect(&self, _: &str, _: &ConnectionId) -> Result<(), TransportError> {
+        Err(TransportError::Other("not used".into()))
+    }
+}
+
+#[tokio::test]
+async fn the_next_page_is_read_while_the_current_one_is_posted() {
+    let memory: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+    let lobby = ChannelName::new("lobby").unwrap();
+    for i in 0..6 {
+        let session = Session {
+            connection_id: cid(&format!("p{i}")),
+            identity: None,
+            api_id: "api".into(),
+            stage: "prod".into(),
+            endpoint: "http://unused".into(),
+            source_ip: "127.0.0.1".into(),
+            user_agent: None,
+            connected_at: 0,
+            last_seen: 0,
+            expires_at: lambda_ws::clock::unix_now_secs() + 3600,
+            metadata: BTreeMap::new(),
+        };
+        memory.put_session(&session).await.unwrap();
+        memory.join(&session, &lobby).await.unwrap();
+    }
+    let store = Arc::new(SlowPages::new(memory, Duration::from_millis(5)));
+    let transport = Arc::new(PagesAtEachPost { store: store.clone(), seen: Default::default() });
+    // One post at a time, two recipients per page: without read-ahead the first post would see
+    // one page read, and the third (first of page 2) two.
+    let options = SendOptions { concurrency: 1, page_size: 2, ..SendOptions::default() };
+    let sender = Sender::new(store.clone(), transport.clone(), Arc::new(SystemClock), options);
+    let report = sender.send(&Target::Channel(lobby), &toast("t"), &[]).await.unwrap();
+    assert_eq!(report.delivered, 6);
+    let seen = transport.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 6);
+    assert_eq!(seen[0], 2, "page 2 is being read while page 1 is posted: {seen:?}");
+    assert_eq!(seen[2], 3, "page 3 is being read while page 2 is posted: {seen:?}");
+    assert!(store.pages_read() <= 4, "never more than one page ahead: {}", store.pages_read());
 }
 
 #[tokio::test]

@@ -34,8 +34,10 @@
 //! repository's `events/` folder.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
@@ -45,7 +47,8 @@ use serde_json::{Value, json};
 
 use crate::delivery::{ConnectionInfo, Transport, TransportError};
 use crate::handlers::{self, Router};
-use crate::session::{ChannelName, ConnectionId, Identity};
+use crate::session::{ChannelName, ConnectionId, Identity, Recipient, Session};
+use crate::store::{Cursor, Page, Segment, SessionFilter, SessionStore, StoreError};
 use crate::{App, Clock as _, Config, ManualClock, MemoryStore, token};
 
 /// The domain name and stage the harness's events carry.
@@ -121,6 +124,108 @@ impl Transport for RecordingTransport {
     async fn disconnect(&self, _endpoint: &str, connection: &ConnectionId) -> Result<(), TransportError> {
         self.state().gone.insert(connection.clone());
         Ok(())
+    }
+}
+
+/// A [`SessionStore`] in front of another that answers every recipient page read (channel, user,
+/// scan) after a fixed delay and counts those reads: a stand-in for a store across a network, to
+/// see how the sender's page reads overlap its posts (the fan-out benchmark's `--page-latency-ms`).
+/// Every other call goes straight through.
+#[derive(Debug)]
+pub struct SlowPages {
+    inner: Arc<dyn SessionStore>,
+    delay: Duration,
+    pages: AtomicU64,
+}
+
+impl SlowPages {
+    /// `inner` with `delay` added to each page read.
+    pub fn new(inner: Arc<dyn SessionStore>, delay: Duration) -> Self {
+        Self { inner, delay, pages: AtomicU64::new(0) }
+    }
+
+    /// How many page reads have started so far.
+    pub fn pages_read(&self) -> u64 {
+        self.pages.load(Ordering::SeqCst)
+    }
+
+    async fn page<T>(&self, read: impl Future<Output = T>) -> T {
+        self.pages.fetch_add(1, Ordering::SeqCst);
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        read.await
+    }
+}
+
+#[async_trait]
+impl SessionStore for SlowPages {
+    async fn put_session(&self, session: &Session) -> Result<(), StoreError> {
+        self.inner.put_session(session).await
+    }
+
+    async fn get_session(&self, id: &ConnectionId, now: i64) -> Result<Option<Session>, StoreError> {
+        self.inner.get_session(id, now).await
+    }
+
+    async fn remove_session(&self, id: &ConnectionId) -> Result<Option<Session>, StoreError> {
+        self.inner.remove_session(id).await
+    }
+
+    async fn remove_sessions(&self, ids: &[ConnectionId]) -> Result<usize, StoreError> {
+        self.inner.remove_sessions(ids).await
+    }
+
+    async fn join(&self, session: &Session, channel: &ChannelName) -> Result<(), StoreError> {
+        self.inner.join(session, channel).await
+    }
+
+    async fn leave(&self, id: &ConnectionId, channel: &ChannelName) -> Result<bool, StoreError> {
+        self.inner.leave(id, channel).await
+    }
+
+    async fn channels_of(&self, id: &ConnectionId, now: i64) -> Result<Vec<ChannelName>, StoreError> {
+        self.inner.channels_of(id, now).await
+    }
+
+    async fn channel_page(
+        &self,
+        channel: &ChannelName,
+        cursor: Option<&Cursor>,
+        limit: usize,
+        now: i64,
+    ) -> Result<Page<Recipient>, StoreError> {
+        self.page(self.inner.channel_page(channel, cursor, limit, now)).await
+    }
+
+    async fn user_page(
+        &self,
+        user_id: &str,
+        cursor: Option<&Cursor>,
+        limit: usize,
+        now: i64,
+    ) -> Result<Page<Recipient>, StoreError> {
+        self.page(self.inner.user_page(user_id, cursor, limit, now)).await
+    }
+
+    async fn scan_page(
+        &self,
+        segment: Segment,
+        filter: &SessionFilter,
+        cursor: Option<&Cursor>,
+        limit: usize,
+        now: i64,
+    ) -> Result<Page<Recipient>, StoreError> {
+        self.page(self.inner.scan_page(segment, filter, cursor, limit, now)).await
+    }
+
+    async fn expired_page(
+        &self,
+        cursor: Option<&Cursor>,
+        limit: usize,
+        now: i64,
+    ) -> Result<Page<ConnectionId>, StoreError> {
+        self.inner.expired_page(cursor, limit, now).await
     }
 }
 

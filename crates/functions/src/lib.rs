@@ -6,6 +6,12 @@ use lambda_http::{Body, Request, RequestExt as _, Response};
 use lambda_ws::handlers::{HttpAnswer, TokenRequest};
 use lambda_ws::{App, Config, Identity};
 
+// mimalloc instead of glibc's malloc: a fan-out spends a fifth of its CPU time allocating and
+// freeing across the runtime's threads, and glibc's arenas make that twice as slow (README,
+// "Fan-out performance").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The error type the binaries return from `main`.
 pub type Error = lambda_runtime::Error;
 

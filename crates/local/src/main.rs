@@ -16,6 +16,11 @@ use lambda_ws_local::ops::{Backend, OpsError};
 use lambda_ws_local::template::Template;
 use lambda_ws_local::{Gateway, GatewayOptions, RouteTable, StoreChoice};
 
+// The same allocator as the Lambda functions (see `lambda-ws-functions`), so the gateway runs the
+// handlers as they run in AWS.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "lambda-ws", version, about = "Real-time WebSockets for Rust on AWS Lambda")]
 struct Cli {

@@ -4,8 +4,12 @@
 //!
 //! ```sh
 //! scripts/bench-fanout.sh                 # starts the DynamoDB engine, builds, runs this
-//! fanout-bench --sizes 1000,10000,100000 --latency-ms 20 --dynamodb-endpoint http://127.0.0.1:8000
+//! fanout-bench --sizes 1000,10000,100000 --latency-ms 20 --page-latency-ms 20 \
+//!              --dynamodb-endpoint http://127.0.0.1:8000
 //! ```
+//!
+//! The memory store runs twice: as it is, and with `--page-latency-ms` added to each page of
+//! recipients it reads (a store across a network), which shows how page reads overlap posts.
 //!
 //! Each (store, size) runs in a child process of its own so its peak RSS is its own: the child
 //! seeds the store (memory) or reads a table seeded once per size (DynamoDB), resets the peak-RSS
@@ -28,6 +32,7 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use futures::{StreamExt, TryStreamExt, stream};
 use lambda_ws::protocol::{Level, SystemMessage};
+use lambda_ws::testing::SlowPages;
 use lambda_ws::{
     ChannelName, ConnectionId, DynamoDbStore, ManagementApi, MemoryStore, Outbound, Recipient, SendOptions, Sender,
     Session, SessionStore, SystemClock, Target, Transport,
@@ -35,6 +40,10 @@ use lambda_ws::{
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
+
+// The sender function's allocator (`lambda-ws-functions`): the benchmark measures what runs in AWS.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -147,7 +156,7 @@ async fn run_child(args: &[String]) -> Result<(), Error> {
     let mgmt = flag(args, "--mgmt").ok_or("--mgmt")?;
     let concurrency: usize = flag(args, "--concurrency").and_then(|v| v.parse().ok()).unwrap_or(256);
     let baseline = flag(args, "--mode").as_deref() == Some("baseline");
-    let store: Arc<dyn SessionStore> = match flag(args, "--table") {
+    let mut store: Arc<dyn SessionStore> = match flag(args, "--table") {
         Some(table) => Arc::new(dynamodb(&flag(args, "--dynamodb-endpoint").ok_or("--dynamodb-endpoint")?, &table)),
         None => {
             let store = Arc::new(MemoryStore::new());
@@ -155,6 +164,9 @@ async fn run_child(args: &[String]) -> Result<(), Error> {
             store
         }
     };
+    if let Some(ms) = flag(args, "--page-latency-ms").and_then(|v| v.parse().ok()) {
+        store = Arc::new(SlowPages::new(store, Duration::from_millis(ms)));
+    }
     let transport = Arc::new(ManagementApi::new(lambda_ws_local::local_aws_config()));
     let message = Outbound::System(SystemMessage { level: Level::Info, message: "fan-out benchmark".into() });
     let payload = message.encode()?;
@@ -266,6 +278,7 @@ async fn orchestrate(args: &[String]) -> Result<(), Error> {
     let latency_ms: u64 = flag(args, "--latency-ms").and_then(|v| v.parse().ok()).unwrap_or(20);
     let concurrency: usize = flag(args, "--concurrency").and_then(|v| v.parse().ok()).unwrap_or(256);
     let dynamodb_endpoint = flag(args, "--dynamodb-endpoint");
+    let page_latency_ms: u64 = flag(args, "--page-latency-ms").and_then(|v| v.parse().ok()).unwrap_or(20);
     let server = start_server(latency_ms).await?;
     let mgmt = format!("http://{}/bench", server.addr);
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
@@ -275,7 +288,8 @@ async fn orchestrate(args: &[String]) -> Result<(), Error> {
     );
     let mut rows = Vec::new();
     let run_id = std::process::id();
-    for store in ["memory", "dynamodb"] {
+    let slow_pages = format!("memory, {page_latency_ms} ms per page read");
+    for store in ["memory", slow_pages.as_str(), "dynamodb"] {
         if store == "dynamodb" && dynamodb_endpoint.is_none() {
             println!("  (no --dynamodb-endpoint: DynamoDB rows skipped)");
             continue;
@@ -296,6 +310,9 @@ async fn orchestrate(args: &[String]) -> Result<(), Error> {
                 }
                 println!("  seeded {n} sessions in {:.1} s", seeded.elapsed().as_secs_f64());
                 extra = vec!["--table".into(), table, "--dynamodb-endpoint".into(), endpoint.clone()];
+            }
+            if store == slow_pages {
+                extra = vec!["--page-latency-ms".into(), page_latency_ms.to_string()];
             }
             let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
             let ours = measure(&extra, n, &mgmt, concurrency).await?;

@@ -4,10 +4,11 @@ use std::collections::HashSet;
 use std::future::{Future, ready};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use futures::stream::{self, BoxStream, FusedStream, StreamExt, TryStreamExt};
 use rand::Rng as _;
 
 use super::report::{DeliveryReport, FailedDelivery};
@@ -301,20 +302,54 @@ fn found<'a>(
 }
 
 /// Turns a page-fetching function into a stream of items that stops after the last page or the
-/// first error.
+/// first error. The next page is read while the current one is handed out ([`read_ahead`]).
 fn paged<'a, T, F, Fut>(fetch: F) -> impl futures::Stream<Item = Result<T, StoreError>> + Send + 'a
 where
     T: Send + 'a,
     F: Fn(Option<Cursor>) -> Fut + Send + 'a,
     Fut: Future<Output = Result<Page<T>, StoreError>> + Send + 'a,
 {
-    stream::try_unfold((Some(None::<Cursor>), fetch), |(cursor, fetch)| async move {
+    let pages = stream::try_unfold((Some(None::<Cursor>), fetch), |(cursor, fetch)| async move {
         let Some(cursor) = cursor else {
             return Ok(None);
         };
         let page = fetch(cursor).await?;
-        let items = stream::iter(page.items.into_iter().map(Ok));
-        Ok(Some((items, (page.next.map(Some), fetch))))
+        Ok(Some((page.items, (page.next.map(Some), fetch))))
+    });
+    read_ahead(pages)
+}
+
+/// Flattens a stream of pages, keeping the fetch of the next page going while the items of the
+/// current one are handed out, so a page read (a DynamoDB round trip) overlaps the posts instead
+/// of stalling them. At most one page is held ahead: memory stays flat.
+///
+/// The page stream is polled each time an item is asked for, which is whenever a post finishes
+/// and frees a slot, so the fetch makes progress while the posts run.
+fn read_ahead<'a, T: Send + 'a>(
+    pages: impl futures::Stream<Item = Result<Vec<T>, StoreError>> + Send + 'a,
+) -> impl futures::Stream<Item = Result<T, StoreError>> + Send + 'a {
+    let mut pages = pages.boxed().fuse();
+    let mut current = Vec::new().into_iter();
+    let mut ahead: Option<Result<Vec<T>, StoreError>> = None;
+    stream::poll_fn(move |cx| {
+        loop {
+            // Start (or go on with) the next page's fetch unless one is already held.
+            if ahead.is_none()
+                && !pages.is_terminated()
+                && let Poll::Ready(Some(page)) = pages.poll_next_unpin(cx)
+            {
+                ahead = Some(page);
+            }
+            if let Some(item) = current.next() {
+                return Poll::Ready(Some(Ok(item)));
+            }
+            match ahead.take() {
+                Some(Ok(page)) => current = page.into_iter(),
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                // The page stream ended, or its fetch is pending and will wake this task.
+                None if pages.is_terminated() => return Poll::Ready(None),
+                None => return Poll::Pending,
+            }
+        }
     })
-    .try_flatten()
 }
