@@ -12,6 +12,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use lambda_ws::admin::{self, CleanupOptions, CleanupSummary, Selection, SessionListing};
+use lambda_ws::client::{ClientError, SenderClient};
 use lambda_ws::handlers;
 use lambda_ws::{App, Config, SendRequest};
 use serde_json::Value;
@@ -53,8 +54,8 @@ pub enum Backend {
         url: String,
         /// An HTTP client for `/_admin/*`.
         http: Box<Client<HttpConnector, Full<Bytes>>>,
-        /// A Lambda client for its Invoke API.
-        lambda: aws_sdk_lambda::Client,
+        /// The sender function, through its Lambda Invoke API.
+        sender: SenderClient,
     },
 }
 
@@ -83,7 +84,7 @@ impl Backend {
         Self::Gateway {
             url,
             http: Box::new(Client::builder(TokioExecutor::new()).build_http()),
-            lambda: aws_sdk_lambda::Client::from_conf(conf),
+            sender: SenderClient::new(aws_sdk_lambda::Client::from_conf(conf), "sender"),
         }
     }
 
@@ -120,18 +121,14 @@ impl Backend {
     pub async fn send(&self, request: &SendRequest) -> Result<Value, OpsError> {
         match self {
             Self::Table(app) => Ok(handlers::send_response(app, request).await),
-            Self::Gateway { url, lambda, .. } => {
-                let payload = serde_json::to_vec(request).map_err(|e| OpsError::Usage(e.to_string()))?;
-                let out = lambda
-                    .invoke()
-                    .function_name("sender")
-                    .payload(aws_sdk_lambda::primitives::Blob::new(payload))
-                    .send()
-                    .await
-                    .map_err(|e| OpsError::Unreachable { url: url.clone(), reason: error_chain(&e) })?;
-                let bytes = out.payload.map(aws_sdk_lambda::primitives::Blob::into_inner).unwrap_or_default();
-                parse(&bytes)
-            }
+            Self::Gateway { url, sender, .. } => match sender.send(request).await {
+                Ok(report) => serde_json::to_value(report).map_err(|e| OpsError::Usage(e.to_string())),
+                // The sender's own refusal, shown as it answered.
+                Err(ClientError::Refused { code, message }) => {
+                    Ok(serde_json::json!({"error": {"code": code, "message": message}}))
+                }
+                Err(e) => Err(OpsError::Unreachable { url: url.clone(), reason: e.to_string() }),
+            },
         }
     }
 
