@@ -6,9 +6,8 @@ use lambda_http::{Body, Request, RequestExt as _, Response};
 use lambda_ws::handlers::{HttpAnswer, TokenRequest};
 use lambda_ws::{App, Config, Identity};
 
-// mimalloc instead of glibc's malloc: a fan-out spends a fifth of its CPU time allocating and
-// freeing across the runtime's threads, and glibc's arenas make that twice as slow (README,
-// "Fan-out performance").
+// mimalloc instead of glibc's malloc: with glibc's, a 10,000-recipient fan-out used 1.9 s of CPU
+// (a sixth of it in malloc/free); with mimalloc 1.0 s (README, "Fan-out performance").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
