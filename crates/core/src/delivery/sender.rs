@@ -321,7 +321,8 @@ where
 
 /// Flattens a stream of pages, keeping the fetch of the next page going while the items of the
 /// current one are handed out, so a page read (a DynamoDB round trip) overlaps the posts instead
-/// of stalling them. At most one page is held ahead: memory stays flat.
+/// of stalling them. At most one page is held ahead: memory stays flat. The first error ends the
+/// stream (after the items read before it).
 ///
 /// The page stream is polled each time an item is asked for, which is whenever a post finishes
 /// and frees a slot, so the fetch makes progress while the posts run.
@@ -331,7 +332,11 @@ fn read_ahead<'a, T: Send + 'a>(
     let mut pages = pages.boxed().fuse();
     let mut current = Vec::new().into_iter();
     let mut ahead: Option<Result<Vec<T>, StoreError>> = None;
+    let mut failed = false;
     stream::poll_fn(move |cx| {
+        if failed {
+            return Poll::Ready(None);
+        }
         loop {
             // Start (or go on with) the next page's fetch unless one is already held.
             if ahead.is_none()
@@ -345,11 +350,42 @@ fn read_ahead<'a, T: Send + 'a>(
             }
             match ahead.take() {
                 Some(Ok(page)) => current = page.into_iter(),
-                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                Some(Err(e)) => {
+                    failed = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
                 // The page stream ended, or its fetch is pending and will wake this task.
                 None if pages.is_terminated() => return Poll::Ready(None),
                 None => return Poll::Pending,
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn read_ahead_yields_every_item_in_order_then_the_error_then_ends() {
+        let broken = StoreError::Unavailable("page 4".into());
+        let pages = stream::iter(vec![Ok(vec![1, 2]), Ok(vec![]), Ok(vec![3]), Err(broken.clone()), Ok(vec![4])]);
+        let items: Vec<Result<i32, StoreError>> = read_ahead(pages).collect().await;
+        assert_eq!(items, vec![Ok(1), Ok(2), Ok(3), Err(broken)]);
+    }
+
+    #[tokio::test]
+    async fn read_ahead_holds_at_most_one_page_ahead() {
+        let pulled = std::sync::atomic::AtomicUsize::new(0);
+        let pages = stream::iter(0..10).map(|i| {
+            pulled.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, StoreError>(vec![i * 2, i * 2 + 1])
+        });
+        let mut items = Box::pin(read_ahead(pages));
+        assert_eq!(items.next().await, Some(Ok(0)));
+        assert_eq!(pulled.load(Ordering::SeqCst), 2, "the page being handed out and the next one");
+        assert_eq!(items.next().await, Some(Ok(1)));
+        assert_eq!(items.next().await, Some(Ok(2)));
+        assert_eq!(pulled.load(Ordering::SeqCst), 3);
+    }
 }
