@@ -36,20 +36,7 @@ async fn fixture() -> Fixture {
 impl Fixture {
     /// Stores a session for `id` (user, channels) reachable at the server.
     async fn session(&self, id: &str, user: Option<&str>, channels: &[&str]) {
-        let now = lambda_ws::clock::unix_now_millis();
-        let session = Session {
-            connection_id: ConnectionId::new(id).unwrap(),
-            identity: user.map(Identity::user),
-            api_id: "api".into(),
-            stage: "prod".into(),
-            endpoint: self.server.endpoint("prod"),
-            source_ip: "127.0.0.1".into(),
-            user_agent: None,
-            connected_at: now,
-            last_seen: now,
-            expires_at: now / 1000 + 3600,
-            metadata: BTreeMap::new(),
-        };
+        let session = live_session(id, user, self.server.endpoint("prod"));
         self.store.put_session(&session).await.unwrap();
         for c in channels {
             self.store.join(&session, &ChannelName::new(*c).unwrap()).await.unwrap();
@@ -59,6 +46,24 @@ impl Fixture {
     async fn exists(&self, id: &str) -> bool {
         let id = ConnectionId::new(id).unwrap();
         self.store.get_session(&id, lambda_ws::clock::unix_now_secs()).await.unwrap().is_some()
+    }
+}
+
+/// A session connected now, live for an hour, reachable at `endpoint`.
+fn live_session(id: &str, user: Option<&str>, endpoint: String) -> Session {
+    let now = lambda_ws::clock::unix_now_millis();
+    Session {
+        connection_id: ConnectionId::new(id).unwrap(),
+        identity: user.map(Identity::user),
+        api_id: "api".into(),
+        stage: "prod".into(),
+        endpoint,
+        source_ip: "127.0.0.1".into(),
+        user_agent: None,
+        connected_at: now,
+        last_seen: now,
+        expires_at: now / 1000 + 3600,
+        metadata: BTreeMap::new(),
     }
 }
 
@@ -174,19 +179,7 @@ async fn the_next_page_is_read_while_the_current_one_is_posted() {
     let memory: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
     let lobby = ChannelName::new("lobby").unwrap();
     for i in 0..6 {
-        let session = Session {
-            connection_id: cid(&format!("p{i}")),
-            identity: None,
-            api_id: "api".into(),
-            stage: "prod".into(),
-            endpoint: "http://unused".into(),
-            source_ip: "127.0.0.1".into(),
-            user_agent: None,
-            connected_at: 0,
-            last_seen: 0,
-            expires_at: lambda_ws::clock::unix_now_secs() + 3600,
-            metadata: BTreeMap::new(),
-        };
+        let session = live_session(&format!("p{i}"), None, "http://unused".into());
         memory.put_session(&session).await.unwrap();
         memory.join(&session, &lobby).await.unwrap();
     }
