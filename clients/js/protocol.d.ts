@@ -4,14 +4,28 @@
 /** A channel name. */
 export type ChannelName = string;
 
-/** A chat line in a channel. */
+/** A chat line. `channel` (or `room`, as the reference package's chat example names it) says where. */
 export interface ChatMessage {
-  /** Where. */
-  channel: string;
+  /** The channel it was said in. */
+  channel?: string | null;
   /** What they wrote. */
   message: string;
+  /** The room it was said in (the reference package's name for a channel). */
+  room?: string | null;
   /** Who wrote it. */
   username: string;
+  [field: string]: unknown;
+}
+
+/** The same as `chat`, under the name the reference package's browser code sends; a message with no `action` and `handler: "chat_message"` reaches it through `$default`. */
+export interface ChatMessageRequest {
+  action: "chat_message";
+  /** Defaults to the channel joined on connect. */
+  channel?: ChannelName;
+  message: string;
+  /** Correlation id, echoed on the answer. */
+  ref?: string;
+  [field: string]: unknown;
 }
 
 /** Say something in a channel the connection is in (the worked example of a custom route). */
@@ -61,6 +75,7 @@ export interface ErrorMessage {
   message: string;
   /** The client's `ref`, echoed. */
   ref?: string | null;
+  [field: string]: unknown;
 }
 
 /** A delivery that failed for good, and why. */
@@ -72,8 +87,14 @@ export interface FailedDelivery {
 }
 
 /**
- * An inbound message: the route (`action`), an optional sub-handler, an optional correlation
- * `ref`, and every other field as given.
+ * An id as its sender wrote it: an integer (`"task_id": 123`, a database key) or a string
+ * (`"task_id": "export-7"`). It is delivered in the same form.
+ */
+export type Id = number | string;
+
+/**
+ * An inbound message: the route (`action`, or `handler` when there is no `action`), an optional
+ * sub-handler, an optional correlation `ref`, and every other field as given.
  */
 export interface Inbound {
   /** The route key, as API Gateway's `$request.body.action` selects it. */
@@ -88,19 +109,29 @@ export interface Inbound {
 /** Severity of a toast or system message. */
 export type Level = "success" | "info" | "warning" | "error";
 
-/** A notification for the user's inbox or bell. */
+/** A notification for the user's inbox or bell. It needs a `message` or a `title` (or both). */
 export interface Notification {
-  /** Body text. */
+  /** Body text under the heading. */
   body?: string | null;
+  /** The text (`{"type":"notification","message":"You have a new notification."}`). */
+  message?: string | null;
   /** Application data. */
   metadata?: unknown;
   /** Heading. */
-  title: string;
+  title?: string | null;
   /** A link to open. */
   url?: string | null;
+  [field: string]: unknown;
 }
 
-/** Every message the server pushes, discriminated by `type`. */
+/**
+ * Every message the server pushes, discriminated by `type`.
+ *
+ * Parsing (`Outbound::from_object`, and `Deserialize`) picks the variant by `type`: a built-in
+ * type is checked field by field and a mistake names the type and the field
+ * (`task_progress: "percent" must be an integer 0-100`); any other `type` is a custom message.
+ * Fields beyond a built-in type's own are kept in its `extra` and delivered unchanged.
+ */
 export type Outbound =
   | { type: "toast" } & Toast
   | { type: "task_progress" } & TaskProgress
@@ -133,26 +164,34 @@ export interface Pong {
   connection_id: string;
   /** The client's `ref`, echoed. */
   ref?: string | null;
+  [field: string]: unknown;
 }
 
-/** The answer to one inbound message, correlated by `ref`. */
+/**
+ * The answer to one inbound message, correlated by `ref`; or a plain reply to the current
+ * connection (`{"type":"reply","message":"Received."}`).
+ */
 export interface Reply {
   /** The action this answers. */
-  action: string;
+  action?: string | null;
   /** The result. */
   data?: unknown;
+  /** A text for the user. */
+  message?: string | null;
   /** The client's `ref`, echoed. */
   ref?: string | null;
+  [field: string]: unknown;
 }
 
-/** A resource changed: the page should refetch it. */
+/** A resource changed: the page should refetch it (a lightweight invalidation). */
 export interface ResourceUpdated {
   /** Where to fetch the new version. */
   fetch_url?: string | null;
-  /** Its id. */
-  id: string;
-  /** The kind of resource (`"invoice"`). */
+  /** Its id (an integer or a string). */
+  id: Id;
+  /** The kind of resource (`"order"`). */
   resource: string;
+  [field: string]: unknown;
 }
 
 /** One request to the sender. */
@@ -169,7 +208,7 @@ export interface SendRequest {
 
 /**
  * Which sessions a scan returns: every condition given must hold.
- * 
+ *
  * `channel_prefix` matches connections that are in at least one channel starting with the
  * prefix (each such connection may be listed once per matching channel; the sender
  * de-duplicates). The default filter matches every live session.
@@ -198,6 +237,7 @@ export interface SystemMessage {
   level: Level;
   /** The text. */
   message: string;
+  [field: string]: unknown;
 }
 
 /** Who a message is delivered to. */
@@ -217,15 +257,16 @@ export interface TaskProgress {
   done?: boolean | null;
   /** What the task is doing now. */
   message?: string | null;
-  /** Percent done, 0 to 100. */
+  /** Percent done, an integer 0 to 100. */
   percent: number;
-  /** The task's id. */
-  task_id: string;
+  /** The task's id (an integer or a string). */
+  task_id: Id;
+  [field: string]: unknown;
 }
 
 /** A short message the page shows as a toast. */
 export interface Toast {
-  /** A link the toast offers. */
+  /** A link the toast offers (render only `http(s)` and relative URLs). */
   action_url?: string | null;
   /** Severity. */
   level: Level;
@@ -237,6 +278,7 @@ export interface Toast {
   timeout_ms?: number | null;
   /** Optional heading. */
   title?: string | null;
+  [field: string]: unknown;
 }
 
 /** Leave a channel. */

@@ -68,14 +68,7 @@ fn live_session(id: &str, user: Option<&str>, endpoint: String) -> Session {
 }
 
 fn toast(text: &str) -> Outbound {
-    Outbound::Toast(Toast {
-        level: Level::Success,
-        message: text.into(),
-        title: None,
-        timeout_ms: None,
-        action_url: None,
-        metadata: None,
-    })
+    Outbound::Toast(Toast::new(Level::Success, text))
 }
 
 fn cid(id: &str) -> ConnectionId {
@@ -276,7 +269,7 @@ async fn timeouts_are_retried_within_the_deadline_and_the_next_send_succeeds() {
 async fn oversize_messages_are_refused_before_any_post() {
     let f = fixture().await;
     f.session("o1", None, &["room"]).await;
-    let big = Outbound::System(SystemMessage { level: Level::Info, message: "x".repeat(128 * 1024) });
+    let big = Outbound::System(SystemMessage::new(Level::Info, "x".repeat(128 * 1024)));
     assert!(f.sender.send(&channel("room"), &big, &[]).await.is_err());
     assert_eq!(f.server.attempts("o1"), 0);
     let answer = handlers::send(&f.app, json!({"target":{"channel":"room"},"message":big})).await;
@@ -357,10 +350,8 @@ async fn no_message_is_lost_under_random_faults() {
     let options = SendOptions { base_backoff: Duration::from_millis(2), max_attempts: 6, ..SendOptions::default() };
     let sender = Sender::new(f.store.clone(), management_api(), Arc::new(SystemClock), options);
     let target = Target::Channel(ChannelName::new("storm").unwrap());
-    let report = sender
-        .send(&target, &Outbound::System(SystemMessage { level: Level::Info, message: "weather".into() }), &[])
-        .await
-        .unwrap();
+    let report =
+        sender.send(&target, &Outbound::System(SystemMessage::new(Level::Info, "weather")), &[]).await.unwrap();
 
     let injected = f.server.injected();
     assert!(injected >= 10, "the server injected faults ({injected})");

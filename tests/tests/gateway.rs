@@ -198,10 +198,8 @@ async fn sender_through_the_lambda_sdk(store: StoreChoice) {
 
     // The typed client (feature `invoke-client`) over the same Invoke API.
     let client = lambda_ws::client::SenderClient::new(lambda(&gw), "sender");
-    let note = lambda_ws::Outbound::System(lambda_ws::protocol::SystemMessage {
-        level: lambda_ws::protocol::Level::Info,
-        message: "typed".into(),
-    });
+    let note =
+        lambda_ws::Outbound::System(lambda_ws::protocol::SystemMessage::new(lambda_ws::protocol::Level::Info, "typed"));
     let room = lambda_ws::Target::Channel(lambda_ws::ChannelName::new("room").unwrap());
     let request = lambda_ws::SendRequest::new(room, note);
     let report = client.send(&request).await.unwrap();
@@ -210,10 +208,10 @@ async fn sender_through_the_lambda_sdk(store: StoreChoice) {
     assert_eq!(next_json(&mut ann2).await["message"], "typed");
     client.send_async(&request).await.unwrap();
     assert_eq!(next_json(&mut bob).await["message"], "typed", "the Event invocation ran");
-    let oversize = lambda_ws::Outbound::System(lambda_ws::protocol::SystemMessage {
-        level: lambda_ws::protocol::Level::Info,
-        message: "x".repeat(130 * 1024),
-    });
+    let oversize = lambda_ws::Outbound::System(lambda_ws::protocol::SystemMessage::new(
+        lambda_ws::protocol::Level::Info,
+        "x".repeat(130 * 1024),
+    ));
     let refused = client.send(&lambda_ws::SendRequest::new(lambda_ws::Target::All, oversize)).await.unwrap_err();
     assert!(
         matches!(&refused, lambda_ws::client::ClientError::Refused { code, .. } if code == "too_large"),
@@ -326,6 +324,86 @@ async fn typed_errors_in_a_session(store: StoreChoice) {
     gw.shutdown().await;
 }
 
+/// The reference documents' server-side example messages, verbatim, with the target each uses.
+fn seed_messages() -> Vec<(String, Value)> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/seed-messages.json");
+    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let messages = fixture["messages"].as_array().unwrap();
+    messages.iter().map(|m| (m["target"].as_str().unwrap().to_owned(), m["message"].clone())).collect()
+}
+
+async fn seed_messages_arrive_as_sent(store: StoreChoice) {
+    let gw = start(store).await;
+    let mut tab1 = connect(&gw, "alice", "general").await;
+    let mut tab2 = connect(&gw, "alice", "general").await;
+    let mut bob = connect(&gw, "bob", "general").await;
+    let tab1_id = connection_id(&mut tab1).await;
+    let cases = seed_messages();
+    assert!(cases.len() >= 20, "the fixture lists the seeds' messages");
+    for (target, message) in &cases {
+        let (target_json, receivers): (Value, Vec<&mut Ws>) = match target.as_str() {
+            "all" => (json!("all"), vec![&mut tab1, &mut tab2, &mut bob]),
+            "channel" => (json!({"channel": "general"}), vec![&mut tab1, &mut tab2, &mut bob]),
+            "user" => (json!({"user": "alice"}), vec![&mut tab1, &mut tab2]),
+            "connection" => (json!({"connection": tab1_id}), vec![&mut tab1]),
+            other => panic!("unknown target {other}"),
+        };
+        let expected = receivers.len() as u64;
+        let report = invoke_sender(&gw, json!({"target": target_json, "message": message})).await;
+        assert_eq!(report["delivered"].as_u64(), Some(expected), "{message}: {report}");
+        for ws in receivers {
+            assert_eq!(&next_json(ws).await, message, "arrives with the fields and values it was sent with");
+        }
+    }
+    for ws in [&mut tab1, &mut tab2, &mut bob] {
+        send(ws, json!({"action":"ping","ref":"end"})).await;
+        assert_eq!(next_json(ws).await["type"], "pong", "nobody got a message meant for others");
+    }
+    gw.shutdown().await;
+}
+
+async fn malformed_builtin_messages_name_type_and_field(store: StoreChoice) {
+    let gw = start(store).await;
+    let cases = [
+        (
+            json!({"type":"task_progress","task_id":123,"percent":175}),
+            "task_progress: \"percent\" must be an integer 0-100",
+        ),
+        (
+            json!({"type":"resource_updated","resource":"order","id":[1]}),
+            "resource_updated: \"id\" must be a string or an integer",
+        ),
+        (json!({"type":"notification"}), "notification: needs \"message\" or \"title\""),
+    ];
+    for (message, expected) in cases {
+        let answer = invoke_sender(&gw, json!({"target":"all","message":message})).await;
+        assert_eq!(answer["error"]["code"], "bad_request", "{answer}");
+        let text = answer["error"]["message"].as_str().unwrap();
+        assert!(text.contains(expected) && !text.contains("custom"), "{text}");
+    }
+    gw.shutdown().await;
+}
+
+/// The reference package's browser code: `{"action":"chat_message",...}`, and `handler` instead of
+/// `action` (API Gateway sends that to `$default`).
+async fn the_seeds_chat_message_action_and_handler(store: StoreChoice) {
+    let gw = start(store).await;
+    let mut ann = connect(&gw, "ann", "general").await;
+    let mut bob = connect(&gw, "bob", "general").await;
+    send(&mut ann, json!({"action":"chat_message","message":"Hello everyone"})).await;
+    let line = json!({"type":"chat_message","username":"ann","message":"Hello everyone","channel":"general"});
+    assert_eq!(next_json(&mut bob).await, line);
+    assert_eq!(next_json(&mut ann).await, line);
+    send(&mut bob, json!({"handler":"chat_message","message":"Hi ann"})).await;
+    let line = json!({"type":"chat_message","username":"bob","message":"Hi ann","channel":"general"});
+    assert_eq!(next_json(&mut ann).await, line);
+    assert_eq!(next_json(&mut bob).await, line);
+    send(&mut bob, json!({"handler":"fly","ref":"h"})).await;
+    let error = next_json(&mut bob).await;
+    assert_eq!((error["code"].as_str(), error["ref"].as_str()), (Some("unknown_action"), Some("h")), "{error}");
+    gw.shutdown().await;
+}
+
 fn dynamodb() -> StoreChoice {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let endpoint = std::env::var(lambda_ws_e2e::DYNAMODB_ENDPOINT_VAR).unwrap_or_else(|_| {
@@ -433,6 +511,9 @@ on_both_stores!(
     unmatched_routes_without_default_get_forbidden,
     typed_errors_in_a_session,
     clients_dropping_during_a_fan_out_are_removed_and_the_rest_served,
+    seed_messages_arrive_as_sent,
+    malformed_builtin_messages_name_type_and_field,
+    the_seeds_chat_message_action_and_handler,
 );
 
 #[tokio::test]
@@ -592,4 +673,37 @@ async fn only_routes_with_a_route_response_send_the_handler_body_back() {
     assert!(seen.contains(&json!({"you": id, "route": "whoami"})), "{seen:?}");
     assert!(!seen.iter().any(|m| m["route"] == "silent"), "a route without a route response answered: {seen:?}");
     gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn your_own_pages_are_served_from_the_pages_folder_and_nothing_outside_it() {
+    let folder = std::env::temp_dir().join(format!("lws-pages-{}", std::process::id()));
+    std::fs::create_dir_all(folder.join("app")).unwrap();
+    std::fs::write(folder.join("app/index.html"), "<h1>mine</h1>").unwrap();
+    std::fs::write(folder.join(".env"), "SECRET=1").unwrap();
+    let gw = start_with(GatewayOptions { pages: Some(folder.clone()), ..options(StoreChoice::Memory) }).await;
+    let get = |path: &'static str| {
+        let addr = gw.addr();
+        async move {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut raw = String::new();
+            stream.read_to_string(&mut raw).await.unwrap();
+            raw
+        }
+    };
+    let page = get("/pages/app/index.html").await;
+    assert!(
+        page.starts_with("HTTP/1.1 200") && page.contains("text/html") && page.ends_with("<h1>mine</h1>"),
+        "{page}"
+    );
+    for outside in
+        ["/pages/../Cargo.toml", "/pages/%2e%2e/Cargo.toml", "/pages/.env", "/pages/app/..%2F..%2FCargo.toml"]
+    {
+        let answer = get(outside).await;
+        assert!(answer.starts_with("HTTP/1.1 404"), "{outside}: {answer}");
+    }
+    gw.shutdown().await;
+    std::fs::remove_dir_all(folder).unwrap();
 }

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use lambda_ws::Router;
+use lambda_ws::handlers::ChatRoute;
 use lambda_ws::store::dynamodb::{CHANNEL_INDEX, INDEX_PROJECTION, TTL_ATTRIBUTE, USER_INDEX};
 use lambda_ws_local::template::Template;
 use lambda_ws_local::{Handler, RouteTable};
@@ -47,6 +48,7 @@ fn every_route_reaches_an_in_process_handler() {
             ("$default", "default"),
             ("$disconnect", "disconnect"),
             ("chat", "chat"),
+            ("chat_message", "chat"),
             ("ping", "default"),
             ("subscribe", "default"),
             ("unsubscribe", "default"),
@@ -65,9 +67,20 @@ fn the_gateway_serves_the_same_routes_from_the_template_as_built_in() {
             other => panic!("{action}: {other:?}"),
         }
     }
-    match from_template.get("chat") {
-        Some(Handler::Messages(router)) => assert!(router.get("chat").is_some()),
-        other => panic!("chat: {other:?}"),
+    for action in ChatRoute::ACTIONS {
+        match from_template.get(action) {
+            Some(Handler::Messages(router)) => assert!(router.get(action).is_some(), "{action} handled"),
+            other => panic!("{action}: {other:?}"),
+        }
+    }
+    match from_template.get("$default") {
+        Some(Handler::Messages(router)) => {
+            assert!(
+                ChatRoute::ACTIONS.iter().all(|a| router.get(a).is_some()),
+                "handler-selected chat reaches $default"
+            )
+        }
+        other => panic!("$default: {other:?}"),
     }
 }
 

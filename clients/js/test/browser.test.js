@@ -4,7 +4,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import http from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,8 +20,9 @@ let base;
 let port;
 let browser;
 
-before(async () => {
-  gateway = spawn(gatewayBin, ['dev', '--port', '0', '--template', join(root, 'template.yaml')], {
+/** Starts `lambda-ws dev` on a free port with these extra variables and arguments: { process, base }. */
+async function startGateway(env = {}, args = []) {
+  const child = spawn(gatewayBin, ['dev', '--port', '0', '--template', join(root, 'template.yaml'), ...args], {
     cwd: root,
     env: {
       ...process.env,
@@ -29,18 +31,24 @@ before(async () => {
       LWS_RATE_CONNECT_PER_USER: '0',
       LWS_RATE_TOKENS_PER_USER: '0',
       LWS_CHANNEL_RULES: 'secret=none; *=all',
+      ...env,
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  base = await new Promise((resolve, reject) => {
+  const url = await new Promise((resolve, reject) => {
     let out = '';
-    gateway.stdout.on('data', (chunk) => {
+    child.stdout.on('data', (chunk) => {
       out += chunk;
       const match = out.match(/Demo page\s+(http:\/\/127\.0\.0\.1:\d+)\//);
       if (match) resolve(match[1]);
     });
-    gateway.on('exit', (code) => reject(new Error(`gateway exited with ${code}: ${out}`)));
+    child.on('exit', (code) => reject(new Error(`gateway exited with ${code}: ${out}`)));
   });
+  return { process: child, base: url };
+}
+
+before(async () => {
+  ({ process: gateway, base } = await startGateway());
   port = Number(new URL(base).port);
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
@@ -199,4 +207,45 @@ test('a channel the server forbids is reported, not retried', async () => {
   await page.waitForTimeout(1500);
   assert.equal(await page.evaluate(() => window.demo.state), 'refused', 'no reconnect loop');
   await page.close();
+});
+
+test("the reference package's complete client page chats through the worked example", async () => {
+  // The page from the reference's "Client integration" guide, verbatim but for where it connects
+  // and where it asks for a token, served by `lambda-ws dev --pages` on the gateway's origin. Its
+  // token request sends X-CSRFToken, so this gateway requires that header instead of x-lambda-ws
+  // (LWS_CSRF_HEADER). It sends {"action":"chat_message","message":...}.
+  const original = readFileSync(join(here, 'fixtures', 'seed-client.html'), 'utf8');
+  const pages = mkdtempSync(join(tmpdir(), 'lws-pages-'));
+  const gatewayArgs = ['--pages', pages];
+  const seeds = await startGateway({ LWS_CSRF_HEADER: 'x-csrftoken' }, gatewayArgs);
+  try {
+    const wsBase = seeds.base.replace('http://', 'ws://') + '/local';
+    const html = original.replace('wss://ws.example.com', wsBase).replace('"/api/ws-token/"', '"/ws-token"');
+    assert.ok(html.includes(wsBase) && !html.includes('/api/ws-token/'), 'both changes made');
+    writeFileSync(join(pages, 'seed-client.html'), html);
+    const output = (page) => page.textContent('#output');
+    const open = async () => {
+      const page = await browser.newPage();
+      await page.goto(`${seeds.base}/pages/seed-client.html`);
+      await page.waitForFunction(() => document.getElementById('output').textContent.includes('Connected'));
+      return page;
+    };
+    const first = await open();
+    const second = await open();
+    await first.fill('#message-input', 'Hello everyone');
+    await first.click('button[type=submit]');
+    const line = 'Received: {"type":"chat_message","username":"dev-user","message":"Hello everyone","channel":"general"}';
+    for (const page of [first, second]) {
+      await page.waitForFunction((l) => document.getElementById('output').textContent.includes(l), line);
+    }
+    await second.fill('#message-input', 'Hi back');
+    await second.click('button[type=submit]');
+    await first.waitForFunction(() => document.getElementById('output').textContent.includes('"message":"Hi back"'));
+    assert.doesNotMatch(await output(first), /Closed|error/i);
+    await first.close();
+    await second.close();
+  } finally {
+    seeds.process.kill('SIGINT');
+    rmSync(pages, { recursive: true, force: true });
+  }
 });

@@ -8,7 +8,7 @@
 //!
 //! let aws = aws_config::load_from_env().await;
 //! let sender = SenderClient::new(aws_sdk_lambda::Client::new(&aws), "my-stack-SenderFunction-abc");
-//! let message = Outbound::System(SystemMessage { level: Level::Info, message: "deploy finished".into() });
+//! let message = Outbound::System(SystemMessage::new(Level::Info, "deploy finished"));
 //! let request = SendRequest::new(Target::All, message);
 //! let report = sender.send(&request).await?;          // waits for the delivery report
 //! sender.send_async(&request).await?;                 // or fire and forget (InvocationType::Event)

@@ -70,8 +70,8 @@ pub enum InboundError {
     /// JSON, but not an object.
     #[error("message must be a JSON object")]
     NotObject,
-    /// No string `action` field.
-    #[error("message must have a string \"action\" field")]
+    /// No string `action` field (and no `handler` to route by instead).
+    #[error("message must have a string \"action\" (or \"handler\") field")]
     MissingAction,
     /// A reserved field (`handler`, `ref`) has the wrong type.
     #[error("field \"{0}\" must be a string")]
@@ -89,8 +89,8 @@ impl InboundError {
     }
 }
 
-/// An inbound message: the route (`action`), an optional sub-handler, an optional correlation
-/// `ref`, and every other field as given.
+/// An inbound message: the route (`action`, or `handler` when there is no `action`), an optional
+/// sub-handler, an optional correlation `ref`, and every other field as given.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Inbound {
@@ -121,11 +121,18 @@ impl Inbound {
             return Err(InboundError::NotObject);
         };
         let action = match fields.remove("action") {
-            Some(Value::String(a)) if !a.is_empty() => a,
+            Some(Value::String(a)) if !a.is_empty() => Some(a),
+            None => None,
             _ => return Err(InboundError::MissingAction),
         };
-        let handler = take_optional_string(&mut fields, "handler")?;
+        let mut handler = take_optional_string(&mut fields, "handler")?;
         let reference = take_optional_string(&mut fields, "ref")?;
+        // With no `action` (API Gateway sent it to `$default`), `handler` names the route, as the
+        // reference package's views pick a method by `handler` or `action`.
+        let action = match action {
+            Some(action) => action,
+            None => handler.take().filter(|h| !h.is_empty()).ok_or(InboundError::MissingAction)?,
+        };
         Ok(Self { action, handler, reference, fields })
     }
 
@@ -186,6 +193,48 @@ pub enum Level {
     Error,
 }
 
+/// An id as its sender wrote it: an integer (`"task_id": 123`, a database key) or a string
+/// (`"task_id": "export-7"`). It is delivered in the same form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(untagged)]
+pub enum Id {
+    /// An integer id.
+    Integer(i64),
+    /// A string id.
+    Text(String),
+}
+
+impl From<i64> for Id {
+    fn from(id: i64) -> Self {
+        Self::Integer(id)
+    }
+}
+
+impl From<&str> for Id {
+    fn from(id: &str) -> Self {
+        Self::Text(id.to_owned())
+    }
+}
+
+impl From<String> for Id {
+    fn from(id: String) -> Self {
+        Self::Text(id)
+    }
+}
+
+impl std::fmt::Display for Id {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Integer(id) => write!(f, "{id}"),
+            Self::Text(id) => f.write_str(id),
+        }
+    }
+}
+
+/// Fields a message carries beyond its typed ones: kept as sent and delivered unchanged.
+pub type Extra = Map<String, Value>;
+
 /// A short message the page shows as a toast.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -200,21 +249,39 @@ pub struct Toast {
     /// How long to show it; the client's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
-    /// A link the toast offers.
+    /// A link the toast offers (render only `http(s)` and relative URLs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action_url: Option<String>,
     /// Application data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Value>,
+    /// Any other field, delivered as sent.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl Toast {
+    /// A toast with only a level and a text.
+    pub fn new(level: Level, message: impl Into<String>) -> Self {
+        Self {
+            level,
+            message: message.into(),
+            title: None,
+            timeout_ms: None,
+            action_url: None,
+            metadata: None,
+            extra: Extra::new(),
+        }
+    }
 }
 
 /// Progress of a long-running task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TaskProgress {
-    /// The task's id.
-    pub task_id: String,
-    /// Percent done, 0 to 100.
+    /// The task's id (an integer or a string).
+    pub task_id: Id,
+    /// Percent done, an integer 0 to 100.
     #[cfg_attr(feature = "schema", schemars(range(max = 100)))]
     pub percent: u8,
     /// What the task is doing now.
@@ -223,28 +290,52 @@ pub struct TaskProgress {
     /// Set when the task has finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub done: Option<bool>,
+    /// Any other field, delivered as sent.
+    #[serde(flatten)]
+    pub extra: Extra,
 }
 
-/// A resource changed: the page should refetch it.
+impl TaskProgress {
+    /// Progress of `task_id` at `percent`.
+    pub fn new(task_id: impl Into<Id>, percent: u8) -> Self {
+        Self { task_id: task_id.into(), percent, message: None, done: None, extra: Extra::new() }
+    }
+}
+
+/// A resource changed: the page should refetch it (a lightweight invalidation).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ResourceUpdated {
-    /// The kind of resource (`"invoice"`).
+    /// The kind of resource (`"order"`).
     pub resource: String,
-    /// Its id.
-    pub id: String,
+    /// Its id (an integer or a string).
+    pub id: Id,
     /// Where to fetch the new version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fetch_url: Option<String>,
+    /// Any other field, delivered as sent.
+    #[serde(flatten)]
+    pub extra: Extra,
 }
 
-/// A notification for the user's inbox or bell.
+impl ResourceUpdated {
+    /// `resource` `id` changed.
+    pub fn new(resource: impl Into<String>, id: impl Into<Id>) -> Self {
+        Self { resource: resource.into(), id: id.into(), fetch_url: None, extra: Extra::new() }
+    }
+}
+
+/// A notification for the user's inbox or bell. It needs a `message` or a `title` (or both).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Notification {
+    /// The text (`{"type":"notification","message":"You have a new notification."}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     /// Heading.
-    pub title: String,
-    /// Body text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Body text under the heading.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
     /// A link to open.
@@ -253,9 +344,19 @@ pub struct Notification {
     /// Application data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Value>,
+    /// Any other field, delivered as sent.
+    #[serde(flatten)]
+    pub extra: Extra,
 }
 
-/// A chat line in a channel.
+impl Notification {
+    /// A notification with only a text.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self { message: Some(message.into()), title: None, body: None, url: None, metadata: None, extra: Extra::new() }
+    }
+}
+
+/// A chat line. `channel` (or `room`, as the reference package's chat example names it) says where.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ChatMessage {
@@ -263,8 +364,28 @@ pub struct ChatMessage {
     pub username: String,
     /// What they wrote.
     pub message: String,
-    /// Where.
-    pub channel: String,
+    /// The channel it was said in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// The room it was said in (the reference package's name for a channel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    /// Any other field, delivered as sent.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl ChatMessage {
+    /// `username` said `message` in `channel`.
+    pub fn new(username: impl Into<String>, message: impl Into<String>, channel: impl Into<String>) -> Self {
+        Self {
+            username: username.into(),
+            message: message.into(),
+            channel: Some(channel.into()),
+            room: None,
+            extra: Extra::new(),
+        }
+    }
 }
 
 /// A message from the system (maintenance, announcements).
@@ -275,20 +396,45 @@ pub struct SystemMessage {
     pub level: Level,
     /// The text.
     pub message: String,
+    /// Any other field, delivered as sent.
+    #[serde(flatten)]
+    pub extra: Extra,
 }
 
-/// The answer to one inbound message, correlated by `ref`.
+impl SystemMessage {
+    /// A system message.
+    pub fn new(level: Level, message: impl Into<String>) -> Self {
+        Self { level, message: message.into(), extra: Extra::new() }
+    }
+}
+
+/// The answer to one inbound message, correlated by `ref`; or a plain reply to the current
+/// connection (`{"type":"reply","message":"Received."}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Reply {
     /// The action this answers.
-    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
     /// The client's `ref`, echoed.
     #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
     /// The result.
-    #[serde(default)]
-    pub data: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+    /// A text for the user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Any other field, delivered as sent.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl Reply {
+    /// The answer to `action` (with the client's `ref`) carrying `data`.
+    pub fn to(action: impl Into<String>, reference: Option<String>, data: Value) -> Self {
+        Self { action: Some(action.into()), reference, data: Some(data), message: None, extra: Extra::new() }
+    }
 }
 
 /// The answer to `ping`: the connection's own id, which a page passes to HTTP endpoints so the
@@ -301,6 +447,9 @@ pub struct Pong {
     /// The client's `ref`, echoed.
     #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
+    /// Any other field, delivered as sent.
+    #[serde(flatten)]
+    pub extra: Extra,
 }
 
 /// A typed error sent to a client in a session.
@@ -314,10 +463,18 @@ pub struct ErrorMessage {
     /// The client's `ref`, echoed.
     #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
+    /// Any other field, delivered as sent.
+    #[serde(flatten)]
+    pub extra: Extra,
 }
 
 /// Every message the server pushes, discriminated by `type`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Parsing ([`Outbound::from_object`], and `Deserialize`) picks the variant by `type`: a built-in
+/// type is checked field by field and a mistake names the type and the field
+/// (`task_progress: "percent" must be an integer 0-100`); any other `type` is a custom message.
+/// Fields beyond a built-in type's own are kept in its `extra` and delivered unchanged.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Outbound {
@@ -349,24 +506,134 @@ pub enum Outbound {
 pub const BUILTIN_TYPES: [&str; 9] =
     ["toast", "task_progress", "resource_updated", "notification", "chat_message", "system", "reply", "pong", "error"];
 
+/// What a typed field accepts, for the field-by-field check and its error text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    Text,
+    Level,
+    Percent,
+    Id,
+    Count,
+    Flag,
+    Code,
+    Any,
+}
+
+impl Expect {
+    fn accepts(self, value: &Value) -> bool {
+        match self {
+            Self::Text => value.is_string(),
+            Self::Level => value.as_str().is_some_and(|l| matches!(l, "success" | "info" | "warning" | "error")),
+            Self::Percent => value.as_u64().is_some_and(|p| p <= 100),
+            Self::Id => value.is_string() || value.is_i64(),
+            Self::Count => value.is_u64(),
+            Self::Flag => value.is_boolean(),
+            Self::Code => serde_json::from_value::<ErrorCode>(value.clone()).is_ok(),
+            Self::Any => true,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Self::Text => "a string",
+            Self::Level => "one of success, info, warning, error",
+            Self::Percent => "an integer 0-100",
+            Self::Id => "a string or an integer",
+            Self::Count => "a non-negative integer",
+            Self::Flag => "true or false",
+            Self::Code => "an error code (bad_request, forbidden, internal, ...)",
+            Self::Any => "any JSON value",
+        }
+    }
+}
+
+/// A built-in type's typed fields: name, required, what it accepts.
+type FieldSpec = (&'static str, bool, Expect);
+
+fn fields_of(message_type: &str) -> Option<&'static [FieldSpec]> {
+    use Expect::*;
+    Some(match message_type {
+        "toast" => &[
+            ("level", true, Level),
+            ("message", true, Text),
+            ("title", false, Text),
+            ("timeout_ms", false, Count),
+            ("action_url", false, Text),
+            ("metadata", false, Any),
+        ],
+        "task_progress" => {
+            &[("task_id", true, Id), ("percent", true, Percent), ("message", false, Text), ("done", false, Flag)]
+        }
+        "resource_updated" => &[("resource", true, Text), ("id", true, Id), ("fetch_url", false, Text)],
+        "notification" => &[
+            ("message", false, Text),
+            ("title", false, Text),
+            ("body", false, Text),
+            ("url", false, Text),
+            ("metadata", false, Any),
+        ],
+        "chat_message" => {
+            &[("username", true, Text), ("message", true, Text), ("channel", false, Text), ("room", false, Text)]
+        }
+        "system" => &[("level", true, Level), ("message", true, Text)],
+        "reply" => &[("action", false, Text), ("ref", false, Text), ("data", false, Any), ("message", false, Text)],
+        "pong" => &[("connection_id", true, Text), ("ref", false, Text)],
+        "error" => &[("code", true, Code), ("message", true, Text), ("ref", false, Text)],
+        _ => return None,
+    })
+}
+
+/// Checks a built-in message's fields one by one, naming the first that is wrong.
+fn check_fields(message_type: &str, spec: &[FieldSpec], object: &Map<String, Value>) -> Result<(), OutboundError> {
+    for &(name, required, expect) in spec {
+        let problem = match object.get(name) {
+            None | Some(Value::Null) if required => format!("is required: {}", expect.describe()),
+            None | Some(Value::Null) => continue,
+            Some(value) if expect.accepts(value) => continue,
+            Some(_) => format!("must be {}", expect.describe()),
+        };
+        return Err(OutboundError::Field(format!("{message_type}: \"{name}\" {problem}")));
+    }
+    if message_type == "notification"
+        && !["message", "title"].iter().any(|f| object.get(*f).is_some_and(|v| !v.is_null()))
+    {
+        return Err(OutboundError::Field("notification: needs \"message\" or \"title\" (a string)".into()));
+    }
+    Ok(())
+}
+
 /// Why an outbound message was refused before sending.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OutboundError {
-    /// A custom message needs a non-empty string `type` that no built-in type uses.
+    /// The message is not an object with a non-empty string `type`.
+    #[error("a message must be a JSON object with a non-empty string \"type\"")]
+    MissingType,
+    /// [`Outbound::Custom`] was given a built-in `type` (or none).
     #[error("a custom message needs a string \"type\" that is not one of the built-in types")]
     CustomType,
+    /// A built-in message's field is missing or of the wrong kind; the text names the type and
+    /// the field (`task_progress: "percent" must be an integer 0-100`).
+    #[error("{0}")]
+    Field(String),
     /// The serialized message is over 128 KiB.
     #[error("message is {0} bytes serialized; the limit is 131072")]
     TooLarge(usize),
-    /// A typed field is out of range (e.g. percent over 100).
+    /// The message could not be serialized.
     #[error("{0}")]
     Invalid(&'static str),
+}
+
+impl<'de> Deserialize<'de> for Outbound {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let object = Map::<String, Value>::deserialize(deserializer)?;
+        Self::from_object(object).map_err(serde::de::Error::custom)
+    }
 }
 
 impl Outbound {
     /// An error message with an optional echoed `ref`.
     pub fn error(code: ErrorCode, message: impl Into<String>, reference: Option<String>) -> Self {
-        Self::Error(ErrorMessage { code, message: message.into(), reference })
+        Self::Error(ErrorMessage { code, message: message.into(), reference, extra: Extra::new() })
     }
 
     /// A custom message. `object` must carry a string `type` that is not a built-in type.
@@ -375,6 +642,35 @@ impl Outbound {
             Some(t) if !t.is_empty() && !BUILTIN_TYPES.contains(&t) => Ok(Self::Custom(object)),
             _ => Err(OutboundError::CustomType),
         }
+    }
+
+    /// Reads a message from a JSON object: the variant its `type` names, each typed field
+    /// checked (the error names the type and the field), other fields kept; or, for any other
+    /// `type`, a custom message.
+    pub fn from_object(mut object: Map<String, Value>) -> Result<Self, OutboundError> {
+        let message_type = match object.get("type") {
+            Some(Value::String(t)) if !t.is_empty() => t.clone(),
+            _ => return Err(OutboundError::MissingType),
+        };
+        let Some(spec) = fields_of(&message_type) else {
+            return Ok(Self::Custom(object));
+        };
+        check_fields(&message_type, spec, &object)?;
+        object.remove("type");
+        let value = Value::Object(object);
+        let parsed = match message_type.as_str() {
+            "toast" => serde_json::from_value(value).map(Self::Toast),
+            "task_progress" => serde_json::from_value(value).map(Self::TaskProgress),
+            "resource_updated" => serde_json::from_value(value).map(Self::ResourceUpdated),
+            "notification" => serde_json::from_value(value).map(Self::Notification),
+            "chat_message" => serde_json::from_value(value).map(Self::ChatMessage),
+            "system" => serde_json::from_value(value).map(Self::System),
+            "reply" => serde_json::from_value(value).map(Self::Reply),
+            "pong" => serde_json::from_value(value).map(Self::Pong),
+            _ => serde_json::from_value(value).map(Self::Error),
+        };
+        // The field check above accepts only what the structs parse; this is a safety net.
+        parsed.map_err(|e| OutboundError::Field(format!("{message_type}: {e}")))
     }
 
     /// The message's `type`.
@@ -393,12 +689,43 @@ impl Outbound {
         }
     }
 
-    /// Checks field ranges and, for custom messages, the `type` rule.
-    pub fn validate(&self) -> Result<(), OutboundError> {
+    /// The fields kept beyond a built-in type's own (`None` for a custom message).
+    pub fn extra(&self) -> Option<&Extra> {
         match self {
-            Self::TaskProgress(p) if p.percent > 100 => Err(OutboundError::Invalid("percent must be 0 to 100")),
-            Self::Custom(m) => Self::custom(m.clone()).map(|_| ()),
-            _ => Ok(()),
+            Self::Toast(m) => Some(&m.extra),
+            Self::TaskProgress(m) => Some(&m.extra),
+            Self::ResourceUpdated(m) => Some(&m.extra),
+            Self::Notification(m) => Some(&m.extra),
+            Self::ChatMessage(m) => Some(&m.extra),
+            Self::System(m) => Some(&m.extra),
+            Self::Reply(m) => Some(&m.extra),
+            Self::Pong(m) => Some(&m.extra),
+            Self::Error(m) => Some(&m.extra),
+            Self::Custom(_) => None,
+        }
+    }
+
+    /// Checks what the Rust types cannot say: ranges, a notification's text, extra fields that
+    /// would repeat a typed one, and, for custom messages, the `type` rule.
+    pub fn validate(&self) -> Result<(), OutboundError> {
+        let message_type = self.type_name();
+        match self {
+            Self::Custom(m) => return Self::custom(m.clone()).map(|_| ()),
+            Self::TaskProgress(p) if p.percent > 100 => {
+                return Err(OutboundError::Field("task_progress: \"percent\" must be an integer 0-100".into()));
+            }
+            Self::Notification(n) if n.message.is_none() && n.title.is_none() => {
+                return Err(OutboundError::Field("notification: needs \"message\" or \"title\" (a string)".into()));
+            }
+            _ => {}
+        }
+        let spec = fields_of(message_type).unwrap_or_default();
+        let typed = |key: &str| key == "type" || spec.iter().any(|(name, _, _)| *name == key);
+        match self.extra().and_then(|extra| extra.keys().find(|k| typed(k))) {
+            Some(key) => {
+                Err(OutboundError::Field(format!("{message_type}: extra field \"{key}\" repeats a typed field")))
+            }
+            None => Ok(()),
         }
     }
 
@@ -472,22 +799,80 @@ mod tests {
     }
 
     #[test]
-    fn a_builtin_type_with_missing_fields_does_not_parse_as_custom() {
-        // `{"type":"toast"}` without level/message must not silently become a custom message.
-        let parsed: Result<Outbound, _> = serde_json::from_value(json!({"type":"toast"}));
-        match parsed {
-            Err(_) => {}
-            Ok(msg) => assert!(msg.validate().is_err(), "accepted as {msg:?}"),
+    fn the_reference_shapes_round_trip_typed() {
+        let cases = [
+            json!({"type":"task_progress","task_id":123,"percent":75,"message":"Processing records."}),
+            json!({"type":"resource_updated","resource":"order","id":123,"fetch_url":"/api/orders/123/"}),
+            json!({"type":"notification","message":"You have a new notification."}),
+            json!({"type":"chat_message","room":"general","username":"alice","message":"Hello"}),
+            json!({"type":"chat_message","username":"alice","message":"Hello"}),
+            json!({"type":"reply","message":"Django received your message."}),
+            json!({"type":"toast","level":"info","message":"m","timeout":5000,"icon":"bell"}),
+        ];
+        for case in cases {
+            let msg = roundtrip(case.clone());
+            assert!(!matches!(msg, Outbound::Custom(_)), "{case} parsed as custom");
+            assert!(msg.validate().is_ok(), "{case}");
+        }
+        let Outbound::TaskProgress(p) = roundtrip(json!({"type":"task_progress","task_id":"t-1","percent":0})) else {
+            panic!("not task progress");
+        };
+        assert_eq!(p.task_id, Id::from("t-1"));
+        let Outbound::Toast(t) = roundtrip(json!({"type":"toast","level":"info","message":"m","timeout":5000})) else {
+            panic!("not a toast");
+        };
+        assert_eq!(t.extra.get("timeout"), Some(&json!(5000)), "extra fields are kept");
+    }
+
+    #[test]
+    fn a_malformed_builtin_message_names_its_type_and_field() {
+        let cases = [
+            (json!({"type":"toast","message":"m"}), "toast: \"level\" is required"),
+            (json!({"type":"toast","level":"loud","message":"m"}), "toast: \"level\" must be one of"),
+            (
+                json!({"type":"task_progress","task_id":1,"percent":101}),
+                "task_progress: \"percent\" must be an integer 0-100",
+            ),
+            (
+                json!({"type":"task_progress","task_id":1.5,"percent":1}),
+                "task_progress: \"task_id\" must be a string or an integer",
+            ),
+            (json!({"type":"resource_updated","resource":"order"}), "resource_updated: \"id\" is required"),
+            (json!({"type":"notification","body":"b"}), "notification: needs \"message\" or \"title\""),
+            (json!({"type":"chat_message","username":"a","message":7}), "chat_message: \"message\" must be a string"),
+            (json!({"type":"system","level":"info"}), "system: \"message\" is required"),
+            (json!({"type":"reply","data":1,"action":false}), "reply: \"action\" must be a string"),
+            (json!({"type":"pong"}), "pong: \"connection_id\" is required"),
+            (json!({"type":"error","code":"nope","message":"m"}), "error: \"code\" must be an error code"),
+        ];
+        for (case, expected) in cases {
+            let err = serde_json::from_value::<Outbound>(case.clone()).expect_err("refused").to_string();
+            assert!(err.starts_with(expected), "{case}: {err}");
+            assert!(!err.contains("custom"), "{case}: {err}");
+        }
+        for untyped in [json!({"x":1}), json!({"type":""}), json!({"type":5})] {
+            let err = serde_json::from_value::<Outbound>(untyped.clone()).expect_err("refused").to_string();
+            assert!(err.contains("non-empty string \"type\""), "{untyped}: {err}");
         }
     }
 
     #[test]
+    fn rust_built_messages_are_validated_too() {
+        let mut toast = Toast::new(Level::Info, "m");
+        toast.extra.insert("level".into(), json!("x"));
+        let err = Outbound::Toast(toast).validate().expect_err("repeats a typed field");
+        assert!(err.to_string().contains("toast: extra field \"level\""), "{err}");
+        let empty = Notification { message: None, ..Notification::new("") };
+        assert!(Outbound::Notification(empty).validate().is_err());
+    }
+
+    #[test]
     fn encode_checks_size_and_ranges() {
-        let big = Outbound::System(SystemMessage { level: Level::Info, message: "x".repeat(MAX_MESSAGE_BYTES) });
+        let big = Outbound::System(SystemMessage::new(Level::Info, "x".repeat(MAX_MESSAGE_BYTES)));
         assert!(matches!(big.encode(), Err(OutboundError::TooLarge(n)) if n > MAX_MESSAGE_BYTES));
-        let bad = Outbound::TaskProgress(TaskProgress { task_id: "t".into(), percent: 101, message: None, done: None });
-        assert!(matches!(bad.encode(), Err(OutboundError::Invalid(_))));
-        let fits = Outbound::System(SystemMessage { level: Level::Info, message: "x".repeat(MAX_MESSAGE_BYTES - 100) });
+        let bad = Outbound::TaskProgress(TaskProgress::new("t", 101));
+        assert!(matches!(bad.encode(), Err(OutboundError::Field(_))));
+        let fits = Outbound::System(SystemMessage::new(Level::Info, "x".repeat(MAX_MESSAGE_BYTES - 100)));
         assert!(fits.encode().is_ok());
     }
 
@@ -499,6 +884,8 @@ mod tests {
         assert_eq!(m.reference.as_deref(), Some("c1"));
         assert_eq!(m.str_field("message"), Some("hi"));
         assert!(!m.fields.contains_key("action"));
+        let by_handler = Inbound::parse(r#"{"handler":"chat_message","message":"hi"}"#).expect("parses");
+        assert_eq!((by_handler.action.as_str(), by_handler.handler), ("chat_message", None), "handler routes");
     }
 
     #[test]

@@ -81,20 +81,26 @@ fn builtin_actions() -> Vec<Action> {
         ),
         ("unsubscribe", "Leave a channel.", vec![("channel", channel.clone(), true)], vec!["reply", "error"]),
         ("ping", "Ask for this connection's id (answered with `pong`).", vec![], vec!["pong", "error"]),
-        (
-            "chat",
-            "Say something in a channel the connection is in (the worked example of a custom route).",
-            vec![
-                ("message", json!({ "type": "string", "minLength": 1 }), true),
-                (
-                    "channel",
-                    json!({ "description": "Defaults to the channel joined on connect.", "allOf": [channel] }),
-                    false,
-                ),
-            ],
-            vec!["chat_message", "reply", "error"],
+        chat_action("chat", "Say something in a channel the connection is in (the worked example of a custom route)."),
+        chat_action(
+            "chat_message",
+            "The same as `chat`, under the name the reference package's browser code sends; a message with no \
+             `action` and `handler: \"chat_message\"` reaches it through `$default`.",
         ),
     ]
+}
+
+/// The chat example's action under one of its names.
+fn chat_action(action: &'static str, description: &'static str) -> Action {
+    let channel = json!({ "$ref": "#/components/schemas/ChannelName" });
+    let text = json!({ "type": "string", "minLength": 1, "maxLength": crate::handlers::MAX_CHAT_BYTES });
+    let channel = json!({ "description": "Defaults to the channel joined on connect.", "allOf": [channel] });
+    (
+        action,
+        description,
+        vec![("message", text, true), ("channel", channel, false)],
+        vec!["chat_message", "reply", "error"],
+    )
 }
 
 /// The schema of one built-in action's message.
@@ -154,11 +160,17 @@ fn schemas() -> Schemas {
     Schemas { schemas, outbound }
 }
 
-/// `subscribe` → `SubscribeRequest`.
+/// `subscribe` → `SubscribeRequest`, `chat_message` → `ChatMessageRequest`.
 fn request_name(action: &str) -> String {
-    let mut chars = action.chars();
-    let first = chars.next().map(|c| c.to_ascii_uppercase().to_string()).unwrap_or_default();
-    format!("{first}{}Request", chars.as_str())
+    let mut name: String = action
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .map(|word| {
+            let mut chars = word.chars();
+            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+        })
+        .collect();
+    name.push_str("Request");
+    name
 }
 
 /// The AsyncAPI 3.0 document: the WebSocket API (what browsers send and receive) and the sender
@@ -379,7 +391,10 @@ fn doc_comment(schema: &Value, indent: &str) -> String {
             if lines.len() == 1 {
                 format!("{indent}/** {text} */\n")
             } else {
-                let body: String = lines.iter().map(|l| format!("{indent} * {l}\n")).collect();
+                let body: String = lines
+                    .iter()
+                    .map(|l| if l.is_empty() { format!("{indent} *\n") } else { format!("{indent} * {l}\n") })
+                    .collect();
                 format!("{indent}/**\n{body}{indent} */\n")
             }
         }
@@ -547,7 +562,7 @@ mod tests {
         for name in BUILTIN_TYPES.iter().chain(&["custom", "inbound", "send_request", "delivery_report"]) {
             assert!(messages.contains_key(*name), "{name}");
         }
-        for action in ["subscribe", "unsubscribe", "ping", "chat"] {
+        for action in ["subscribe", "unsubscribe", "ping", "chat", "chat_message"] {
             assert!(messages.contains_key(&format!("{action}_request")), "{action}");
             assert!(doc.pointer(&format!("/operations/receive_{action}/reply")).is_some());
         }

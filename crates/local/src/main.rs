@@ -200,6 +200,10 @@ struct DevArgs {
     /// `cargo lambda watch` serves) instead of running the handlers in-process.
     #[arg(long)]
     invoke_endpoint: Option<String>,
+    /// Serve your own pages from this folder at /pages/<file>, on the gateway's origin (so their
+    /// `fetch("/ws-token")` is same-origin).
+    #[arg(long)]
+    pages: Option<std::path::PathBuf>,
 }
 
 /// `500ms`, `30s`, `10m`, `2h`, or plain seconds.
@@ -488,6 +492,7 @@ async fn dev(args: DevArgs) -> ExitCode {
         dev_user: args.user,
         config,
         store,
+        pages: args.pages,
         gateway_secret: std::env::var("LWS_GATEWAY_SECRET")
             .ok()
             .and_then(|list| list.split(',').map(str::trim).find(|s| !s.is_empty()).map(str::to_owned)),

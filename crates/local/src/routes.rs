@@ -5,11 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use async_trait::async_trait;
-use lambda_ws::handlers::ChatRoute;
 use lambda_ws::{Inbound, MessageContext, Outbound, Route, RouteError, Router};
 
 /// The routes `template.yaml` declares, with the workspace binary that serves each.
-pub const BUILTIN_ROUTES: [(&str, &str); 7] = [
+pub const BUILTIN_ROUTES: [(&str, &str); 8] = [
     ("$connect", "connect"),
     ("$disconnect", "disconnect"),
     ("$default", "default"),
@@ -17,6 +16,7 @@ pub const BUILTIN_ROUTES: [(&str, &str); 7] = [
     ("unsubscribe", "default"),
     ("ping", "default"),
     ("chat", "chat"),
+    ("chat_message", "chat"),
 ];
 
 /// The in-process handler of a workspace binary, or an invocation of any other function.
@@ -24,8 +24,8 @@ pub fn handler_for(binary: &str) -> Handler {
     match binary {
         "connect" => Handler::Connect,
         "disconnect" => Handler::Disconnect,
-        "default" => Handler::Messages(Router::builtin()),
-        "chat" => Handler::Messages(Router::new().route("chat", ChatRoute)),
+        "default" => Handler::Messages(Router::builtin().with_chat()),
+        "chat" => Handler::Messages(Router::new().with_chat()),
         other => Handler::Invoke(other.to_owned()),
     }
 }

@@ -71,6 +71,9 @@ pub struct GatewayOptions {
     /// front would (`lambda-ws dev` takes the first of `LWS_GATEWAY_SECRET`). A header of that
     /// name sent by a client is always dropped, so a browser cannot supply it.
     pub gateway_secret: Option<String>,
+    /// A folder of your own pages, served at `/pages/<file>` on the gateway's origin, so that
+    /// their token requests (`fetch("/ws-token")`) are same-origin as in your app.
+    pub pages: Option<std::path::PathBuf>,
 }
 
 impl Default for GatewayOptions {
@@ -86,6 +89,7 @@ impl Default for GatewayOptions {
             routes: RouteTable::builtin(),
             invoke_endpoint: None,
             gateway_secret: None,
+            pages: None,
         }
     }
 }
@@ -171,6 +175,7 @@ impl Gateway {
         let router = Router::new()
             .route("/", get(demo_page))
             .route("/client/{file}", get(client_file))
+            .route("/pages/{*path}", get(page_file))
             .route("/ws-token", post(issue_token))
             .route("/demo/task", post(demo_task))
             .route("/2015-03-31/functions/{name}/invocations", post(invoke))
@@ -592,23 +597,17 @@ async fn demo_task(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Res
         let target = Target::User(user);
         for step in 0..=10u8 {
             let done = step == 10;
-            let progress = Outbound::TaskProgress(TaskProgress {
-                task_id: id.clone(),
-                percent: step * 10,
-                message: Some(if done { "done".into() } else { format!("step {step} of 10") }),
-                done: Some(done),
-            });
+            let mut progress = TaskProgress::new(id.clone(), step * 10);
+            progress.message = Some(if done { "done".into() } else { format!("step {step} of 10") });
+            progress.done = Some(done);
+            let progress = Outbound::TaskProgress(progress);
             let _ = sender.send(&target, &progress, &[]).await;
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
-        let toast = Outbound::Toast(Toast {
-            level: Level::Success,
-            message: format!("{id} finished"),
-            title: Some("Task complete".into()),
-            timeout_ms: Some(4000),
-            action_url: None,
-            metadata: None,
-        });
+        let mut toast = Toast::new(Level::Success, format!("{id} finished"));
+        toast.title = Some("Task complete".into());
+        toast.timeout_ms = Some(4000);
+        let toast = Outbound::Toast(toast);
         let _ = sender.send(&target, &toast, &[]).await;
     });
     json_response(202, &json!({ "task_id": task_id }))
@@ -629,6 +628,32 @@ async fn client_file(Path(file): Path<String>) -> Response {
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], body).into_response()
+}
+
+/// `GET /pages/<path>`: a file of [`GatewayOptions::pages`]. Only plain path segments are
+/// followed (no `..`, no hidden files), so nothing outside the folder is served.
+async fn page_file(State(shared): State<Arc<Shared>>, Path(path): Path<String>) -> Response {
+    let Some(folder) = shared.options.pages.as_ref() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let plain = |segment: &str| !segment.is_empty() && !segment.starts_with('.') && !segment.contains('\\');
+    if !path.split('/').all(plain) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let file = folder.join(&path);
+    let kind = match file.extension().and_then(|e| e.to_str()).unwrap_or_default() {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        _ => "application/octet-stream",
+    };
+    match tokio::task::spawn_blocking(move || std::fs::read(file)).await {
+        Ok(Ok(body)) => ([(header::CONTENT_TYPE, kind)], body).into_response(),
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 // ---- operator endpoints (what `lambda-ws sessions|cleanup|tokens --gateway` calls) -------------

@@ -241,3 +241,23 @@ async fn operator_commands_against_a_dynamodb_table() {
     let (ok, _, stderr) = cli(&["sessions", "list", "--table", "no-such-table"]).await;
     assert!(!ok && stderr.contains("DynamoDB"), "{stderr}");
 }
+
+/// Every server-side example message of the reference documents, passed to `lambda-ws send` as
+/// written, reaches a WebSocket client unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seeds_messages_are_sent_unchanged_by_the_command() {
+    let gw = gateway(StoreChoice::Memory, Duration::from_secs(60)).await;
+    let url = gw.http_url();
+    let (mut ws, id) = client(&gw, "alice", "general").await;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/seed-messages.json");
+    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for case in fixture["messages"].as_array().unwrap() {
+        let message = case["message"].to_string();
+        let report = cli_json(&["send", "--connection", &id, "--message", &message, "--gateway", url.as_str()]).await;
+        assert_eq!(report["delivered"], 1, "{message}: {report}");
+        assert_eq!(next_json(&mut ws).await, case["message"], "arrives as sent");
+    }
+    let bad = r#"{"type":"task_progress","task_id":123,"percent":"75"}"#;
+    let (ok, _, stderr) = cli(&["send", "--all", "--message", bad, "--gateway", url.as_str()]).await;
+    assert!(!ok && stderr.contains("task_progress: \"percent\" must be an integer 0-100"), "{stderr}");
+}

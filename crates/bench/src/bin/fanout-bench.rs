@@ -168,7 +168,7 @@ async fn run_child(args: &[String]) -> Result<(), Error> {
         store = Arc::new(SlowPages::new(store, Duration::from_millis(ms)));
     }
     let transport = Arc::new(ManagementApi::new(lambda_ws_local::local_aws_config()));
-    let message = Outbound::System(SystemMessage { level: Level::Info, message: "fan-out benchmark".into() });
+    let message = Outbound::System(SystemMessage::new(Level::Info, "fan-out benchmark"));
     let payload = message.encode()?;
     let rss_before = status_kib("VmRSS:").unwrap_or(0.0);
     // Reset the peak-RSS mark so the peak is that of the send alone plus what was resident.

@@ -14,7 +14,7 @@
 //! impl Route for Echo {
 //!     async fn handle(&self, _ctx: &MessageContext<'_>, msg: Inbound) -> Result<Option<Outbound>, RouteError> {
 //!         let data = serde_json::Value::Object(msg.fields);
-//!         Ok(Some(Outbound::Reply(Reply { action: msg.action, reference: msg.reference, data })))
+//!         Ok(Some(Outbound::Reply(Reply::to(msg.action, msg.reference, data))))
 //!     }
 //! }
 //!
@@ -139,6 +139,11 @@ impl Router {
         self.routes.keys().map(String::as_str)
     }
 
+    /// Adds the worked chat example under both its names, [`ChatRoute::ACTIONS`].
+    pub fn with_chat(self) -> Self {
+        ChatRoute::ACTIONS.iter().fold(self, |router, action| router.route(*action, ChatRoute))
+    }
+
     /// The route for `action`.
     pub fn get(&self, action: &str) -> Option<&Arc<dyn Route>> {
         self.routes.get(action)
@@ -226,7 +231,7 @@ impl Route for SubscribeRoute {
             app.sessions.join(ctx.session, &channel).await?;
         }
         let data = json!({ "channel": channel });
-        Ok(Some(Outbound::Reply(Reply { action: msg.action, reference: msg.reference, data })))
+        Ok(Some(Outbound::Reply(Reply::to(msg.action, msg.reference, data))))
     }
 }
 
@@ -240,7 +245,7 @@ impl Route for UnsubscribeRoute {
         let channel = ctx.channel_field(&msg, "channel")?;
         let was_member = ctx.app.sessions.leave(ctx.connection_id(), &channel).await?;
         let data = json!({ "channel": channel, "was_member": was_member });
-        Ok(Some(Outbound::Reply(Reply { action: msg.action, reference: msg.reference, data })))
+        Ok(Some(Outbound::Reply(Reply::to(msg.action, msg.reference, data))))
     }
 }
 
@@ -252,20 +257,26 @@ pub struct PingRoute;
 impl Route for PingRoute {
     async fn handle(&self, ctx: &MessageContext<'_>, msg: Inbound) -> Result<Option<Outbound>, RouteError> {
         let connection_id = ctx.connection_id().to_string();
-        Ok(Some(Outbound::Pong(Pong { connection_id, reference: msg.reference })))
+        Ok(Some(Outbound::Pong(Pong { connection_id, reference: msg.reference, extra: Default::default() })))
     }
 }
 
 /// The worked custom route: `chat {message, channel?}` broadcasts a `chat_message` to a channel
 /// the sender is in (the first one when `channel` is absent). With a `ref`, the sender also gets
-/// a `reply` with the delivery count.
+/// a `reply` with the delivery count. It also answers to `chat_message`, the action the reference
+/// package's browser code sends (`{"action":"chat_message","message":"hi"}`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ChatRoute;
+
+impl ChatRoute {
+    /// The actions the chat example answers to.
+    pub const ACTIONS: [&'static str; 2] = ["chat", "chat_message"];
+}
 
 #[async_trait]
 impl Route for ChatRoute {
     async fn handle(&self, ctx: &MessageContext<'_>, msg: Inbound) -> Result<Option<Outbound>, RouteError> {
-        if msg.handler.as_deref().is_some_and(|h| h != "say") {
+        if msg.handler.as_deref().is_some_and(|h| h != "say" && h != msg.action) {
             return Err(RouteError::new(ErrorCode::UnknownAction, "chat has one handler: \"say\""));
         }
         let text = ctx.required_str(&msg, "message")?.trim();
@@ -282,12 +293,11 @@ impl Route for ChatRoute {
             return Err(RouteError::new(ErrorCode::Forbidden, "you are not in that channel"));
         }
         let username = ctx.session.user_id().unwrap_or("anonymous").to_owned();
-        let line =
-            Outbound::ChatMessage(ChatMessage { username, message: text.to_owned(), channel: channel.to_string() });
+        let line = Outbound::ChatMessage(ChatMessage::new(username, text, channel.as_str()));
         let report = app.sender().send(&Target::Channel(channel), &line, &[]).await.map_err(RouteError::internal)?;
         Ok(msg.reference.map(|reference| {
             let data = json!({ "delivered": report.delivered });
-            Outbound::Reply(Reply { action: msg.action, reference: Some(reference), data })
+            Outbound::Reply(Reply::to(msg.action, Some(reference), data))
         }))
     }
 }

@@ -12,7 +12,8 @@ pub use cleanup::{CleanupReport, cleanup};
 pub use connect::{ConnectRefusal, connect};
 pub use disconnect::disconnect;
 pub use message::{
-    ChatRoute, MessageContext, PingRoute, Route, RouteError, Router, SubscribeRoute, UnsubscribeRoute, message,
+    ChatRoute, MAX_CHAT_BYTES, MessageContext, PingRoute, Route, RouteError, Router, SubscribeRoute, UnsubscribeRoute,
+    message,
 };
 pub use send::{send, send_response};
 pub use token::{HttpAnswer, TokenRequest, issue_token};

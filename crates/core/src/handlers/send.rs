@@ -111,7 +111,7 @@ async fn deliver(app: &App, request: &SendRequest) -> Result<DeliveryReport, Val
         Err(SendError::Message(e)) => {
             let code = match e {
                 OutboundError::TooLarge(_) => ErrorCode::TooLarge,
-                OutboundError::CustomType | OutboundError::Invalid(_) => ErrorCode::BadRequest,
+                _ => ErrorCode::BadRequest,
             };
             Err(error(code, &e.to_string()))
         }

@@ -1,5 +1,6 @@
 //! The `$default` route, also mapped to `subscribe`, `unsubscribe` and `ping`: the built-in
-//! actions, and a typed `unknown_action` error for anything else.
+//! actions, the chat example for messages that name it by `handler` instead of `action`, and a
+//! typed `unknown_action` error for anything else.
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -10,7 +11,7 @@ use lambda_ws_functions::Error;
 async fn main() -> Result<(), Error> {
     lambda_ws_functions::init_tracing();
     let app = lambda_ws_functions::app().await?;
-    let router = Router::builtin();
+    let router = Router::builtin().with_chat();
     lambda_runtime::run(service_fn(|event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
         let (app, router) = (app.clone(), router.clone());
         async move { Ok::<_, Error>(handlers::message(&app, &router, &event.payload).await) }
