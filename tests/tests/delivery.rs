@@ -39,7 +39,7 @@ impl Fixture {
         let session = live_session(id, user, self.server.endpoint("prod"));
         self.store.put_session(&session).await.unwrap();
         for c in channels {
-            self.store.join(&session, &ChannelName::new(*c).unwrap()).await.unwrap();
+            self.store.join(&session, &ChannelName::new(*c).unwrap(), 16).await.unwrap();
         }
     }
 
@@ -64,6 +64,7 @@ fn live_session(id: &str, user: Option<&str>, endpoint: String) -> Session {
         last_seen: now,
         expires_at: now / 1000 + 3600,
         metadata: BTreeMap::new(),
+        bound_channel: None,
     }
 }
 
@@ -174,7 +175,7 @@ async fn the_next_page_is_read_while_the_current_one_is_posted() {
     for i in 0..6 {
         let session = live_session(&format!("p{i}"), None, "http://unused".into());
         memory.put_session(&session).await.unwrap();
-        memory.join(&session, &lobby).await.unwrap();
+        memory.join(&session, &lobby, 16).await.unwrap();
     }
     let store = Arc::new(SlowPages::new(memory, Duration::from_millis(5)));
     let transport = Arc::new(PagesAtEachPost { store: store.clone(), seen: Default::default() });

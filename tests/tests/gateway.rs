@@ -545,6 +545,26 @@ async fn the_gateway_adds_its_secret_and_drops_one_a_client_sends() {
     let fronted = start_with(with_secret(Some(secret.clone()))).await;
     assert_eq!(connect_sending(&fronted, None).await, 101, "the gateway adds the secret");
     assert_eq!(connect_sending(&fronted, Some("forged")).await, 101, "a client's header is replaced");
+    // Messages and $disconnect carry the secret too, and replies go to the gateway's own endpoint.
+    let mut ws = try_connect(&fronted, "channel=x", Some(ORIGIN)).await.unwrap();
+    let id = connection_id(&mut ws).await;
+    ws.close(None).await.unwrap();
+    for _ in 0..50 {
+        if fronted
+            .app()
+            .sessions
+            .get_session(&lambda_ws::ConnectionId::new(id.as_str()).unwrap(), 0)
+            .await
+            .unwrap()
+            .is_none()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let gone =
+        fronted.app().sessions.get_session(&lambda_ws::ConnectionId::new(id.as_str()).unwrap(), 0).await.unwrap();
+    assert!(gone.is_none(), "$disconnect passed the secret check and removed the session");
     let open = start_with(with_secret(None)).await;
     assert_eq!(connect_sending(&open, None).await, 403);
     assert_eq!(connect_sending(&open, Some(&secret)).await, 403, "a client cannot supply the secret itself");

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use lambda_ws::store::{Segment, SessionFilter};
+use lambda_ws::store::{Joined, Segment, SessionFilter};
 use lambda_ws::{
     ChannelName, ConnectionId, CounterStore, Cursor, Identity, Page, Recipient, Session, SessionStore, StoreError,
     TokenRecord, TokenStore,
@@ -39,6 +39,7 @@ fn session(n: usize, user: Option<&str>, expires_at: i64) -> Session {
         last_seen: NOW * 1000,
         expires_at,
         metadata: BTreeMap::from([("plan".to_owned(), "pro".to_owned())]),
+        bound_channel: n.is_multiple_of(3).then(|| ch("lobby")),
     }
 }
 
@@ -83,7 +84,7 @@ async fn put_get_remove(store: Arc<dyn Store>) {
 async fn expired_sessions_are_invisible(store: Arc<dyn Store>) {
     let s = session(3, Some("bob"), NOW);
     store.put_session(&s).await.unwrap();
-    store.join(&s, &ch("lobby")).await.unwrap();
+    store.join(&s, &ch("lobby"), 16).await.unwrap();
     assert_eq!(store.get_session(&s.connection_id, NOW).await.unwrap(), None, "expires_at == now is expired");
     assert!(store.get_session(&s.connection_id, NOW - 1).await.unwrap().is_some());
     assert!(store.channel_page(&ch("lobby"), None, 10, NOW).await.unwrap().items.is_empty());
@@ -103,10 +104,10 @@ async fn memberships(store: Arc<dyn Store>) {
     for s in [&a, &b] {
         store.put_session(s).await.unwrap();
     }
-    store.join(&a, &ch("red")).await.unwrap();
-    store.join(&a, &ch("blue")).await.unwrap();
-    store.join(&a, &ch("blue")).await.unwrap();
-    store.join(&b, &ch("blue")).await.unwrap();
+    store.join(&a, &ch("red"), 16).await.unwrap();
+    store.join(&a, &ch("blue"), 16).await.unwrap();
+    store.join(&a, &ch("blue"), 16).await.unwrap();
+    store.join(&b, &ch("blue"), 16).await.unwrap();
     let mut of_a = store.channels_of(&a.connection_id, NOW).await.unwrap();
     of_a.sort();
     assert_eq!(of_a, vec![ch("blue"), ch("red")], "joining twice is one membership");
@@ -131,7 +132,7 @@ async fn pages_of_channels_users_and_all(store: Arc<dyn Store>) {
         let user = if i % 3 == 0 { "carol" } else { "dave" };
         let s = session(i, Some(user), NOW + 100);
         store.put_session(&s).await.unwrap();
-        store.join(&s, &ch("big")).await.unwrap();
+        store.join(&s, &ch("big"), 16).await.unwrap();
     }
     let expected: HashSet<String> = (100..100 + n).map(|i| id(i).to_string()).collect();
     let (members, pages) = all_pages(10, |c| {
@@ -245,14 +246,14 @@ async fn filtered_scans(store: Arc<dyn Store>) {
         store.put_session(&s).await.unwrap();
         for (channel, member) in [("team-a", n % 3 == 0), ("team-b", n % 2 == 0), ("solo", true)] {
             if member {
-                store.join(&s, &ch(channel)).await.unwrap();
+                store.join(&s, &ch(channel), 16).await.unwrap();
             }
         }
     }
     let mut stale = session(99, None, NOW - 1);
     stale.metadata = BTreeMap::from([("plan".to_owned(), "pro".to_owned())]);
     store.put_session(&stale).await.unwrap();
-    store.join(&stale, &ch("team-a")).await.unwrap();
+    store.join(&stale, &ch("team-a"), 16).await.unwrap();
 
     let scan = |filter: SessionFilter| {
         let store = store.clone();
@@ -286,6 +287,61 @@ async fn filtered_scans(store: Arc<dyn Store>) {
     assert!(scan(SessionFilter { metadata: nobody, ..Default::default() }).await.is_empty());
 }
 
+async fn a_token_binding_is_stored_with_the_session(store: Arc<dyn Store>) {
+    let bound = session(3, Some("ann"), NOW + 100);
+    assert_eq!(bound.bound_channel, Some(ch("lobby")));
+    store.put_session(&bound).await.unwrap();
+    let read = store.get_session(&bound.connection_id, NOW).await.unwrap().unwrap();
+    assert_eq!(read.bound_channel, Some(ch("lobby")), "the binding survives the round trip");
+}
+
+async fn the_channel_limit_holds_under_concurrent_joins(store: Arc<dyn Store>) {
+    let s = session(40, Some("ann"), NOW + 100);
+    store.put_session(&s).await.unwrap();
+    let joins = (0..16).map(|i| {
+        let (store, s) = (store.clone(), s.clone());
+        tokio::spawn(async move { store.join(&s, &ch(&format!("c{i}")), 4).await.unwrap() })
+    });
+    let outcomes: Vec<Joined> = futures::future::join_all(joins).await.into_iter().map(Result::unwrap).collect();
+    assert_eq!(outcomes.iter().filter(|o| **o == Joined::New).count(), 4, "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|o| **o == Joined::Full).count(), 12, "{outcomes:?}");
+    let joined = store.channels_of(&s.connection_id, NOW).await.unwrap();
+    assert_eq!(joined.len(), 4, "never more memberships than the limit");
+    assert_eq!(store.join(&s, &joined[0], 4).await.unwrap(), Joined::Already, "a member at the limit");
+    assert_eq!(store.join(&s, &ch("more"), 4).await.unwrap(), Joined::Full);
+    assert!(store.leave(&s.connection_id, &joined[0]).await.unwrap());
+    assert_eq!(store.join(&s, &ch("more"), 4).await.unwrap(), Joined::New, "leaving frees a place");
+    assert_eq!(store.join(&s, &ch("again"), 4).await.unwrap(), Joined::Full);
+}
+
+async fn connection_slots_are_claimed_atomically_and_freed(store: Arc<dyn Store>) {
+    let user = |n: usize| session(n, Some("slotty"), NOW + 100);
+    let claims = (50..58).map(|n| {
+        let store = store.clone();
+        tokio::spawn(async move { store.claim_connection(&user(n), 3, NOW).await.unwrap() })
+    });
+    let granted: Vec<bool> = futures::future::join_all(claims).await.into_iter().map(Result::unwrap).collect();
+    assert_eq!(granted.iter().filter(|g| **g).count(), 3, "exactly the limit under concurrency: {granted:?}");
+    let holders: Vec<usize> = (50..58).zip(&granted).filter(|(_, g)| **g).map(|(n, _)| n).collect();
+    assert!(store.claim_connection(&user(holders[0]), 3, NOW).await.unwrap(), "a holder claims again");
+    assert!(!store.claim_connection(&user(60), 3, NOW).await.unwrap());
+    assert!(store.claim_connection(&session(61, None, NOW + 100), 3, NOW).await.unwrap(), "anonymous: no slot");
+    assert!(store.claim_connection(&session(62, Some("other"), NOW + 100), 3, NOW).await.unwrap(), "per user");
+    // Removing a session frees its slot, one at a time or in a batch.
+    for n in &holders {
+        store.put_session(&user(*n)).await.unwrap();
+    }
+    store.remove_session(&id(holders[0])).await.unwrap();
+    assert!(store.claim_connection(&user(60), 3, NOW).await.unwrap(), "freed by remove_session");
+    store.remove_sessions(&[id(holders[1]), id(holders[2])]).await.unwrap();
+    assert!(store.claim_connection(&user(63), 3, NOW).await.unwrap(), "freed by remove_sessions");
+    assert!(store.claim_connection(&user(64), 3, NOW).await.unwrap());
+    assert!(!store.claim_connection(&user(65), 3, NOW).await.unwrap(), "full again");
+    // Slots of sessions that expired without a $disconnect are reclaimed.
+    let later = NOW + 100;
+    assert!(store.claim_connection(&session(66, Some("slotty"), later + 100), 3, later).await.unwrap());
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -317,6 +373,9 @@ conformance!(
     expired_tokens_are_purged,
     counters_count_atomically,
     filtered_scans,
+    a_token_binding_is_stored_with_the_session,
+    the_channel_limit_holds_under_concurrent_joins,
+    connection_slots_are_claimed_atomically_and_freed,
 );
 
 #[tokio::test]
@@ -324,7 +383,7 @@ async fn dynamodb_items_carry_the_ttl_attribute() {
     let store = fresh_dynamodb_store().await;
     let s = session(900, Some("hal"), NOW + 77);
     store.put_session(&s).await.unwrap();
-    store.join(&s, &ch("ttl")).await.unwrap();
+    store.join(&s, &ch("ttl"), 16).await.unwrap();
     store
         .put_token("tt", &TokenRecord { identity: Identity::user("hal"), channel: None, expires_at: NOW + 5 })
         .await

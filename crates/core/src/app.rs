@@ -54,8 +54,15 @@ impl App {
     pub async fn from_env() -> Result<Self, ConfigError> {
         let config = Config::from_env()?;
         config.require_table()?;
+        config.check_deployment()?;
         if config.allowed_origins == crate::policy::OriginPolicy::Any {
             tracing::warn!("LWS_ALLOWED_ORIGINS is not set: connections are accepted from any origin");
+        }
+        if config.channel_rules.0.is_empty() {
+            tracing::warn!(
+                "LWS_CHANNEL_RULES is not set: every channel is open to every connection (set rules, e.g. \
+                 \"public-*=all; *=none\")"
+            );
         }
         Self::for_table(config, aws_config::load_from_env().await)
     }

@@ -33,6 +33,16 @@ pub enum ConfigError {
         /// The parse failure.
         source: PolicyParseError,
     },
+    /// A setting needs another one that is missing.
+    #[error("{var} requires {needs}: {why}")]
+    Requires {
+        /// The variable that is set.
+        var: &'static str,
+        /// The variable it needs.
+        needs: &'static str,
+        /// Why.
+        why: &'static str,
+    },
     /// The default channel breaks the channel rule.
     #[error("LWS_DEFAULT_CHANNEL: {0}")]
     DefaultChannel(NameError),
@@ -94,6 +104,9 @@ pub struct Config {
     pub session_ttl: Duration,
     /// Most channels one connection may be in (`LWS_MAX_CHANNELS`, default 16).
     pub max_channels_per_connection: usize,
+    /// Most open connections one user may have (`LWS_MAX_CONNECTIONS_PER_USER`, default 20;
+    /// 0 = no limit). Enforced atomically on `$connect`.
+    pub max_connections_per_user: usize,
     /// Header the token issuer requires, as a CSRF defence (`LWS_CSRF_HEADER`, default
     /// `x-lambda-ws`; a custom header forces a CORS preflight for cross-site requests).
     pub csrf_header: String,
@@ -117,6 +130,7 @@ impl Default for Config {
             send_concurrency: 256,
             session_ttl: Duration::from_secs(2 * 3600 + 600),
             max_channels_per_connection: 16,
+            max_connections_per_user: 20,
             csrf_header: "x-lambda-ws".to_owned(),
             rate_limits: RateLimits::default(),
         }
@@ -165,6 +179,9 @@ impl Config {
         if let Some(v) = get("LWS_MAX_CHANNELS") {
             c.max_channels_per_connection = parse_num("LWS_MAX_CHANNELS", &v, 1, 1000)? as usize;
         }
+        if let Some(v) = get("LWS_MAX_CONNECTIONS_PER_USER") {
+            c.max_connections_per_user = parse_num("LWS_MAX_CONNECTIONS_PER_USER", &v, 0, 100_000)? as usize;
+        }
         if let Some(v) = get("LWS_CSRF_HEADER") {
             c.csrf_header = v.to_ascii_lowercase();
         }
@@ -179,6 +196,22 @@ impl Config {
             messages_per_connection: limit("LWS_RATE_MESSAGES_PER_CONNECTION", d.messages_per_connection)?,
         };
         Ok(c)
+    }
+
+    /// The rules a deployed function's settings must follow together: with a gateway secret (so
+    /// something other than API Gateway can reach the functions), replies go only to a configured
+    /// `LWS_MANAGEMENT_ENDPOINT`, never to the event's domain name, which such a caller could forge.
+    /// [`App::from_env`](crate::App::from_env) calls it; the local gateway supplies its own endpoint.
+    pub fn check_deployment(&self) -> Result<(), ConfigError> {
+        if self.gateway_secrets.is_enabled() && self.management_endpoint.is_none() {
+            return Err(ConfigError::Requires {
+                var: "LWS_GATEWAY_SECRET",
+                needs: "LWS_MANAGEMENT_ENDPOINT",
+                why: "when something other than API Gateway can reach the functions, the event's domain name \
+                      cannot be trusted as the place to post replies",
+            });
+        }
+        Ok(())
     }
 
     /// The table name, or the error that says which variable to set.

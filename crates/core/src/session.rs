@@ -191,6 +191,9 @@ pub struct Session {
     /// Free-form attributes an application attaches on connect (filters may match on them).
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// The channel the connect token was bound to: the only channel this connection may be in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bound_channel: Option<ChannelName>,
 }
 
 impl Session {

@@ -48,7 +48,7 @@ use serde_json::{Value, json};
 use crate::delivery::{ConnectionInfo, Transport, TransportError};
 use crate::handlers::{self, Router};
 use crate::session::{ChannelName, ConnectionId, Identity, Recipient, Session};
-use crate::store::{Cursor, Page, Segment, SessionFilter, SessionStore, StoreError};
+use crate::store::{Cursor, Joined, Page, Segment, SessionFilter, SessionStore, StoreError};
 use crate::{App, Clock as _, Config, ManualClock, MemoryStore, token};
 
 /// The domain name and stage the harness's events carry.
@@ -176,8 +176,12 @@ impl SessionStore for SlowPages {
         self.inner.remove_sessions(ids).await
     }
 
-    async fn join(&self, session: &Session, channel: &ChannelName) -> Result<(), StoreError> {
-        self.inner.join(session, channel).await
+    async fn join(&self, session: &Session, channel: &ChannelName, max: usize) -> Result<Joined, StoreError> {
+        self.inner.join(session, channel, max).await
+    }
+
+    async fn claim_connection(&self, session: &Session, max: usize, now: i64) -> Result<bool, StoreError> {
+        self.inner.claim_connection(session, max, now).await
     }
 
     async fn leave(&self, id: &ConnectionId, channel: &ChannelName) -> Result<bool, StoreError> {

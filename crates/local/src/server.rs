@@ -135,6 +135,11 @@ impl Gateway {
         let addr = listener.local_addr()?;
         let domain = addr.to_string();
         let endpoint = format!("http://{domain}/{}", options.stage);
+        let mut options = options;
+        if options.config.gateway_secrets.is_enabled() && options.config.management_endpoint.is_none() {
+            // With a secret the handlers post only to a configured endpoint: this gateway's own.
+            options.config.management_endpoint = Some(endpoint.clone());
+        }
         let aws = local_aws_config();
         let registry = Arc::new(Registry::default());
         let transport = Arc::new(LocalTransport::new(registry.clone(), endpoint, aws.clone()));
@@ -322,9 +327,22 @@ async fn upgrade(
         .on_upgrade(move |socket| run_connection(shared, ctx, socket))
 }
 
-/// Runs the handler of `route_key`; `None` when the route does not exist.
+/// Runs the handler of `route_key`; `None` when the route does not exist. With a gateway secret,
+/// every event carries it (messages and `$disconnect` too), as a front that adds it would.
 async fn invoke_route(shared: &Shared, route_key: &str, event: &Value) -> Option<(u16, String)> {
     let handler = shared.routes.get(route_key)?;
+    let mut signed;
+    let event = match shared.options.gateway_secret.as_deref() {
+        Some(secret) => {
+            signed = event.clone();
+            if !signed["headers"].is_object() {
+                signed["headers"] = json!({});
+            }
+            signed["headers"][GATEWAY_SECRET_HEADER] = json!(secret);
+            &signed
+        }
+        None => event,
+    };
     let typed = match events::typed(event) {
         Ok(t) => t,
         Err(e) => {

@@ -208,11 +208,12 @@ async fn operator_commands_against_a_dynamodb_table() {
         last_seen: now,
         expires_at,
         metadata: BTreeMap::new(),
+        bound_channel: None,
     };
     let lobby = ChannelName::new("lobby").unwrap();
     for (id, expires_at) in [("stale1", now / 1000 + 3600), ("expired1", now / 1000 - 10)] {
         store.put_session(&session(id, expires_at)).await.unwrap();
-        store.join(&session(id, expires_at), &lobby).await.unwrap();
+        store.join(&session(id, expires_at), &lobby, 16).await.unwrap();
     }
     let listed = cli_json(&[&["sessions", "list", "--json", "--channel", "lobby"][..], &t].concat()).await;
     assert_eq!(ids(&listed), sorted(vec![a1.clone(), b1.clone(), "stale1".into()]), "expired ones are not listed");

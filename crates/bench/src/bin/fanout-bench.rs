@@ -107,6 +107,7 @@ fn session(i: usize, endpoint: &str) -> Result<Session, Error> {
         last_seen: 0,
         expires_at: lambda_ws::clock::unix_now_secs() + 86_400,
         metadata: BTreeMap::new(),
+        bound_channel: None,
     })
 }
 
@@ -118,7 +119,7 @@ async fn seed(store: &dyn SessionStore, n: usize, endpoint: &str) -> Result<(), 
             async move {
                 let s = session(i, endpoint)?;
                 store.put_session(&s).await?;
-                store.join(&s, channel).await?;
+                store.join(&s, channel, 16).await?;
                 Ok::<_, Error>(())
             }
         })

@@ -3,9 +3,8 @@
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use serde_json::json;
 
-use super::{api_id_matches, management_endpoint, respond};
+use super::{check_event, management_endpoint, respond};
 use crate::App;
-use crate::policy::GATEWAY_SECRET_HEADER;
 use crate::rate::{self, Scope};
 use crate::session::{ChannelName, ConnectionId, Session};
 use crate::token::{self, TokenError};
@@ -25,6 +24,9 @@ pub enum ConnectRefusal {
     /// 429: too many attempts.
     #[error("too many connection attempts")]
     RateLimited,
+    /// 429: the user has the most open connections allowed (`LWS_MAX_CONNECTIONS_PER_USER`).
+    #[error("too many open connections for this user")]
+    TooManyConnections,
     /// 500: the store failed (details logged, not returned).
     #[error("temporarily unavailable")]
     Unavailable,
@@ -37,7 +39,7 @@ impl ConnectRefusal {
             Self::BadRequest(_) => 400,
             Self::Unauthorized(_) => 401,
             Self::Forbidden(_) => 403,
-            Self::RateLimited => 429,
+            Self::RateLimited | Self::TooManyConnections => 429,
             Self::Unavailable => 500,
         }
     }
@@ -52,10 +54,12 @@ impl From<crate::store::StoreError> for ConnectRefusal {
 
 /// Handles a `$connect` event: 200, or 400/401/403/429 with a short reason.
 ///
-/// Checks, in order: API id, gateway secret (when configured), connection id, rate per source IP (every attempt counts, so token
-/// guessing is limited too), `Origin`, channel name, token (consumed once), the token's channel
-/// binding, rate per user, channel permission. The channel name is checked before the token is
-/// spent, so a typo does not burn it.
+/// Checks, in order: API id, gateway secret (when configured), connection id, rate per source IP
+/// (every attempt counts, so token guessing is limited too), `Origin`, channel name, token
+/// (consumed once), the token's channel binding, rate per user, channel permission, and a slot
+/// among the user's open connections. The channel name is checked before the token is spent, so
+/// a typo does not burn it. A token's bound channel is recorded on the session: `subscribe`
+/// refuses every other channel.
 pub async fn connect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
     match try_connect(app, event).await {
         Ok(session) => {
@@ -81,13 +85,7 @@ async fn try_connect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> Resu
     let config = &app.config;
     let now_ms = app.clock.now_millis();
     let now = now_ms.div_euclid(1000);
-    if !api_id_matches(config, ctx) {
-        return Err(ConnectRefusal::Forbidden("unexpected API"));
-    }
-    let secret = event.headers.get(GATEWAY_SECRET_HEADER).and_then(|v| v.to_str().ok());
-    if !config.gateway_secrets.verify(secret) {
-        return Err(ConnectRefusal::Forbidden("invalid request"));
-    }
+    check_event(config, event).map_err(ConnectRefusal::Forbidden)?;
     let connection_id = ctx
         .connection_id
         .clone()
@@ -117,11 +115,11 @@ async fn try_connect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> Resu
         })?),
     };
     let bound = record.as_ref().and_then(|r| r.channel.clone());
-    let channel = match (requested, bound) {
-        (Some(req), Some(bound)) if req != bound => {
+    let channel = match (requested, &bound) {
+        (Some(req), Some(bound)) if req != *bound => {
             return Err(ConnectRefusal::Forbidden("token is for another channel"));
         }
-        (req, bound) => req.or(bound).or_else(|| config.default_channel.clone()),
+        (req, bound) => req.or_else(|| bound.clone()).or_else(|| config.default_channel.clone()),
     };
     let identity = record.map(|r| r.identity);
     if let Some(identity) = &identity {
@@ -149,10 +147,16 @@ async fn try_connect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> Resu
         last_seen: now_ms,
         expires_at: connected_at.div_euclid(1000) + config.session_ttl.as_secs() as i64,
         metadata: Default::default(),
+        bound_channel: bound,
     };
+    // The last check, because it writes: a slot among the user's open connections.
+    let max = config.max_connections_per_user;
+    if max > 0 && !app.sessions.claim_connection(&session, max, now).await? {
+        return Err(ConnectRefusal::TooManyConnections);
+    }
     app.sessions.put_session(&session).await?;
     if let Some(channel) = &channel {
-        app.sessions.join(&session, channel).await?;
+        app.sessions.join(&session, channel, config.max_channels_per_connection.max(1)).await?;
     }
     Ok(session)
 }

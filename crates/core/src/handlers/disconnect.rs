@@ -3,7 +3,7 @@
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use serde_json::json;
 
-use super::respond;
+use super::{check_event, respond};
 use crate::App;
 use crate::session::ConnectionId;
 
@@ -11,6 +11,10 @@ use crate::session::ConnectionId;
 /// may deliver `$disconnect` for a connection `$connect` refused, and delivers at most once).
 pub async fn disconnect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
     let ctx = &event.request_context;
+    if let Err(reason) = check_event(&app.config, event) {
+        tracing::warn!(api_id = ctx.apiid.as_deref(), reason, "$disconnect event refused");
+        return respond(403, &json!({ "message": reason }));
+    }
     let Some(id) = ctx.connection_id.clone().and_then(|id| ConnectionId::new(id).ok()) else {
         tracing::warn!("$disconnect without a valid connection id");
         return respond(400, &json!({ "message": "invalid connection id" }));

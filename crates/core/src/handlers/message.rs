@@ -30,12 +30,13 @@ use async_trait::async_trait;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use serde_json::json;
 
-use super::{api_id_matches, management_endpoint, respond};
+use super::{check_event, loggable, management_endpoint, respond};
 use crate::App;
 use crate::delivery::Target;
 use crate::protocol::{ChatMessage, ErrorCode, Inbound, Outbound, Pong, Reply};
 use crate::rate::{self, Scope};
 use crate::session::{ChannelName, ConnectionId, Recipient, Session};
+use crate::store::Joined;
 
 /// Longest chat line accepted, in bytes.
 pub const MAX_CHAT_BYTES: usize = 4096;
@@ -154,9 +155,9 @@ impl Router {
 /// the HTTP status is 200 unless the event itself is not from a valid connection of this API.
 pub async fn message(app: &App, router: &Router, event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
     let ctx = &event.request_context;
-    if !api_id_matches(&app.config, ctx) {
-        tracing::warn!(api_id = ctx.apiid.as_deref(), "message from an unexpected API refused");
-        return respond(403, &json!({ "message": "unexpected API" }));
+    if let Err(reason) = check_event(&app.config, event) {
+        tracing::warn!(api_id = ctx.apiid.as_deref(), reason, "message event refused");
+        return respond(403, &json!({ "message": reason }));
     }
     let (Some(id), Some(endpoint)) =
         (ctx.connection_id.clone().and_then(|id| ConnectionId::new(id).ok()), management_endpoint(&app.config, ctx))
@@ -202,14 +203,16 @@ async fn route_message(
     }
     let Some(route) = router.get(&msg.action) else {
         let known: Vec<&str> = router.actions().collect();
-        let text = format!("unknown action \"{}\"; known actions: {}", msg.action, known.join(", "));
+        let text = format!("unknown action \"{}\"; known actions: {}", loggable(&msg.action), known.join(", "));
         return Err(fail(RouteError::new(ErrorCode::UnknownAction, text)));
     };
     let ctx = MessageContext { app, session: &session, event };
     route.handle(&ctx, msg).await.map_err(fail)
 }
 
-/// `subscribe {channel}`: join a channel, with the same permission check as `$connect`.
+/// `subscribe {channel}`: join a channel, with the same permission check as `$connect`. A
+/// connection whose token was bound to a channel may not join any other; the per-connection
+/// channel limit holds under concurrent subscribes (the store's join is atomic).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SubscribeRoute;
 
@@ -218,17 +221,15 @@ impl Route for SubscribeRoute {
     async fn handle(&self, ctx: &MessageContext<'_>, msg: Inbound) -> Result<Option<Outbound>, RouteError> {
         let channel = ctx.channel_field(&msg, "channel")?;
         let app = ctx.app;
-        let current = app.sessions.channels_of(ctx.connection_id(), app.clock.now_secs()).await?;
-        if !current.contains(&channel) {
-            if current.len() >= app.config.max_channels_per_connection {
-                let text =
-                    format!("a connection may be in at most {} channels", app.config.max_channels_per_connection);
-                return Err(RouteError::bad_request(text));
-            }
-            if !app.may_join(ctx.session.identity.as_ref(), &channel).await {
-                return Err(RouteError::new(ErrorCode::Forbidden, "channel not allowed"));
-            }
-            app.sessions.join(ctx.session, &channel).await?;
+        if ctx.session.bound_channel.as_ref().is_some_and(|bound| *bound != channel) {
+            return Err(RouteError::new(ErrorCode::Forbidden, "this connection's token is bound to another channel"));
+        }
+        if !app.may_join(ctx.session.identity.as_ref(), &channel).await {
+            return Err(RouteError::new(ErrorCode::Forbidden, "channel not allowed"));
+        }
+        let max = app.config.max_channels_per_connection;
+        if app.sessions.join(ctx.session, &channel, max).await? == Joined::Full {
+            return Err(RouteError::bad_request(format!("a connection may be in at most {max} channels")));
         }
         let data = json!({ "channel": channel });
         Ok(Some(Outbound::Reply(Reply::to(msg.action, msg.reference, data))))

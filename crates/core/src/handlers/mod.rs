@@ -18,7 +18,9 @@ pub use message::{
 pub use send::{send, send_response};
 pub use token::{HttpAnswer, TokenRequest, issue_token};
 
-use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequestContext};
+use aws_lambda_events::apigw::{
+    ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest, ApiGatewayWebsocketProxyRequestContext,
+};
 use aws_lambda_events::encodings::Body;
 
 use crate::config::Config;
@@ -51,9 +53,51 @@ pub(crate) fn api_id_matches(config: &Config, ctx: &ApiGatewayWebsocketProxyRequ
     config.api_id.as_deref().is_none_or(|expected| ctx.apiid.as_deref() == Some(expected))
 }
 
+/// The checks every WebSocket event passes before anything else, `$connect`, messages and
+/// `$disconnect` alike: the API id (when configured) and the gateway secret (when configured),
+/// so a forged event cannot act for a connection. The refusal is a 403 reason.
+pub(crate) fn check_event(config: &Config, event: &ApiGatewayWebsocketProxyRequest) -> Result<(), &'static str> {
+    if !api_id_matches(config, &event.request_context) {
+        return Err("unexpected API");
+    }
+    let secret = event.headers.get(crate::policy::GATEWAY_SECRET_HEADER).and_then(|v| v.to_str().ok());
+    if !config.gateway_secrets.verify(secret) {
+        return Err("invalid request");
+    }
+    Ok(())
+}
+
+/// A client-controlled string as it may appear in logs and error texts: at most 64 characters,
+/// control characters (newlines, escape codes) escaped, so it cannot forge log lines or flood them.
+pub fn loggable(text: &str) -> String {
+    const MAX_CHARS: usize = 64;
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == MAX_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_text_is_bounded_and_escaped_for_logs() {
+        assert_eq!(loggable("chat"), "chat");
+        assert_eq!(loggable("a\nlevel=error forged\u{1b}[31m"), "a\\nlevel=error forged\\u{1b}[31m");
+        let long = loggable(&"x".repeat(128 * 1024));
+        assert_eq!(long.chars().count(), 65, "64 characters and an ellipsis");
+        assert!(!loggable("\r\n\t").contains(['\r', '\n', '\t']));
+    }
 
     #[test]
     fn endpoints_follow_the_domain() {

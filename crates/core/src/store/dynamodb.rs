@@ -6,6 +6,7 @@
 //! | membership | `conn#<id>`        | `chan#<channel>` | `channel`, endpoint, `expires_at`                   |
 //! | token      | `token#<sha256>`   | `token`          | token_user, token_groups, token_channel, expiry     |
 //! | counter    | `rate#<scope>#...` | `rate`           | `n`, `expires_at`                                   |
+//! | user slots | `user#<user id>`   | `conns`          | `slots` (connection id → expiry), `expires_at`      |
 //!
 //! `by-channel` (hash `channel`, range `pk`) holds only memberships; `by-user` (hash `user_id`,
 //! range `pk`) only sessions with a user. Both project just `connection_id`, `endpoint` and
@@ -24,7 +25,9 @@ use aws_sdk_dynamodb::types::{
 };
 use futures::{StreamExt as _, TryStreamExt as _};
 
-use super::{CounterStore, Cursor, Page, Segment, SessionFilter, SessionStore, StoreError, TokenRecord, TokenStore};
+use super::{
+    CounterStore, Cursor, Joined, Page, Segment, SessionFilter, SessionStore, StoreError, TokenRecord, TokenStore,
+};
 use crate::session::{ChannelName, ConnectionId, Identity, Recipient, Session};
 
 /// Name of the channel index.
@@ -37,9 +40,15 @@ pub const TTL_ATTRIBUTE: &str = "expires_at";
 pub const INDEX_PROJECTION: [&str; 3] = ["connection_id", "endpoint", "expires_at"];
 
 const SESSION_SK: &str = "session";
+/// The session attribute counting its channels (kept atomically by `join` and `leave`).
+const CHANNEL_COUNT: &str = "channel_count";
 const CONN_PREFIX: &str = "conn#";
 const CHAN_PREFIX: &str = "chan#";
 const TOKEN_PREFIX: &str = "token#";
+const USER_PREFIX: &str = "user#";
+const SLOTS_SK: &str = "conns";
+/// How many times a connection claim retries after reclaiming expired slots or losing a race.
+const CLAIM_ATTEMPTS: usize = 8;
 /// DynamoDB's BatchWriteItem limit.
 const BATCH_LIMIT: usize = 25;
 const BATCH_RETRIES: u32 = 8;
@@ -65,7 +74,8 @@ impl DynamoDbStore {
     }
 
     /// The keys of every item of a connection (session and memberships), and the session itself
-    /// when `with_session` (otherwise only keys are read).
+    /// when `with_session` (otherwise only keys and the user are read: the session returned then
+    /// carries just its id and user).
     async fn items_of(
         &self,
         id: &ConnectionId,
@@ -84,12 +94,12 @@ impl DynamoDbStore {
                 .consistent_read(true)
                 .set_exclusive_start_key(start);
             if !with_session {
-                query = query.projection_expression("pk, sk");
+                query = query.projection_expression("pk, sk, user_id");
             }
             let out = query.send().await.map_err(sdk_error)?;
             for item in out.items.unwrap_or_default() {
-                if with_session && get_s(&item, "sk") == Some(SESSION_SK) {
-                    session = Some(session_from(&item)?);
+                if get_s(&item, "sk") == Some(SESSION_SK) {
+                    session = Some(if with_session { session_from(&item)? } else { key_session(&item, id) });
                 }
                 let key = ["pk", "sk"].into_iter().filter_map(|k| item.get(k).map(|v| (k.to_owned(), v.clone())));
                 keys.push(key.collect());
@@ -160,6 +170,82 @@ impl DynamoDbStore {
             .map_err(sdk_error)?;
         let items = out.items.unwrap_or_default().iter().map(recipient_of).collect::<Result<_, _>>()?;
         Ok(Page { items, next: encode_cursor(out.last_evaluated_key)? })
+    }
+
+    /// Whether `id` is in `channel` (a consistent read of the membership's key).
+    async fn is_member(&self, id: &ConnectionId, channel: &ChannelName) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", conn_pk(id))
+            .key("sk", s(&format!("{CHAN_PREFIX}{channel}")))
+            .projection_expression("pk")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(out.item.is_some_and(|i| !i.is_empty()))
+    }
+
+    /// Takes one off the session's channel count (not below zero; not for a removed session).
+    async fn uncount_channel(&self, id: &ConnectionId) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", conn_pk(id))
+            .key("sk", s(SESSION_SK))
+            .update_expression("ADD #c :minus")
+            .condition_expression("attribute_exists(pk) AND #c > :zero")
+            .expression_attribute_names("#c", CHANNEL_COUNT)
+            .expression_attribute_values(":minus", n(-1))
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(()),
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
+    /// A user's connection slots (connection id → expiry), if the user has a slot item.
+    async fn slots_of(&self, user: &str) -> Result<Option<HashMap<String, i64>>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(&format!("{USER_PREFIX}{user}")))
+            .key("sk", s(SLOTS_SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        let Some(AttributeValue::M(slots)) = out.item.and_then(|mut item| item.remove("slots")) else {
+            return Ok(None);
+        };
+        Ok(Some(slots.into_iter().map(|(k, v)| (k, v.as_n().ok().and_then(|n| n.parse().ok()).unwrap_or(0))).collect()))
+    }
+
+    /// Frees a connection's slot (nothing to do if the user has no slot item).
+    async fn release_slot(&self, user: &str, id: &ConnectionId) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&format!("{USER_PREFIX}{user}")))
+            .key("sk", s(SLOTS_SK))
+            .update_expression("REMOVE slots.#id")
+            .condition_expression("attribute_exists(slots)")
+            .expression_attribute_names("#id", id.as_str())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(()),
+            Err(e) => Err(sdk_error(e)),
+        }
     }
 
     /// Creates the table with the keys and indexes above (on-demand billing) and waits until it
@@ -243,6 +329,9 @@ impl SessionStore for DynamoDbStore {
     async fn remove_session(&self, id: &ConnectionId) -> Result<Option<Session>, StoreError> {
         let (session, keys) = self.items_of(id, true).await?;
         self.delete_keys(keys).await?;
+        if let Some(user) = session.as_ref().and_then(Session::user_id) {
+            self.release_slot(user, id).await?;
+        }
         Ok(session)
     }
 
@@ -254,11 +343,44 @@ impl SessionStore for DynamoDbStore {
             .try_collect()
             .await?;
         let removed = found.iter().filter(|(_, keys)| !keys.is_empty()).count();
+        let users: Vec<(String, ConnectionId)> = found
+            .iter()
+            .filter_map(|(session, _)| session.as_ref())
+            .filter_map(|s| s.user_id().map(|user| (user.to_owned(), s.connection_id.clone())))
+            .collect();
         self.delete_keys(found.into_iter().flat_map(|(_, keys)| keys).collect()).await?;
+        futures::stream::iter(users)
+            .map(|(user, id)| async move { self.release_slot(&user, &id).await })
+            .buffer_unordered(8)
+            .try_collect::<Vec<()>>()
+            .await?;
         Ok(removed)
     }
 
-    async fn join(&self, session: &Session, channel: &ChannelName) -> Result<(), StoreError> {
+    async fn join(&self, session: &Session, channel: &ChannelName, max: usize) -> Result<Joined, StoreError> {
+        // Count first, conditionally on the cap, so no membership ever exists beyond it; then
+        // write the membership unless it exists (a repeated join gives the count back).
+        let counted = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", conn_pk(&session.connection_id))
+            .key("sk", s(SESSION_SK))
+            .update_expression("ADD #c :one")
+            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(#c) OR #c < :max)")
+            .expression_attribute_names("#c", CHANNEL_COUNT)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":max", n(max as i64))
+            .send()
+            .await;
+        match counted {
+            Ok(_) => {}
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
+                let member = self.is_member(&session.connection_id, channel).await?;
+                return Ok(if member { Joined::Already } else { Joined::Full });
+            }
+            Err(e) => return Err(sdk_error(e)),
+        }
         let mut item = HashMap::from([
             ("pk".to_owned(), conn_pk(&session.connection_id)),
             ("sk".to_owned(), s(&format!("{CHAN_PREFIX}{channel}"))),
@@ -271,8 +393,98 @@ impl SessionStore for DynamoDbStore {
         if let Some(metadata) = metadata_attribute(session) {
             item.insert("metadata".to_owned(), metadata);
         }
-        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(sdk_error)?;
-        Ok(())
+        let written = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(Joined::New),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
+                self.uncount_channel(&session.connection_id).await?;
+                Ok(Joined::Already)
+            }
+            Err(e) => {
+                // Give the count back; if that fails too, the count expires with the session.
+                let _ = self.uncount_channel(&session.connection_id).await;
+                Err(sdk_error(e))
+            }
+        }
+    }
+
+    async fn claim_connection(&self, session: &Session, max: usize, now: i64) -> Result<bool, StoreError> {
+        let Some(user) = session.user_id() else {
+            return Ok(true);
+        };
+        let id = session.connection_id.as_str();
+        for _ in 0..CLAIM_ATTEMPTS {
+            // The common case: one conditional write into the user's slot map.
+            let claimed = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(&format!("{USER_PREFIX}{user}")))
+                .key("sk", s(SLOTS_SK))
+                .update_expression("SET slots.#id = :exp, #exp = :exp")
+                .condition_expression("attribute_exists(slots) AND (size(slots) < :max OR attribute_exists(slots.#id))")
+                .expression_attribute_names("#id", id)
+                .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+                .expression_attribute_values(":exp", n(session.expires_at))
+                .expression_attribute_values(":max", n(max as i64))
+                .send()
+                .await;
+            match claimed {
+                Ok(_) => return Ok(true),
+                Err(e) if e.code() == Some("ConditionalCheckFailedException") => {}
+                Err(e) => return Err(sdk_error(e)),
+            }
+            // No slot map yet, or it is full: read it, reclaim expired slots, decide.
+            let slots = self.slots_of(user).await?;
+            let Some(slots) = slots else {
+                let created = self
+                    .client
+                    .put_item()
+                    .table_name(&self.table)
+                    .item("pk", s(&format!("{USER_PREFIX}{user}")))
+                    .item("sk", s(SLOTS_SK))
+                    .item("slots", AttributeValue::M(HashMap::from([(id.to_owned(), n(session.expires_at))])))
+                    .item(TTL_ATTRIBUTE, n(session.expires_at))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .send()
+                    .await;
+                match created {
+                    Ok(_) => return Ok(true),
+                    Err(e) if e.code() == Some("ConditionalCheckFailedException") => continue,
+                    Err(e) => return Err(sdk_error(e)),
+                }
+            };
+            let expired: Vec<&String> = slots.iter().filter(|(_, exp)| **exp <= now).map(|(k, _)| k).collect();
+            if expired.is_empty() {
+                if slots.len() < max {
+                    continue; // the map appeared (or a slot was freed) after the write was refused
+                }
+                return Ok(false);
+            }
+            let names: Vec<String> = (0..expired.len()).map(|i| format!("#e{i}")).collect();
+            let mut reclaim = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(&format!("{USER_PREFIX}{user}")))
+                .key("sk", s(SLOTS_SK))
+                .update_expression(format!(
+                    "REMOVE {}",
+                    names.iter().map(|name| format!("slots.{name}")).collect::<Vec<_>>().join(", ")
+                ));
+            for (name, key) in names.iter().zip(expired) {
+                reclaim = reclaim.expression_attribute_names(name, key);
+            }
+            reclaim.send().await.map_err(sdk_error)?;
+        }
+        Ok(false)
     }
 
     async fn leave(&self, id: &ConnectionId, channel: &ChannelName) -> Result<bool, StoreError> {
@@ -286,7 +498,11 @@ impl SessionStore for DynamoDbStore {
             .send()
             .await
             .map_err(sdk_error)?;
-        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+        let existed = out.attributes.is_some_and(|a| !a.is_empty());
+        if existed {
+            self.uncount_channel(id).await?;
+        }
+        Ok(existed)
     }
 
     async fn channels_of(&self, id: &ConnectionId, now: i64) -> Result<Vec<ChannelName>, StoreError> {
@@ -596,6 +812,9 @@ fn session_item(session: &Session) -> Item {
     if let Some(ua) = &session.user_agent {
         item.insert("user_agent".to_owned(), s(ua));
     }
+    if let Some(bound) = &session.bound_channel {
+        item.insert("bound_channel".to_owned(), s(bound.as_str()));
+    }
     if let Some(metadata) = metadata_attribute(session) {
         item.insert("metadata".to_owned(), metadata);
     }
@@ -637,7 +856,26 @@ fn session_from(item: &Item) -> Result<Session, StoreError> {
         last_seen: get_n(item, "last_seen")?,
         expires_at: get_n(item, TTL_ATTRIBUTE)?,
         metadata,
+        bound_channel: get_s(item, "bound_channel").map(ChannelName::new).transpose().map_err(corrupt)?,
     })
+}
+
+/// The session as a key-only read sees it: its id and user, nothing else.
+fn key_session(item: &Item, id: &ConnectionId) -> Session {
+    Session {
+        connection_id: id.clone(),
+        identity: get_s(item, "user_id").map(Identity::user),
+        api_id: String::new(),
+        stage: String::new(),
+        endpoint: String::new(),
+        source_ip: String::new(),
+        user_agent: None,
+        connected_at: 0,
+        last_seen: 0,
+        expires_at: 0,
+        metadata: Default::default(),
+        bound_channel: None,
+    }
 }
 
 fn recipient_of(item: &Item) -> Result<Recipient, StoreError> {

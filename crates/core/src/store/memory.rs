@@ -9,7 +9,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::{CounterStore, Cursor, Page, Segment, SessionFilter, SessionStore, StoreError, TokenRecord, TokenStore};
+use super::{
+    CounterStore, Cursor, Joined, Page, Segment, SessionFilter, SessionStore, StoreError, TokenRecord, TokenStore,
+};
 use crate::session::{ChannelName, ConnectionId, Recipient, Session};
 
 #[derive(Debug, Default)]
@@ -21,6 +23,8 @@ struct State {
     memberships: HashMap<ConnectionId, Vec<ChannelName>>,
     /// user → connections (the by-user index).
     users: BTreeMap<String, BTreeSet<ConnectionId>>,
+    /// user → connection slots taken, with each slot's expiry.
+    slots: HashMap<String, HashMap<ConnectionId, i64>>,
     tokens: HashMap<String, TokenRecord>,
     counters: HashMap<String, (u64, i64)>,
 }
@@ -106,12 +110,18 @@ impl SessionStore for MemoryStore {
     async fn remove_session(&self, id: &ConnectionId) -> Result<Option<Session>, StoreError> {
         let mut s = self.state();
         let session = s.sessions.remove(id);
-        if let Some(user) = session.as_ref().and_then(|s| s.user_id().map(str::to_owned))
-            && let Some(set) = s.users.get_mut(&user)
-        {
-            set.remove(id);
-            if set.is_empty() {
-                s.users.remove(&user);
+        if let Some(user) = session.as_ref().and_then(|s| s.user_id().map(str::to_owned)) {
+            if let Some(set) = s.users.get_mut(&user) {
+                set.remove(id);
+                if set.is_empty() {
+                    s.users.remove(&user);
+                }
+            }
+            if let Some(slots) = s.slots.get_mut(&user) {
+                slots.remove(id);
+                if slots.is_empty() {
+                    s.slots.remove(&user);
+                }
             }
         }
         for channel in s.memberships.remove(id).unwrap_or_default() {
@@ -125,18 +135,33 @@ impl SessionStore for MemoryStore {
         Ok(session)
     }
 
-    async fn join(&self, session: &Session, channel: &ChannelName) -> Result<(), StoreError> {
+    async fn join(&self, session: &Session, channel: &ChannelName, max: usize) -> Result<Joined, StoreError> {
         let mut s = self.state();
         let id = session.connection_id.clone();
-        s.channels
-            .entry(channel.clone())
-            .or_default()
-            .insert(id.clone(), (session.endpoint.clone(), session.expires_at));
-        let joined = s.memberships.entry(id).or_default();
-        if !joined.contains(channel) {
-            joined.push(channel.clone());
+        let joined = s.memberships.entry(id.clone()).or_default();
+        if joined.contains(channel) {
+            return Ok(Joined::Already);
         }
-        Ok(())
+        if joined.len() >= max {
+            return Ok(Joined::Full);
+        }
+        joined.push(channel.clone());
+        s.channels.entry(channel.clone()).or_default().insert(id, (session.endpoint.clone(), session.expires_at));
+        Ok(Joined::New)
+    }
+
+    async fn claim_connection(&self, session: &Session, max: usize, now: i64) -> Result<bool, StoreError> {
+        let Some(user) = session.user_id() else {
+            return Ok(true);
+        };
+        let mut s = self.state();
+        let slots = s.slots.entry(user.to_owned()).or_default();
+        slots.retain(|_, expires_at| *expires_at > now);
+        if !slots.contains_key(&session.connection_id) && slots.len() >= max {
+            return Ok(false);
+        }
+        slots.insert(session.connection_id.clone(), session.expires_at);
+        Ok(true)
     }
 
     async fn leave(&self, id: &ConnectionId, channel: &ChannelName) -> Result<bool, StoreError> {

@@ -118,8 +118,15 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
         Ok(removed)
     }
 
-    /// Adds `session` to `channel`. The membership expires with the session.
-    async fn join(&self, session: &Session, channel: &ChannelName) -> Result<(), StoreError>;
+    /// Adds `session` to `channel` unless the connection is already in `max` channels; the
+    /// membership expires with the session. Atomic: of concurrent joins by one connection, no
+    /// more than `max` memberships ever exist.
+    async fn join(&self, session: &Session, channel: &ChannelName, max: usize) -> Result<Joined, StoreError>;
+
+    /// Takes one of a user's `max` connection slots for `session` (a session without a user
+    /// needs none). Atomic under concurrent connects; slots of expired sessions are reclaimed;
+    /// removing a session frees its slot. Returns whether a slot was free.
+    async fn claim_connection(&self, session: &Session, max: usize, now: i64) -> Result<bool, StoreError>;
 
     /// Removes a membership; returns whether it existed.
     async fn leave(&self, id: &ConnectionId, channel: &ChannelName) -> Result<bool, StoreError>;
@@ -163,6 +170,17 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
         limit: usize,
         now: i64,
     ) -> Result<Page<ConnectionId>, StoreError>;
+}
+
+/// What [`SessionStore::join`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joined {
+    /// The connection joined the channel.
+    New,
+    /// It was already a member; nothing changed.
+    Already,
+    /// It is in the most channels allowed; nothing changed.
+    Full,
 }
 
 /// What a connect token stands for, stored under the SHA-256 of the token.
