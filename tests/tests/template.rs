@@ -113,3 +113,18 @@ fn the_table_matches_the_store() {
         assert_eq!(strings(&index["Projection"]["NonKeyAttributes"]), INDEX_PROJECTION);
     }
 }
+
+#[test]
+fn the_shipped_channel_rules_are_closed() {
+    let text = std::fs::read_to_string(root().join("template.yaml")).unwrap();
+    let doc = &yaml_rust2::YamlLoader::load_from_str(&text).unwrap()[0];
+    let default = doc["Parameters"]["ChannelRules"]["Default"].as_str().unwrap();
+    let rules = lambda_ws::ChannelRules::parse(default).unwrap();
+    let anyone = lambda_ws::Identity::user("mallory");
+    let name = |n: &str| lambda_ws::ChannelName::new(n).unwrap();
+    for closed in ["user-alice", "staff", "admin", "task-1"] {
+        assert!(!rules.admits(Some(&anyone), &name(closed)), "{closed} is not open to every token holder");
+    }
+    assert!(rules.admits(None, &name("lobby")) && rules.admits(Some(&anyone), &name("general")));
+    assert!(rules.admits(Some(&anyone), &name("room-2")) && !rules.admits(None, &name("room-2")));
+}

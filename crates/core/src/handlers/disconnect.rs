@@ -3,7 +3,7 @@
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use serde_json::json;
 
-use super::{check_event, respond};
+use super::{check_event, loggable, respond};
 use crate::App;
 use crate::session::ConnectionId;
 
@@ -25,7 +25,7 @@ pub async fn disconnect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> A
                 connection_id = %id,
                 known = found.is_some(),
                 status = ctx.disconnect_status_code,
-                reason = ctx.disconnect_reason.as_deref(),
+                reason = ctx.disconnect_reason.as_deref().map(loggable),
                 "disconnected"
             );
             respond(200, &json!({}))
