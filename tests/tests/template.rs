@@ -118,8 +118,12 @@ fn the_table_matches_the_store() {
 fn the_shipped_channel_rules_are_closed() {
     let text = std::fs::read_to_string(root().join("template.yaml")).unwrap();
     let doc = &yaml_rust2::YamlLoader::load_from_str(&text).unwrap()[0];
-    let default = doc["Parameters"]["ChannelRules"]["Default"].as_str().unwrap();
-    let rules = lambda_ws::ChannelRules::parse(default).unwrap();
+    let default = doc["Parameters"]["ChannelRules"]["Default"].as_str().unwrap().to_owned();
+    let samconfig = std::fs::read_to_string(root().join("samconfig.toml")).unwrap();
+    let overridden =
+        samconfig.lines().find_map(|l| l.trim().strip_prefix("\"ChannelRules=")).map(|v| v.trim_end_matches("\","));
+    assert_eq!(overridden, Some(default.as_str()), "samconfig.toml deploys the same closed rules");
+    let rules = lambda_ws::ChannelRules::parse(&default).unwrap();
     let anyone = lambda_ws::Identity::user("mallory");
     let name = |n: &str| lambda_ws::ChannelName::new(n).unwrap();
     for closed in ["user-alice", "staff", "admin", "task-1"] {
