@@ -574,14 +574,20 @@ async fn the_gateway_adds_its_secret_and_drops_one_a_client_sends() {
 async fn demo_page_and_client_are_served() {
     let gw = start(StoreChoice::Memory).await;
     let mut stream = TcpStream::connect(gw.addr()).await.unwrap();
-    stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    stream
+        .write_all(format!("GET / HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", gw.addr()).as_bytes())
+        .await
+        .unwrap();
     let mut page = String::new();
     stream.read_to_string(&mut page).await.unwrap();
     assert!(page.starts_with("HTTP/1.1 200"));
     assert!(page.contains("/client/websocket-manager.js") && page.contains("/local"), "stage filled in");
     let mut stream = TcpStream::connect(gw.addr()).await.unwrap();
     stream
-        .write_all(b"GET /client/websocket-manager.js HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .write_all(
+            format!("GET /client/websocket-manager.js HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", gw.addr())
+                .as_bytes(),
+        )
         .await
         .unwrap();
     let mut js = String::new();
@@ -726,4 +732,105 @@ async fn your_own_pages_are_served_from_the_pages_folder_and_nothing_outside_it(
     }
     gw.shutdown().await;
     std::fs::remove_dir_all(folder).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_gets_429s_and_is_still_closed_on_time() {
+    let gw = start_with(GatewayOptions {
+        idle_timeout: Duration::from_secs(2),
+        write_timeout: Duration::from_secs(2),
+        ..options(StoreChoice::Memory)
+    })
+    .await;
+    let mut ws = connect(&gw, "ann", "lobby").await;
+    let id = connection_id(&mut ws).await;
+    // From here the client reads nothing.
+    let conf = aws_sdk_apigatewaymanagement::config::Builder::from(&lambda_ws_e2e::local_aws_config())
+        .endpoint_url(gw.management_endpoint())
+        .retry_config(aws_sdk_apigatewaymanagement::config::retry::RetryConfig::disabled())
+        .build();
+    let api = aws_sdk_apigatewaymanagement::Client::from_conf(conf);
+    let payload = Blob::new("x".repeat(120 * 1024));
+    let (mut accepted, mut throttled) = (0, 0);
+    for _ in 0..600 {
+        match api.post_to_connection().connection_id(&id).data(payload.clone()).send().await {
+            Ok(_) => accepted += 1,
+            Err(e) => {
+                let service = e.as_service_error().expect("an API answer");
+                assert!(service.is_limit_exceeded_exception(), "{service:?}");
+                throttled += 1;
+                if throttled == 20 {
+                    break;
+                }
+            }
+        }
+    }
+    assert!(throttled == 20, "a full outbox answers 429 LimitExceededException ({accepted} accepted)");
+    // The socket is stuck, yet the connection ends within the write deadline and $disconnect runs.
+    let started = std::time::Instant::now();
+    loop {
+        let gone = api.get_connection().connection_id(&id).send().await.err();
+        if gone.and_then(|e| e.into_service_error().is_gone_exception().then_some(())).is_some() {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still open after 10 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cid = lambda_ws::ConnectionId::new(id.as_str()).unwrap();
+    for _ in 0..50 {
+        if gw.app().sessions.get_session(&cid, 0).await.unwrap().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gw.app().sessions.get_session(&cid, 0).await.unwrap().is_none(), "$disconnect removed the session");
+    drop(ws);
+    gw.shutdown().await;
+}
+
+/// A page on another site (a simple cross-site POST needs no preflight) or a rebound domain name
+/// cannot drive the gateway; SDKs, which send no Origin, and same-origin pages still can.
+#[tokio::test]
+async fn web_pages_elsewhere_cannot_drive_the_gateway() {
+    let gw = start(StoreChoice::Memory).await;
+    let mut ws = connect(&gw, "ann", "lobby").await;
+    let id = connection_id(&mut ws).await;
+    let evil = [("origin", "https://evil.example"), ("content-type", "text/plain")];
+    let toast = r#"{"target":"all","message":{"type":"toast","level":"info","message":"pwned"}}"#;
+    let cases: [(&str, String, &str); 7] = [
+        ("POST", "/ws-token".into(), ""),
+        ("POST", "/2015-03-31/functions/sender/invocations".into(), toast),
+        ("GET", "/_admin/sessions".into(), ""),
+        ("POST", "/_admin/cleanup".into(), ""),
+        ("POST", "/_admin/tokens/purge".into(), ""),
+        ("POST", "/demo/task".into(), ""),
+        ("POST", format!("/local/@connections/{id}"), "hello"),
+    ];
+    for (method, path, body) in &cases {
+        let (status, answer) = http(&gw, method, path, &[&evil[..], &[("x-lambda-ws", "1")]].concat(), body).await;
+        assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("forbidden")), "{method} {path}: {answer}");
+    }
+    // DNS rebinding: the browser thinks it is on evil.example, so the page is "same-origin".
+    let rebound = |host: &'static str| {
+        let addr = gw.addr();
+        async move {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            let request = format!("GET /_admin/sessions HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut raw = String::new();
+            stream.read_to_string(&mut raw).await.unwrap();
+            raw
+        }
+    };
+    let answer = rebound("evil.example").await;
+    assert!(answer.starts_with("HTTP/1.1 403") && !answer.contains(&id), "{answer}");
+    // Nothing reached the client, and the same calls without a foreign Origin work.
+    send(&mut ws, json!({"action":"ping","ref":"after"})).await;
+    assert_eq!(next_json(&mut ws).await["ref"], "after", "no toast and no post arrived first");
+    let own = format!("http://{}", gw.addr());
+    let (status, _) = http(&gw, "POST", "/demo/task", &[("origin", own.as_str())], "").await;
+    assert_eq!(status, 202, "the gateway's own pages");
+    let (status, sessions) = http(&gw, "GET", "/_admin/sessions", &[], "").await;
+    assert_eq!(status, 200, "command-line tools and SDKs send no Origin: {sessions}");
+    gw.shutdown().await;
 }

@@ -168,9 +168,13 @@ struct SchemaArgs {
 
 #[derive(Debug, clap::Args)]
 struct DevArgs {
-    /// Address to listen on.
+    /// Address to listen on. Anything but loopback needs --expose.
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
+    /// Allow --host beyond loopback: the token issuer (any user, no password), the Management and
+    /// Invoke APIs and the admin endpoints become reachable from your network.
+    #[arg(long)]
+    expose: bool,
     /// Port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 3001)]
     port: u16,
@@ -444,6 +448,21 @@ fn schema(args: &SchemaArgs) -> ExitCode {
 }
 
 async fn dev(args: DevArgs) -> ExitCode {
+    if !args.host.is_loopback() {
+        if !args.expose {
+            eprintln!(
+                "error: --host {} would let anyone on your network mint tokens for any user, post to every \
+                 connection and read the sessions; pass --expose as well if that is what you want",
+                args.host
+            );
+            return ExitCode::FAILURE;
+        }
+        eprintln!(
+            "warning: listening on {} (--expose): the token issuer (any user, no password), the Management API, \
+             the Lambda Invoke API and /_admin/* are reachable from your network",
+            args.host
+        );
+    }
     let mut config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {

@@ -22,14 +22,26 @@ pub enum Outgoing {
     Close(u16, &'static str),
 }
 
+/// Most bytes of posts waiting for one connection's socket (eight full-size messages). A client
+/// that stops reading fills it, and further posts answer 429 `LimitExceededException`, as API
+/// Gateway does when "the WebSocket client side buffer is full": memory stays bounded.
+pub const MAX_OUTBOX_BYTES: usize = 8 * MAX_MESSAGE_BYTES;
+
+/// A connection's queue and the bytes of text it holds.
+#[derive(Debug, Default)]
+struct Outbox {
+    items: VecDeque<Outgoing>,
+    bytes: usize,
+}
+
 /// One open WebSocket.
 ///
 /// Its outbox is a plain queue with a wake-up, not a channel: a tokio channel allocates a block
 /// of 32 slots up front, over a kilobyte for each idle connection; an empty `VecDeque` holds
-/// nothing.
+/// nothing. It is bounded in bytes ([`MAX_OUTBOX_BYTES`]).
 #[derive(Debug)]
 pub struct Connection {
-    outbox: Mutex<VecDeque<Outgoing>>,
+    outbox: Mutex<Outbox>,
     ready: Notify,
     open: AtomicBool,
     /// Who it is: id, address, user agent, when it connected (what its events carry).
@@ -42,7 +54,7 @@ impl Connection {
     /// An open connection with an empty outbox.
     pub fn new(ctx: EventContext) -> Self {
         Self {
-            outbox: Mutex::new(VecDeque::new()),
+            outbox: Mutex::new(Outbox::default()),
             ready: Notify::new(),
             open: AtomicBool::new(true),
             last_active_at: AtomicI64::new(ctx.connected_at),
@@ -50,16 +62,25 @@ impl Connection {
         }
     }
 
-    fn queue(&self) -> MutexGuard<'_, VecDeque<Outgoing>> {
+    fn queue(&self) -> MutexGuard<'_, Outbox> {
         self.outbox.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues something for the connection's task; `Gone` once it has ended.
+    /// Queues something for the connection's task; `Gone` once it has ended, `Full` when the
+    /// text waiting for the socket would pass [`MAX_OUTBOX_BYTES`] (a close is always queued).
     pub fn push(&self, outgoing: Outgoing) -> Result<(), PostError> {
         if !self.open.load(Ordering::Acquire) {
             return Err(PostError::Gone);
         }
-        self.queue().push_back(outgoing);
+        let mut queue = self.queue();
+        if let Outgoing::Text(payload) = &outgoing {
+            if queue.bytes + payload.len() > MAX_OUTBOX_BYTES {
+                return Err(PostError::Full);
+            }
+            queue.bytes += payload.len();
+        }
+        queue.items.push_back(outgoing);
+        drop(queue);
         self.ready.notify_one();
         Ok(())
     }
@@ -68,17 +89,30 @@ impl Connection {
     /// returns it.
     pub async fn next(&self) -> Outgoing {
         loop {
-            if let Some(outgoing) = self.queue().pop_front() {
-                return outgoing;
+            {
+                let mut queue = self.queue();
+                if let Some(outgoing) = queue.items.pop_front() {
+                    if let Outgoing::Text(payload) = &outgoing {
+                        queue.bytes -= payload.len();
+                    }
+                    return outgoing;
+                }
             }
             self.ready.notified().await;
         }
     }
 
+    /// Bytes of text waiting for the socket.
+    pub fn queued_bytes(&self) -> usize {
+        self.queue().bytes
+    }
+
     /// Marks the connection ended: later pushes answer `Gone`, queued items are dropped.
     pub fn end(&self) {
         self.open.store(false, Ordering::Release);
-        self.queue().clear();
+        let mut queue = self.queue();
+        queue.items.clear();
+        queue.bytes = 0;
     }
 }
 
@@ -89,6 +123,8 @@ pub enum PostError {
     Gone,
     /// Over 128 KiB (413).
     TooLarge,
+    /// The client is not reading: its outbox is full (429 `LimitExceededException`).
+    Full,
 }
 
 /// All open connections of one gateway.
@@ -173,6 +209,7 @@ fn transport_error(e: PostError) -> TransportError {
     match e {
         PostError::Gone => TransportError::Gone,
         PostError::TooLarge => TransportError::PayloadTooLarge,
+        PostError::Full => TransportError::Throttled,
     }
 }
 

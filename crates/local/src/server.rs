@@ -71,6 +71,9 @@ pub struct GatewayOptions {
     /// front would (`lambda-ws dev` takes the first of `LWS_GATEWAY_SECRET`). A header of that
     /// name sent by a client is always dropped, so a browser cannot supply it.
     pub gateway_secret: Option<String>,
+    /// How long one write to a client may take before the connection is closed (a client that
+    /// stops reading would otherwise hold its task, and its idle and lifetime timers, forever).
+    pub write_timeout: Duration,
     /// A folder of your own pages, served at `/pages/<file>` on the gateway's origin, so that
     /// their token requests (`fetch("/ws-token")`) are same-origin as in your app.
     pub pages: Option<std::path::PathBuf>,
@@ -90,6 +93,7 @@ impl Default for GatewayOptions {
             invoke_endpoint: None,
             gateway_secret: None,
             pages: None,
+            write_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -111,6 +115,9 @@ struct Shared {
     registry: Arc<Registry>,
     routes: RouteTable,
     options: GatewayOptions,
+    /// The port it listens on (what `Host` must name) and the WebSocket path (`/<stage>`).
+    port: u16,
+    stage_path: Arc<str>,
     /// `domainName`, stage and API id, shared by every connection's events.
     domain: Arc<str>,
     stage: Arc<str>,
@@ -136,8 +143,9 @@ impl Gateway {
         let domain = addr.to_string();
         let endpoint = format!("http://{domain}/{}", options.stage);
         let mut options = options;
-        if options.config.gateway_secrets.is_enabled() && options.config.management_endpoint.is_none() {
-            // With a secret the handlers post only to a configured endpoint: this gateway's own.
+        if options.config.management_endpoint.is_none() {
+            // Replies go to this gateway's own endpoint, with the right scheme whatever address it
+            // listens on (and, with a gateway secret, never to a domain name an event names).
             options.config.management_endpoint = Some(endpoint.clone());
         }
         let aws = local_aws_config();
@@ -168,6 +176,8 @@ impl Gateway {
         let (domain, stage_name, api_id) =
             (domain.into(), options.stage.as_str().into(), options.api_id.as_str().into());
         let shared = Arc::new(Shared {
+            port: addr.port(),
+            stage_path: format!("/{}", options.stage).into(),
             app: app.clone(),
             lambda,
             registry: registry.clone(),
@@ -192,6 +202,7 @@ impl Gateway {
                 &format!("/{stage}/@connections/{{id}}"),
                 post(post_to_connection).get(get_connection).delete(delete_connection),
             )
+            .layer(axum::middleware::from_fn_with_state(shared.clone(), guard))
             .with_state(shared);
         let (shutdown, signal) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -284,6 +295,53 @@ fn aws_error(status: StatusCode, kind: &'static str, message: &str) -> Response 
     headers.insert("x-amzn-ErrorType", HeaderValue::from_static(kind));
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     (status, headers, json!({ "message": message }).to_string()).into_response()
+}
+
+// ---- who may call the gateway ----------------------------------------------------------------
+
+/// Refuses what a web page the developer happens to visit could send: any request whose `Host`
+/// is not this gateway (DNS rebinding: a name that resolves to 127.0.0.1), and, on every
+/// endpoint that changes or reveals state (token issuer, Invoke API, Management API, admin, demo
+/// task), any request whose `Origin` is another site's. SDKs and command-line tools send no
+/// `Origin`, so they keep working; the demo page and `--pages` are same-origin.
+async fn guard(
+    State(shared): State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let headers = request.headers();
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if !host.is_some_and(|h| serves_host(h, shared.port)) {
+        tracing::warn!(host = host.map(lambda_ws::handlers::loggable), "request for another host refused");
+        return json_response(403, &json!({ "error": { "code": "forbidden", "message": "unknown Host" } }));
+    }
+    let path = request.uri().path();
+    let read_only_page = request.method() == axum::http::Method::GET
+        && (path == "/" || path.starts_with("/client/") || path.starts_with("/pages/") || path == &*shared.stage_path);
+    if !read_only_page && let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default();
+        let own = origin.strip_prefix("http://").is_some_and(|o| serves_host(o, shared.port));
+        let listed = path == "/ws-token"
+            && shared.app.config.allowed_origins != lambda_ws::OriginPolicy::Any
+            && shared.app.config.allowed_origins.allows(Some(origin));
+        if !own && !listed {
+            tracing::warn!(origin = %lambda_ws::handlers::loggable(origin), path, "cross-site request refused");
+            return json_response(403, &json!({ "error": { "code": "forbidden", "message": "origin not allowed" } }));
+        }
+    }
+    next.run(request).await
+}
+
+/// Whether a `Host` (or an origin's host) names this gateway: `localhost` or an IP address, with
+/// its port. A domain name is refused, which is what stops DNS rebinding.
+fn serves_host(host: &str, port: u16) -> bool {
+    let (name, given_port) = match host.rsplit_once(':') {
+        Some((name, p)) if !name.is_empty() && !p.contains(']') => (name, p.parse::<u16>().ok()),
+        _ => (host, Some(80)),
+    };
+    let literal = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')).unwrap_or(name);
+    let local_name = name.eq_ignore_ascii_case("localhost") || literal.parse::<std::net::IpAddr>().is_ok();
+    local_name && given_port == Some(port)
 }
 
 // ---- the WebSocket API ------------------------------------------------------------------------
@@ -434,8 +492,12 @@ async fn run_connection(shared: Arc<Shared>, ctx: EventContext, mut socket: WebS
                         Ok(text) => Message::Text(text),
                         Err(_) => Message::Binary(payload),
                     };
-                    if socket.send(message).await.is_err() {
-                        break (1006, String::new());
+                    // A client that stops reading must not hold this loop (and its timers): a
+                    // write that cannot finish in time ends the connection.
+                    match tokio::time::timeout(shared.options.write_timeout, socket.send(message)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break (1006, String::new()),
+                        Err(_) => break (1006, "Client is not reading".to_owned()),
                     }
                 }
                 Outgoing::Close(code, why) => break Box::pin(close(&mut socket, code, why, why)).await,
@@ -453,9 +515,11 @@ async fn run_connection(shared: Arc<Shared>, ctx: EventContext, mut socket: WebS
     Box::pin(invoke_route(&shared, "$disconnect", &event)).await;
 }
 
-/// Sends a close frame; returns the status and reason `$disconnect` reports.
+/// Sends a close frame (giving up after a second if the client is not reading); returns the
+/// status and reason `$disconnect` reports.
 async fn close(socket: &mut WebSocket, code: u16, frame_reason: &'static str, reason: &str) -> (u16, String) {
-    let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: frame_reason.into() }))).await;
+    let frame = Message::Close(Some(CloseFrame { code, reason: frame_reason.into() }));
+    let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(frame)).await;
     (code, reason.to_owned())
 }
 
@@ -495,6 +559,11 @@ async fn post_to_connection(State(shared): State<Arc<Shared>>, Path(id): Path<St
         Err(PostError::TooLarge) => {
             aws_error(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLargeException", "Payload over 128 KiB")
         }
+        Err(PostError::Full) => aws_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "LimitExceededException",
+            "The WebSocket client side buffer is full",
+        ),
     }
 }
 
@@ -736,6 +805,19 @@ async fn admin_purge_tokens(State(shared): State<Arc<Shared>>, RawQuery(query): 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_this_gateway_is_served() {
+        for ok in ["127.0.0.1:3001", "localhost:3001", "LOCALHOST:3001", "[::1]:3001", "192.168.1.20:3001"] {
+            assert!(super::serves_host(ok, 3001), "{ok}");
+        }
+        for refused in
+            ["evil.example:3001", "127.0.0.1:3002", "localhost", "127.0.0.1", "rebind.127.0.0.1.nip.io:3001", ""]
+        {
+            assert!(!super::serves_host(refused, 3001), "{refused}");
+        }
+        assert!(super::serves_host("localhost", 80));
+    }
+
     use super::*;
 
     #[test]

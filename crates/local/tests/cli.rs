@@ -44,8 +44,9 @@ async fn gateway(store: StoreChoice, token_ttl: Duration) -> Gateway {
 async fn token(gw: &Gateway, user: &str) -> String {
     let mut stream = TcpStream::connect(gw.addr()).await.unwrap();
     let request = format!(
-        "POST /ws-token HTTP/1.1\r\nHost: x\r\nConnection: close\r\nOrigin: {ORIGIN}\r\nx-lambda-ws: 1\r\n\
-         x-lambda-ws-user: {user}\r\nContent-Length: 0\r\n\r\n"
+        "POST /ws-token HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nOrigin: {ORIGIN}\r\nx-lambda-ws: 1\r\n\
+         x-lambda-ws-user: {user}\r\nContent-Length: 0\r\n\r\n",
+        gw.addr()
     );
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = String::new();
@@ -261,4 +262,46 @@ async fn the_seeds_messages_are_sent_unchanged_by_the_command() {
     let bad = r#"{"type":"task_progress","task_id":123,"percent":"75"}"#;
     let (ok, _, stderr) = cli(&["send", "--all", "--message", bad, "--gateway", url.as_str()]).await;
     assert!(!ok && stderr.contains("task_progress: \"percent\" must be an integer 0-100"), "{stderr}");
+}
+
+/// Listening beyond loopback needs `--expose` and says what it exposes; replies still reach
+/// clients (the endpoint keeps the `http` scheme whatever address the gateway listens on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listening_beyond_loopback_needs_expose() {
+    let (ok, _, stderr) = cli(&["dev", "--host", "0.0.0.0", "--port", "0", "--template", "none.yaml"]).await;
+    assert!(!ok && stderr.contains("--expose"), "{stderr}");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_lambda-ws"))
+        .args(["dev", "--host", "0.0.0.0", "--port", "0", "--expose", "--template", "none.yaml"])
+        .env("RUST_LOG", "warn")
+        .env("LWS_RATE_CONNECT_PER_IP", "0")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncBufReadExt as _;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let port: u16 = loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.unwrap().unwrap().unwrap();
+        if let Some(rest) = line.trim().strip_prefix("Demo page") {
+            break rest.trim().trim_start_matches("http://0.0.0.0:").trim_end_matches('/').parse().unwrap();
+        }
+    };
+    let mut errors = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let warning = tokio::time::timeout(Duration::from_secs(5), errors.next_line()).await.unwrap().unwrap();
+    assert!(warning.as_deref().is_some_and(|w| w.contains("reachable from your network")), "{warning:?}");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "POST /ws-token HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nx-lambda-ws: 1\r\nContent-Length: 0\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await.unwrap();
+    let body: Value = serde_json::from_str(raw.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let url = format!("ws://{addr}/local?ws_token={}", body["token"].as_str().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    futures::SinkExt::send(&mut ws, Message::text(r#"{"action":"ping","ref":"p"}"#)).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "pong", "the reply reached the client");
+    child.kill().await.unwrap();
 }
