@@ -22,7 +22,7 @@ use aws_sdk_dynamodb::operation::scan::ScanInput;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemInput;
 use lambda_ws::handlers::{self, TokenRequest};
 use lambda_ws::policy::OriginPolicy;
-use lambda_ws::{App, Clock as _, Config, DynamoDbStore, Identity, ManualClock, Router};
+use lambda_ws::{App, Config, DynamoDbStore, Identity, ManualClock, Router};
 use lambda_ws_e2e::{Events, MgmtServer, dynamodb_client, fresh_dynamodb_store, management_api};
 use serde_json::json;
 use yaml_rust2::Yaml;
