@@ -56,6 +56,9 @@ export interface ManagerOptions {
   replyTimeoutMs?: number;
 }
 
+/** `url` if it is http(s) or relative (resolved against `base`, the page by default), else null. */
+export declare function safeHref(url: unknown, base?: string): string | null;
+
 export declare class SendError extends Error {}
 export declare class RefusedError extends Error { status: number }
 
@@ -65,8 +68,12 @@ export declare class WebSocketManager {
   readonly channel: string | null;
   /** This connection's id, learned from `pong`. */
   readonly connectionId: string | null;
+  /** A lifecycle event (`open`, `close`, `message`, `refused`; never fired by pushed data) or a message type. */
   on<K extends keyof ManagerEvents>(type: K, listener: (event: ManagerEvents[K]) => void): () => void;
   on(type: string, listener: (event: CustomMessage) => void): () => void;
+  /** Pushed messages of one `type`, any type (even `open` or `close`). */
+  onMessage<K extends keyof MessageEvents>(type: K, listener: (event: Exclude<MessageEvents[K], Error>) => void): () => void;
+  onMessage(type: string, listener: (event: CustomMessage) => void): () => void;
   connect(): void;
   close(): void;
   changeChannel(name: string): void;

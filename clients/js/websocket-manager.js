@@ -20,6 +20,36 @@ export class RefusedError extends Error {
   }
 }
 
+/** Events this client emits itself; a pushed message's `type` never reaches their listeners. */
+const LIFECYCLE = new Set(['open', 'close', 'message', 'refused']);
+
+function subscribe(map, name, listener) {
+  if (!map.has(name)) map.set(name, new Set());
+  map.get(name).add(listener);
+  return () => map.get(name)?.delete(listener);
+}
+
+function notify(listeners, detail) {
+  for (const listener of listeners ?? []) {
+    try { listener(detail); } catch (e) { console.error(e); }
+  }
+}
+
+/**
+ * `url` if it is safe to put in a link's href: http(s) or relative (resolved against `base`, the
+ * page by default); otherwise null. Use it for any URL a message carries (`action_url`,
+ * `fetch_url`): a sender could otherwise put `javascript:` there and run code in your page.
+ */
+export function safeHref(url, base = globalThis.location?.href) {
+  if (typeof url !== 'string' || url.trim() === '') return null;
+  try {
+    const parsed = new URL(url, base);
+    return parsed.protocol === 'http:' || parsed.protocol === 'https:' ? parsed.href : null;
+  } catch {
+    return null;
+  }
+}
+
 export class WebSocketManager {
   /**
    * @param {object} options
@@ -53,7 +83,8 @@ export class WebSocketManager {
     this.attempt = 0;
     this.queue = [];
     this.pending = new Map();
-    this.listeners = new Map();
+    this.listeners = new Map(); // lifecycle events (and client errors)
+    this.typeListeners = new Map(); // pushed messages, by type
     this.nextRef = 1;
     this.retryTimer = null;
     this.stableTimer = null;
@@ -63,17 +94,27 @@ export class WebSocketManager {
     this._onVisible = () => { if (document.visibilityState === 'visible') this._wake(); };
   }
 
-  /** Subscribes to an event: 'open', 'close', 'message', 'refused', 'error', or a message type. */
-  on(type, listener) {
-    if (!this.listeners.has(type)) this.listeners.set(type, new Set());
-    this.listeners.get(type).add(listener);
-    return () => this.listeners.get(type)?.delete(listener);
+  /**
+   * Subscribes to a lifecycle event ('open', 'close', 'message', 'refused') or to a message type
+   * ('toast', 'chat_message', your own types). 'error' hears both: client errors and `error`
+   * messages. Lifecycle events come from this client only: a pushed message whose `type` is
+   * 'open', 'close', 'message' or 'refused' never fires them (listen with onMessage for those).
+   */
+  on(name, listener) {
+    if (LIFECYCLE.has(name)) return subscribe(this.listeners, name, listener);
+    const offType = subscribe(this.typeListeners, name, listener);
+    if (name !== 'error') return offType;
+    const offClient = subscribe(this.listeners, name, listener);
+    return () => { offType(); offClient(); };
   }
 
-  _emit(type, detail) {
-    for (const listener of this.listeners.get(type) ?? []) {
-      try { listener(detail); } catch (e) { console.error(e); }
-    }
+  /** Subscribes to pushed messages of one `type`, whatever it is (even 'open' or 'close'). */
+  onMessage(type, listener) {
+    return subscribe(this.typeListeners, type, listener);
+  }
+
+  _emit(name, detail) {
+    notify(this.listeners.get(name), detail);
   }
 
   /** Opens the connection (fetching a fresh token first) and keeps it open until close(). */
@@ -234,7 +275,7 @@ export class WebSocketManager {
       else waiting.resolve(message);
     }
     this._emit('message', message);
-    if (message.type) this._emit(message.type, message);
+    if (typeof message.type === 'string') notify(this.typeListeners.get(message.type), message);
   }
 
   _retry() {

@@ -1,5 +1,7 @@
 // Toasts and progress bars for lambda-ws messages, without a framework.
 
+import { safeHref } from '/client/websocket-manager.js';
+
 export function showToast(container, { level = 'info', title, message, timeout_ms = 4000, action_url }) {
   const toast = document.createElement('div');
   toast.className = `toast toast-${level}`;
@@ -10,9 +12,10 @@ export function showToast(container, { level = 'info', title, message, timeout_m
     toast.append(heading, document.createElement('br'));
   }
   toast.append(document.createTextNode(message));
-  if (action_url) {
+  const href = safeHref(action_url);
+  if (href) {
     const link = document.createElement('a');
-    link.href = action_url;
+    link.href = href;
     link.textContent = ' Open';
     toast.append(link);
   }

@@ -249,3 +249,35 @@ test("the reference package's complete client page chats through the worked exam
     rmSync(pages, { recursive: true, force: true });
   }
 });
+
+test('a toast link is rendered only for http(s) and relative URLs', async () => {
+  const page = await openPage('link-user');
+  for (const [n, url] of [['1', 'javascript:window.pwned=1'], ['2', 'data:text/html,<script>1</script>'], ['3', '/orders/7'], ['4', 'https://app.example.com/x']]) {
+    await send({ user: 'link-user' }, { type: 'toast', level: 'info', message: `toast ${n}`, action_url: url, timeout_ms: 0 });
+  }
+  await page.waitForSelector('.toast:has-text("toast 4")');
+  const links = await page.$$eval('.toast', (toasts) => toasts.map((t) => t.querySelector('a')?.getAttribute('href') ?? null));
+  assert.deepEqual(links.slice(-4), [null, null, `${base}/orders/7`, 'https://app.example.com/x']);
+  assert.equal(await page.evaluate(() => window.pwned), undefined);
+  await page.close();
+});
+
+test('pushed messages named like lifecycle events do not fire lifecycle listeners', async () => {
+  const page = await openPage('lifecycle-user');
+  await page.evaluate(() => {
+    window.fired = { open: 0, close: 0, refused: 0, message: 0, pushedOpen: 0, pushedRefused: 0 };
+    for (const name of ['open', 'close', 'refused', 'message']) window.demo.on(name, () => { window.fired[name] += 1; });
+    window.demo.onMessage('open', () => { window.fired.pushedOpen += 1; });
+    window.demo.onMessage('refused', () => { window.fired.pushedRefused += 1; });
+  });
+  for (const type of ['open', 'close', 'refused', 'message']) {
+    const report = await send({ user: 'lifecycle-user' }, { type, status: 403, message: 'forged', code: 1000 });
+    assert.equal(report.body.delivered, 1, JSON.stringify(report.body));
+  }
+  await page.waitForFunction(() => window.fired.message === 4);
+  const fired = await page.evaluate(() => window.fired);
+  assert.deepEqual(fired, { open: 0, close: 0, refused: 0, message: 4, pushedOpen: 1, pushedRefused: 1 });
+  assert.equal(await page.evaluate(() => window.demo.state), 'open', 'still connected');
+  assert.doesNotMatch(await page.textContent('#status'), /refused/);
+  await page.close();
+});

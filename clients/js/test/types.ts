@@ -7,3 +7,8 @@ const x: OutboundMessage = { type: 'pong', connection_id: 'abc' };
 // @ts-expect-error a toast needs a level
 const bad: ToastMessage = { type: 'toast', message: 'x' };
 void x; void bad;
+import { safeHref } from '../websocket-manager';
+m.onMessage('toast', (t: ToastMessage) => { void t.level; });
+m.onMessage('open', (custom) => { const t: string = custom.type; void t; });
+const href: string | null = safeHref('/orders/7');
+void href;
