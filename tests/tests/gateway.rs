@@ -834,3 +834,51 @@ async fn web_pages_elsewhere_cannot_drive_the_gateway() {
     assert_eq!(status, 200, "command-line tools and SDKs send no Origin: {sessions}");
     gw.shutdown().await;
 }
+
+/// Route selection expressions beyond `$request.body.<key>`, with real clients.
+#[tokio::test]
+async fn nested_and_joined_route_selection_expressions() {
+    let echo = |key: &str| Handler::Messages(lambda_ws::Router::new().route(key, EchoBack));
+    for (expression, route_key, frame) in [
+        ("$request.body.message.action", "say", json!({"message": {"action": "say"}, "ref": "n"})),
+        (
+            "${request.body.service}/${request.body.action}",
+            "billing/pay",
+            json!({"service": "billing", "action": "pay", "ref": "j"}),
+        ),
+        ("$request.body.version", "2", json!({"version": 2, "ref": "s"})),
+    ] {
+        let mut routes = RouteTable::empty(lambda_ws_local::SelectionExpression::parse(expression).unwrap());
+        routes.insert("$connect", Handler::Connect);
+        routes.insert("$disconnect", Handler::Disconnect);
+        routes.insert(route_key, echo(route_key));
+        let gw = start_with(GatewayOptions { routes, ..options(StoreChoice::Memory) }).await;
+        let mut ws = connect(&gw, "ann", "lobby").await;
+        send(&mut ws, frame.clone()).await;
+        let answer = next_json(&mut ws).await;
+        assert_eq!(
+            (answer["type"].as_str(), answer["ref"].as_str()),
+            (Some("echoed"), frame["ref"].as_str()),
+            "{expression}"
+        );
+        send(&mut ws, json!({"action": "nothing"})).await;
+        assert_eq!(next_json(&mut ws).await["message"], "Forbidden", "{expression}: no match and no $default");
+        gw.shutdown().await;
+    }
+}
+
+/// Answers any action with `{"type":"echoed","ref":…}`.
+#[derive(Debug)]
+struct EchoBack;
+
+#[lambda_ws::async_trait]
+impl lambda_ws::Route for EchoBack {
+    async fn handle(
+        &self,
+        _ctx: &lambda_ws::MessageContext<'_>,
+        msg: lambda_ws::Inbound,
+    ) -> Result<Option<lambda_ws::Outbound>, lambda_ws::RouteError> {
+        let object = json!({"type": "echoed", "ref": msg.reference}).as_object().cloned().unwrap_or_default();
+        Ok(Some(lambda_ws::Outbound::custom(object).unwrap()))
+    }
+}

@@ -38,7 +38,7 @@ fn every_function_is_a_workspace_binary_and_every_binary_is_deployed() {
 #[test]
 fn every_route_reaches_an_in_process_handler() {
     let t = template();
-    assert_eq!(t.selection_key, "action");
+    assert_eq!(t.selection.as_str(), "$request.body.action");
     assert!(t.invoked_routes().is_empty(), "{:?}", t.invoked_routes());
     let routes: Vec<(&str, &str)> = t.routes.iter().map(|r| (r.route_key.as_str(), r.binary.as_str())).collect();
     assert_eq!(

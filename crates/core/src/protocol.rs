@@ -110,6 +110,14 @@ pub struct Inbound {
 impl Inbound {
     /// Parses a text frame. Never panics; every failure is a typed [`InboundError`].
     pub fn parse(body: &str) -> Result<Self, InboundError> {
+        Self::parse_for_route(body, None)
+    }
+
+    /// Parses a frame API Gateway routed to `route_key`. With no `action` and no `handler` in
+    /// the body (a selection expression such as `$request.body.message.action` or
+    /// `${request.body.service}/${request.body.action}` picked the route), the route key is the
+    /// action; `$default` never is.
+    pub fn parse_for_route(body: &str, route_key: Option<&str>) -> Result<Self, InboundError> {
         if body.len() > MAX_MESSAGE_BYTES {
             return Err(InboundError::TooLarge(body.len()));
         }
@@ -131,7 +139,13 @@ impl Inbound {
         // reference package's views pick a method by `handler` or `action`.
         let action = match action {
             Some(action) => action,
-            None => handler.take().filter(|h| !h.is_empty()).ok_or(InboundError::MissingAction)?,
+            None => match handler.take().filter(|h| !h.is_empty()) {
+                Some(handler) => handler,
+                None => route_key
+                    .filter(|k| !k.is_empty() && !k.starts_with('$'))
+                    .map(str::to_owned)
+                    .ok_or(InboundError::MissingAction)?,
+            },
         };
         Ok(Self { action, handler, reference, fields })
     }

@@ -33,5 +33,5 @@ pub mod routes;
 pub mod server;
 pub mod template;
 
-pub use routes::{Handler, RouteTable};
+pub use routes::{Handler, RouteTable, SelectionError, SelectionExpression};
 pub use server::{Gateway, GatewayOptions, StoreChoice, local_aws_config};

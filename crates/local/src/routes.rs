@@ -1,5 +1,6 @@
-//! Route selection, as API Gateway does it for a WebSocket API with a
-//! `$request.body.<key>` selection expression.
+//! Route selection, as API Gateway does it for a WebSocket API: a route selection expression
+//! (`$request.body.action`, a nested `$request.body.message.action`, or `${...}` parts such as
+//! `${request.body.service}/${request.body.action}`) evaluated on each JSON frame.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -54,11 +55,112 @@ impl fmt::Debug for Handler {
     }
 }
 
-/// The routes of one WebSocket API and its selection key.
+/// A route selection expression refused at start-up, as API Gateway would refuse it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "route selection expression {expression:?}: {why}; API Gateway accepts $request.body.<path> or text with \
+     ${{request.body.<path>}} parts, e.g. ${{request.body.service}}/${{request.body.action}}"
+)]
+pub struct SelectionError {
+    /// The expression.
+    pub expression: String,
+    /// What is wrong with it.
+    pub why: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Text(String),
+    Body(Vec<String>),
+}
+
+/// A WebSocket API's route selection expression.
+///
+/// `$request.body.action` selects by the `action` field; `$request.body.message.action` by a
+/// nested one; `${request.body.service}/${request.body.action}` joins several with literal text.
+/// Values that are not strings are stringified (`5`, `true`); a missing or null value selects
+/// nothing, so the frame goes to `$default`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelectionExpression {
+    source: String,
+    parts: Vec<Part>,
+}
+
+impl SelectionExpression {
+    /// `$request.body.<field>`.
+    pub fn body_field(field: &str) -> Self {
+        Self { source: format!("$request.body.{field}"), parts: vec![Part::Body(vec![field.to_owned()])] }
+    }
+
+    /// Parses an expression, refusing what API Gateway refuses.
+    pub fn parse(text: &str) -> Result<Self, SelectionError> {
+        let fail = |why| SelectionError { expression: text.to_owned(), why };
+        let path = |inner: &str| -> Result<Vec<String>, SelectionError> {
+            let rest =
+                inner.strip_prefix("request.body.").ok_or_else(|| fail("only request.body can be selected on"))?;
+            let segments: Vec<String> = rest.split('.').map(str::to_owned).collect();
+            let plain =
+                |s: &String| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if segments.iter().all(plain) {
+                Ok(segments)
+            } else {
+                Err(fail("a path segment is empty or not a plain name"))
+            }
+        };
+        if !text.contains("${") {
+            let inner = text.strip_prefix('$').ok_or_else(|| fail("it selects on nothing"))?;
+            return Ok(Self { source: text.to_owned(), parts: vec![Part::Body(path(inner)?)] });
+        }
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            if start > 0 {
+                parts.push(Part::Text(rest[..start].to_owned()));
+            }
+            let after = &rest[start + 2..];
+            let end = after.find('}').ok_or_else(|| fail("a ${ is not closed"))?;
+            parts.push(Part::Body(path(&after[..end])?));
+            rest = &after[end + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_owned()));
+        }
+        if parts.iter().any(|p| matches!(p, Part::Text(t) if t.contains(['$', '{', '}']))) {
+            return Err(fail("text between the parts may not contain $, { or }"));
+        }
+        Ok(Self { source: text.to_owned(), parts })
+    }
+
+    /// The route key this expression selects for a frame, if it selects one.
+    pub fn evaluate(&self, body: &serde_json::Value) -> Option<String> {
+        let mut key = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(text) => key.push_str(text),
+                Part::Body(path) => {
+                    let value = path.iter().try_fold(body, |v, segment| v.as_object()?.get(segment))?;
+                    match value {
+                        serde_json::Value::Null => return None,
+                        serde_json::Value::String(s) => key.push_str(s),
+                        other => key.push_str(&other.to_string()),
+                    }
+                }
+            }
+        }
+        Some(key)
+    }
+
+    /// The expression as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+}
+
+/// The routes of one WebSocket API and its route selection expression.
 #[derive(Debug, Clone)]
 pub struct RouteTable {
-    /// The field of the JSON body that selects the route (`action` for `$request.body.action`).
-    pub selection_key: String,
+    /// What selects the route (`$request.body.action`).
+    pub selection: SelectionExpression,
     routes: BTreeMap<String, Handler>,
     /// Routes with a route response: their handler's body is sent back to the client.
     answered: BTreeSet<String>,
@@ -68,24 +170,24 @@ impl RouteTable {
     /// The routes the deployment template declares ([`BUILTIN_ROUTES`]), handled in-process, plus
     /// the development `echo` route.
     pub fn builtin() -> Self {
-        Self::from_functions("action", BUILTIN_ROUTES, true)
+        Self::from_functions(SelectionExpression::body_field("action"), BUILTIN_ROUTES, true)
     }
 
     /// The same routes, each invoking the function that serves it in the deployment; `echo` stays
     /// in-process.
     pub fn builtin_invoking_functions() -> Self {
-        Self::from_functions("action", BUILTIN_ROUTES, false)
+        Self::from_functions(SelectionExpression::body_field("action"), BUILTIN_ROUTES, false)
     }
 
     /// A table from `(route key, function binary)` pairs. In-process, the workspace's binaries
     /// run as handlers ([`handler_for`]); otherwise every route invokes its function. The
     /// development `echo` route is added either way.
     pub fn from_functions<'a>(
-        selection_key: &str,
+        selection: SelectionExpression,
         routes: impl IntoIterator<Item = (&'a str, &'a str)>,
         in_process: bool,
     ) -> Self {
-        let mut table = Self::empty(selection_key);
+        let mut table = Self::empty(selection);
         for (route_key, binary) in routes {
             let handler = if in_process { handler_for(binary) } else { Handler::Invoke(binary.to_owned()) };
             table.insert(route_key, handler);
@@ -94,9 +196,9 @@ impl RouteTable {
         table
     }
 
-    /// A table with no routes, selecting on `selection_key`.
-    pub fn empty(selection_key: &str) -> Self {
-        Self { selection_key: selection_key.to_owned(), routes: BTreeMap::new(), answered: BTreeSet::new() }
+    /// A table with no routes, selecting with `selection`.
+    pub fn empty(selection: SelectionExpression) -> Self {
+        Self { selection, routes: BTreeMap::new(), answered: BTreeSet::new() }
     }
 
     /// Declares a route response for a route (as an `AWS::ApiGatewayV2::RouteResponse` does):
@@ -131,13 +233,13 @@ impl RouteTable {
         self.routes.keys().map(String::as_str)
     }
 
-    /// Picks the route for a text frame: the selection key's value if it is a string naming a
-    /// route, otherwise `$default` if there is one. `None` means API Gateway would answer
+    /// Picks the route for a text frame: the key the selection expression evaluates to if it
+    /// names a route, otherwise `$default` if there is one. `None` means API Gateway would answer
     /// `{"message":"Forbidden"}`.
     pub fn select(&self, body: &str) -> Option<(&str, &Handler)> {
         let value: Option<serde_json::Value> = serde_json::from_str(body).ok();
-        let key = value.as_ref().and_then(|v| v.get(&self.selection_key)).and_then(|v| v.as_str());
-        let chosen = key.filter(|k| !k.starts_with('$')).and_then(|k| self.routes.get_key_value(k));
+        let key = value.as_ref().and_then(|v| self.selection.evaluate(v));
+        let chosen = key.filter(|k| !k.starts_with('$')).and_then(|k| self.routes.get_key_value(k.as_str()));
         chosen.or_else(|| self.routes.get_key_value("$default")).map(|(k, h)| (k.as_str(), h))
     }
 }
@@ -162,6 +264,37 @@ impl Route for EchoRoute {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn selection_expressions_as_api_gateway_reads_them() {
+        let plain = SelectionExpression::parse("$request.body.action").unwrap();
+        assert_eq!(plain.evaluate(&json!({"action":"chat"})).as_deref(), Some("chat"));
+        assert_eq!(plain.evaluate(&json!({"action":5})).as_deref(), Some("5"), "non-strings are stringified");
+        assert_eq!(plain.evaluate(&json!({"action":true})).as_deref(), Some("true"));
+        assert_eq!(plain.evaluate(&json!({"action":null})), None);
+        assert_eq!(plain.evaluate(&json!({"other":1})), None);
+        let nested = SelectionExpression::parse("$request.body.message.action").unwrap();
+        assert_eq!(nested.evaluate(&json!({"message":{"action":"say"}})).as_deref(), Some("say"));
+        assert_eq!(nested.evaluate(&json!({"message":"say"})), None);
+        let joined = SelectionExpression::parse("${request.body.service}/${request.body.action}").unwrap();
+        assert_eq!(joined.evaluate(&json!({"service":"billing","action":"pay"})).as_deref(), Some("billing/pay"));
+        assert_eq!(joined.evaluate(&json!({"service":"billing"})), None, "every part must be there");
+        let one = SelectionExpression::parse("v1-${request.body.action}").unwrap();
+        assert_eq!(one.evaluate(&json!({"action":"ping"})).as_deref(), Some("v1-ping"));
+        for bad in [
+            "$request.header.x",
+            "action",
+            "$request.body.",
+            "$request.body.a..b",
+            "${request.body.action",
+            "${request.querystring.x}",
+            "${request.body.a}$x",
+            "",
+        ] {
+            assert!(SelectionExpression::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn selects_like_api_gateway() {
@@ -174,6 +307,7 @@ mod tests {
         assert_eq!(key(r#"{"action":5}"#).as_deref(), Some("$default"));
         assert_eq!(key("not json").as_deref(), Some("$default"));
         assert_eq!(key("[]").as_deref(), Some("$default"));
+        assert_eq!(key(r#"{"action":"chat","message":"x"}"#).as_deref(), Some("chat"));
         let mut without_default = RouteTable::builtin();
         without_default.remove("$default");
         assert!(without_default.select(r#"{"action":"nope"}"#).is_none());

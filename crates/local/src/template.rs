@@ -11,7 +11,7 @@ use std::path::Path;
 
 use yaml_rust2::{Yaml, YamlLoader};
 
-use crate::routes::{Handler, RouteTable, handler_for};
+use crate::routes::{Handler, RouteTable, SelectionExpression, handler_for};
 
 /// Why a template could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -53,8 +53,8 @@ pub struct TemplateFunction {
 /// What the gateway takes from a template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
-    /// The body field that selects routes (`action` for `$request.body.action`).
-    pub selection_key: String,
+    /// The route selection expression (`RouteSelectionExpression`, default `$request.body.action`).
+    pub selection: SelectionExpression,
     /// The WebSocket routes.
     pub routes: Vec<TemplateRoute>,
     /// Every `AWS::Serverless::Function` built by cargo-lambda.
@@ -83,10 +83,7 @@ impl Template {
             .find(|(_, r)| r["Properties"]["ProtocolType"].as_str() == Some("WEBSOCKET"))
             .ok_or_else(|| shape("no AWS::ApiGatewayV2::Api with ProtocolType WEBSOCKET"))?;
         let expression = api["Properties"]["RouteSelectionExpression"].as_str().unwrap_or("$request.body.action");
-        let selection_key = expression
-            .strip_prefix("$request.body.")
-            .ok_or_else(|| shape(&format!("route selection {expression:?} is not $request.body.<field>")))?
-            .to_owned();
+        let selection = SelectionExpression::parse(expression).map_err(|e| shape(&e.to_string()))?;
         let functions: Vec<TemplateFunction> = by_type("AWS::Serverless::Function")
             .filter(|(_, f)| f["Metadata"]["BuildMethod"].as_str() == Some("rust-cargolambda"))
             .map(|(id, f)| {
@@ -134,13 +131,13 @@ impl Template {
             return Err(shape("no $connect route"));
         }
         routes.sort_by(|a, b| a.route_key.cmp(&b.route_key));
-        Ok(Self { selection_key, routes, functions })
+        Ok(Self { selection, routes, functions })
     }
 
     /// The route table (see [`RouteTable::from_functions`]).
     pub fn route_table(&self, in_process: bool) -> RouteTable {
         let routes = self.routes.iter().map(|r| (r.route_key.as_str(), r.binary.as_str()));
-        let mut table = RouteTable::from_functions(&self.selection_key, routes, in_process);
+        let mut table = RouteTable::from_functions(self.selection.clone(), routes, in_process);
         for route in self.routes.iter().filter(|r| r.route_response) {
             table.answer_with_response(&route.route_key);
         }
@@ -217,7 +214,7 @@ Resources:
     #[test]
     fn resolves_routes_to_binaries() {
         let t = Template::parse(MINI).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(t.selection_key, "op");
+        assert_eq!(t.selection.as_str(), "$request.body.op");
         let routes: Vec<(&str, &str)> = t.routes.iter().map(|r| (r.route_key.as_str(), r.binary.as_str())).collect();
         assert_eq!(routes, [("$connect", "connect"), ("report", "report")]);
         assert_eq!(t.invoked_routes().len(), 1, "report is not a workspace binary");
@@ -225,7 +222,7 @@ Resources:
         assert_eq!(answered, [false, true], "only report declares a route response");
         let table = t.route_table(true);
         assert!(table.answers_with_response("report") && !table.answers_with_response("$connect"));
-        assert_eq!(table.selection_key, "op");
+        assert_eq!(table.selection.as_str(), "$request.body.op");
         assert!(matches!(table.get("$connect"), Some(Handler::Connect)));
         assert!(matches!(table.get("report"), Some(Handler::Invoke(b)) if b == "report"));
         assert!(table.get("$default").is_none());

@@ -305,3 +305,16 @@ async fn listening_beyond_loopback_needs_expose() {
     assert_eq!(next_json(&mut ws).await["type"], "pong", "the reply reached the client");
     child.kill().await.unwrap();
 }
+
+/// A route selection expression API Gateway would refuse stops `lambda-ws dev` at start-up.
+#[tokio::test]
+async fn a_bad_route_selection_expression_is_refused_at_start_up() {
+    let path = std::env::temp_dir().join(format!("lws-bad-selection-{}.yaml", std::process::id()));
+    let template = "Resources:\n  Api:\n    Type: AWS::ApiGatewayV2::Api\n    Properties:\n      ProtocolType: WEBSOCKET\n      \
+                    RouteSelectionExpression: $request.header.action\n";
+    std::fs::write(&path, template).unwrap();
+    let (ok, _, stderr) = cli(&["dev", "--port", "0", "--template", path.to_str().unwrap()]).await;
+    std::fs::remove_file(&path).unwrap();
+    assert!(!ok, "it must not start");
+    assert!(stderr.contains("route selection expression \"$request.header.action\""), "{stderr}");
+}

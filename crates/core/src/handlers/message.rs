@@ -189,7 +189,9 @@ async fn route_message(
     id: &ConnectionId,
 ) -> Result<Option<Outbound>, (RouteError, Option<String>)> {
     let body = event.body.as_deref().unwrap_or_default();
-    let msg = Inbound::parse(body).map_err(|e| (RouteError::new(e.code(), e.to_string()), None))?;
+    let route_key = event.request_context.route_key.as_deref().filter(|k| !k.starts_with('$'));
+    let msg =
+        Inbound::parse_for_route(body, route_key).map_err(|e| (RouteError::new(e.code(), e.to_string()), None))?;
     let reference = msg.reference.clone();
     let fail = |e: RouteError| (e, reference.clone());
     let now = app.clock.now_secs();
@@ -201,7 +203,9 @@ async fn route_message(
     if !rate::allow(&*app.counters, Scope::Message, id.as_str(), limit, now).await.map_err(|e| fail(e.into()))? {
         return Err(fail(RouteError::new(ErrorCode::RateLimited, "too many messages; slow down")));
     }
-    let Some(route) = router.get(&msg.action) else {
+    // The route API Gateway selected, when this router serves it under that key (a selection
+    // expression may select by more than `action`), otherwise the message's own `action`.
+    let Some(route) = route_key.and_then(|k| router.get(k)).or_else(|| router.get(&msg.action)) else {
         let known: Vec<&str> = router.actions().collect();
         let text = format!("unknown action \"{}\"; known actions: {}", loggable(&msg.action), known.join(", "));
         return Err(fail(RouteError::new(ErrorCode::UnknownAction, text)));
