@@ -514,6 +514,8 @@ on_both_stores!(
     seed_messages_arrive_as_sent,
     malformed_builtin_messages_name_type_and_field,
     the_seeds_chat_message_action_and_handler,
+    binary_frames_close_1003,
+    percent_encoded_management_paths,
 );
 
 #[tokio::test]
@@ -602,6 +604,8 @@ async fn demo_page_and_client_are_served() {
 struct FunctionHost {
     addr: SocketAddr,
     calls: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    /// `(disconnectStatusCode, disconnectReason)` of every `$disconnect` event.
+    disconnects: std::sync::Arc<std::sync::Mutex<Vec<(i64, String)>>>,
 }
 
 impl FunctionHost {
@@ -609,13 +613,24 @@ impl FunctionHost {
         use axum::extract::{Path, State};
         use lambda_ws::{App, MemoryStore, Router, handlers};
         type Calls = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+        type Disconnects = std::sync::Arc<std::sync::Mutex<Vec<(i64, String)>>>;
         let config = Config { require_token: false, ..Config::default() };
         let app = App::new(config, std::sync::Arc::new(MemoryStore::new()), lambda_ws_e2e::management_api());
         let calls: Calls = Default::default();
-        let invoke = move |State((app, calls)): State<(App, Calls)>, Path(name): Path<String>, body: String| async move {
+        let disconnects: Disconnects = Default::default();
+        let invoke = move |State((app, calls, disconnects)): State<(App, Calls, Disconnects)>,
+                           Path(name): Path<String>,
+                           body: String| async move {
             let event: aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest = serde_json::from_str(&body).unwrap();
             let route = event.request_context.route_key.clone().unwrap_or_default();
             calls.lock().unwrap().push((name.clone(), route.clone()));
+            if route == "$disconnect" {
+                let ctx = &event.request_context;
+                disconnects.lock().unwrap().push((
+                    ctx.disconnect_status_code.unwrap_or(-1),
+                    ctx.disconnect_reason.clone().unwrap_or_default(),
+                ));
+            }
             let response = match name.as_str() {
                 "connect" => handlers::connect(&app, &event).await,
                 "disconnect" => handlers::disconnect(&app, &event).await,
@@ -632,11 +647,22 @@ impl FunctionHost {
         };
         let router = axum::Router::new()
             .route("/2015-03-31/functions/{name}/invocations", axum::routing::post(invoke))
-            .with_state((app, calls.clone()));
+            .with_state((app, calls.clone(), disconnects.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, router).await });
-        Self { addr, calls }
+        Self { addr, calls, disconnects }
+    }
+
+    /// The `$disconnect` events seen so far, waiting up to 2 s for `count` of them.
+    async fn disconnects(&self, count: usize) -> Vec<(i64, String)> {
+        for _ in 0..100 {
+            if self.disconnects.lock().unwrap().len() >= count {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.disconnects.lock().unwrap().clone()
     }
 
     fn calls(&self) -> Vec<(String, String)> {
@@ -881,4 +907,68 @@ impl lambda_ws::Route for EchoBack {
         let object = json!({"type": "echoed", "ref": msg.reference}).as_object().cloned().unwrap_or_default();
         Ok(Some(lambda_ws::Outbound::custom(object).unwrap()))
     }
+}
+
+/// RFC 6455 §5.5.1: a Close frame is answered with a Close frame, so the client sees its own code;
+/// `$disconnect` gets the client's code and reason, 1005 for a close without a code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_close_handshake_is_answered_and_reported() {
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let host = FunctionHost::start().await;
+    let options = GatewayOptions {
+        routes: RouteTable::builtin_invoking_functions(),
+        invoke_endpoint: Some(format!("http://{}", host.addr)),
+        ..options(StoreChoice::Memory)
+    };
+    let gw = start_with(options).await;
+    let mut ws = try_connect(&gw, "channel=lobby", Some(ORIGIN)).await.unwrap();
+    ws.close(Some(CloseFrame { code: CloseCode::Library(4001), reason: "bye now".into() })).await.unwrap();
+    assert_eq!(close_code(&mut ws).await, 4001, "the gateway answered the close with the client's code");
+    let mut quiet = try_connect(&gw, "channel=lobby", Some(ORIGIN)).await.unwrap();
+    quiet.close(None).await.unwrap();
+    assert_eq!(close_code(&mut quiet).await, 1005);
+    let seen = host.disconnects(2).await;
+    assert!(seen.contains(&(4001, "bye now".to_owned())), "{seen:?}");
+    assert!(seen.contains(&(1005, String::new())), "{seen:?}");
+    gw.shutdown().await;
+}
+
+/// "If a client app sends a binary frame, API Gateway rejects it and disconnects the client with
+/// code 1003."
+async fn binary_frames_close_1003(store: StoreChoice) {
+    let gw = start(store).await;
+    let mut ws = connect(&gw, "ann", "lobby").await;
+    let id = connection_id(&mut ws).await;
+    ws.send(Message::binary(br#"{"action":"ping"}"#.to_vec())).await.unwrap();
+    assert_eq!(close_code(&mut ws).await, 1003, "no pong for a binary frame");
+    let cid = lambda_ws::ConnectionId::new(id.as_str()).unwrap();
+    for _ in 0..50 {
+        if gw.app().sessions.get_session(&cid, 0).await.unwrap().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(gw.app().sessions.get_session(&cid, 0).await.unwrap().is_none(), "$disconnect ran");
+    gw.shutdown().await;
+}
+
+/// AWS's own guide percent-encodes the command: `POST /prod/%40connections/R0oXAdfD0kwCH6w%3D`.
+async fn percent_encoded_management_paths(store: StoreChoice) {
+    let gw = start(store).await;
+    let mut ws = connect(&gw, "ann", "lobby").await;
+    let id = connection_id(&mut ws).await;
+    let encoded = id.replace('=', "%3D");
+    let path = format!("/local/%40connections/{encoded}");
+    let (status, _) = http(&gw, "POST", &path, &[], r#"{"type":"system","level":"info","message":"encoded"}"#).await;
+    assert_eq!(status, 200);
+    assert_eq!(next_json(&mut ws).await["message"], "encoded");
+    let (status, info) = http(&gw, "GET", &path, &[], "").await;
+    assert_eq!((status, info["identity"]["sourceIp"].as_str()), (200, Some("127.0.0.1")), "{info}");
+    let (status, _) = http(&gw, "DELETE", &path, &[], "").await;
+    assert_eq!(status, 204);
+    assert_eq!(close_code(&mut ws).await, 1000);
+    let (status, _) = http(&gw, "POST", &path, &[], "{}").await;
+    assert_eq!(status, 410, "gone after the delete, in either form");
+    gw.shutdown().await;
 }

@@ -202,6 +202,13 @@ impl Gateway {
                 &format!("/{stage}/@connections/{{id}}"),
                 post(post_to_connection).get(get_connection).delete(delete_connection),
             )
+            // AWS's guide has callers percent-encode the command (`/prod/%40connections/R0oX...%3D`),
+            // and SDKs that encode `@` send that: API Gateway reads it as `@connections` (the id
+            // itself is decoded by the path extractor).
+            .route(
+                &format!("/{stage}/%40connections/{{id}}"),
+                post(post_to_connection).get(get_connection).delete(delete_connection),
+            )
             .layer(axum::middleware::from_fn_with_state(shared.clone(), guard))
             .with_state(shared);
         let (shutdown, signal) = oneshot::channel::<()>();
@@ -470,13 +477,20 @@ async fn run_connection(shared: Arc<Shared>, ctx: EventContext, mut socket: WebS
             frame = socket.recv() => {
                 let text = match frame {
                     Some(Ok(Message::Text(text))) => text.to_string(),
-                    Some(Ok(Message::Binary(data))) => String::from_utf8_lossy(&data).into_owned(),
+                    Some(Ok(Message::Binary(_))) => {
+                        // API Gateway rejects binary frames and disconnects the client with 1003.
+                        break Box::pin(close(&mut socket, 1003, "Binary frames are not supported", "Binary frames are not supported")).await;
+                    }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
                         idle_deadline = Instant::now() + shared.options.idle_timeout;
                         continue;
                     }
                     Some(Ok(Message::Close(frame))) => {
-                        break frame.map_or((1005, String::new()), |f| (f.code, f.reason.to_string()));
+                        // Answer the close (RFC 6455 §5.5.1) so the client sees its own code, not
+                        // 1006; `$disconnect` reports the client's code and reason (1005: none).
+                        let ended = frame.as_ref().map_or((1005, String::new()), |f| (f.code, f.reason.to_string()));
+                        let _ = tokio::time::timeout(Duration::from_secs(1), futures::SinkExt::close(&mut socket)).await;
+                        break ended;
                     }
                     Some(Err(e)) => break Box::pin(socket_error(&mut socket, &ctx.connection_id, e)).await,
                     None => break (1006, String::new()),
