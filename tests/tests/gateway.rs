@@ -516,6 +516,7 @@ on_both_stores!(
     the_seeds_chat_message_action_and_handler,
     binary_frames_close_1003,
     percent_encoded_management_paths,
+    subprotocols,
 );
 
 #[tokio::test]
@@ -971,4 +972,44 @@ async fn percent_encoded_management_paths(store: StoreChoice) {
     let (status, _) = http(&gw, "POST", &path, &[], "{}").await;
     assert_eq!(status, 410, "gone after the delete, in either form");
     gw.shutdown().await;
+}
+
+/// A `$connect` that answers `Sec-WebSocket-Protocol` completes the handshake with it; the core
+/// handler answers one of `LWS_SUBPROTOCOLS`; a client asking for one nobody answers fails.
+async fn subprotocols(store: StoreChoice) {
+    let with_protocols = |subprotocols: Vec<String>| GatewayOptions {
+        config: Config { subprotocols, require_token: false, ..options(StoreChoice::Memory).config },
+        store: store.clone(),
+        ..options(StoreChoice::Memory)
+    };
+    let handshake = |gw: &Gateway, offered: Option<&'static str>| {
+        let mut request = format!("{}?channel=lobby", gw.websocket_url()).into_client_request().unwrap();
+        request.headers_mut().insert("origin", ORIGIN.parse().unwrap());
+        if let Some(offered) = offered {
+            request.headers_mut().insert("sec-websocket-protocol", offered.parse().unwrap());
+        }
+        async move {
+            match tokio_tungstenite::connect_async(request).await {
+                Ok((_, response)) => {
+                    Ok(response.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap().to_owned()))
+                }
+                Err(tungstenite::Error::Http(response)) => Err(response.status().as_u16().to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    };
+    let gw = start_with(with_protocols(vec!["lws.v2".into(), "lws.v1".into()])).await;
+    assert_eq!(handshake(&gw, Some("lws.v1")).await, Ok(Some("lws.v1".into())));
+    assert_eq!(
+        handshake(&gw, Some("graphql-ws, lws.v2")).await,
+        Ok(Some("lws.v2".into())),
+        "the client's first we speak"
+    );
+    assert_eq!(handshake(&gw, None).await, Ok(None), "no subprotocol asked, none chosen");
+    assert_eq!(handshake(&gw, Some("graphql-ws")).await, Err("400".into()), "only others offered");
+    gw.shutdown().await;
+    let plain = start_with(with_protocols(Vec::new())).await;
+    let failed = handshake(&plain, Some("lws.v1")).await.unwrap_err();
+    assert!(failed.to_lowercase().contains("subprotocol"), "the client fails the handshake: {failed}");
+    plain.shutdown().await;
 }

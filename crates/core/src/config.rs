@@ -107,6 +107,10 @@ pub struct Config {
     /// Most open connections one user may have (`LWS_MAX_CONNECTIONS_PER_USER`, default 20;
     /// 0 = no limit). Enforced atomically on `$connect`.
     pub max_connections_per_user: usize,
+    /// WebSocket subprotocols `$connect` accepts (`LWS_SUBPROTOCOLS`, comma-separated; unset =
+    /// none chosen). The first one the client offers in `Sec-WebSocket-Protocol` is answered; a
+    /// client that offers only others is refused with 400.
+    pub subprotocols: Vec<String>,
     /// Header the token issuer requires, as a CSRF defence (`LWS_CSRF_HEADER`, default
     /// `x-lambda-ws`; a custom header forces a CORS preflight for cross-site requests).
     pub csrf_header: String,
@@ -131,6 +135,7 @@ impl Default for Config {
             session_ttl: Duration::from_secs(2 * 3600 + 600),
             max_channels_per_connection: 16,
             max_connections_per_user: 20,
+            subprotocols: Vec::new(),
             csrf_header: "x-lambda-ws".to_owned(),
             rate_limits: RateLimits::default(),
         }
@@ -181,6 +186,9 @@ impl Config {
         }
         if let Some(v) = get("LWS_MAX_CONNECTIONS_PER_USER") {
             c.max_connections_per_user = parse_num("LWS_MAX_CONNECTIONS_PER_USER", &v, 0, 100_000)? as usize;
+        }
+        if let Some(v) = get("LWS_SUBPROTOCOLS") {
+            c.subprotocols = v.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect();
         }
         if let Some(v) = get("LWS_CSRF_HEADER") {
             c.csrf_header = v.to_ascii_lowercase();

@@ -374,10 +374,8 @@ async fn upgrade(
         user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
     };
     let event = ctx.connect(&headers, &parse_query(query.as_deref()), ctx.connected_at);
-    let (status, body) = match invoke_route(&shared, "$connect", &event).await {
-        Some(answer) => answer,
-        None => (200, String::new()),
-    };
+    let RouteAnswer { status, body, subprotocol } =
+        invoke_route(&shared, "$connect", &event).await.unwrap_or_else(|| RouteAnswer::status(200));
     if !(200..300).contains(&status) {
         tracing::info!(status, connection_id = %ctx.connection_id, "$connect refused the upgrade");
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -385,6 +383,13 @@ async fn upgrade(
     }
     // Small I/O buffers: tungstenite's 128 KiB defaults would cost 256 KiB per connection once
     // touched. A buffer is a read chunk, not a limit: 32 KiB frames still arrive whole.
+    // A `$connect` that answers `Sec-WebSocket-Protocol` completes the handshake with that
+    // subprotocol (if the client offered it); otherwise none is chosen, and a client that asked
+    // for one fails the connection, as with API Gateway.
+    let ws = match subprotocol {
+        Some(protocol) => ws.protocols([protocol]),
+        None => ws,
+    };
     ws.read_buffer_size(SOCKET_BUFFER_BYTES)
         .write_buffer_size(SOCKET_BUFFER_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
@@ -394,7 +399,7 @@ async fn upgrade(
 
 /// Runs the handler of `route_key`; `None` when the route does not exist. With a gateway secret,
 /// every event carries it (messages and `$disconnect` too), as a front that adds it would.
-async fn invoke_route(shared: &Shared, route_key: &str, event: &Value) -> Option<(u16, String)> {
+async fn invoke_route(shared: &Shared, route_key: &str, event: &Value) -> Option<RouteAnswer> {
     let handler = shared.routes.get(route_key)?;
     let mut signed;
     let event = match shared.options.gateway_secret.as_deref() {
@@ -412,7 +417,7 @@ async fn invoke_route(shared: &Shared, route_key: &str, event: &Value) -> Option
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, "event does not deserialize");
-            return Some((500, String::new()));
+            return Some(RouteAnswer::status(500));
         }
     };
     let response = match handler {
@@ -425,15 +430,32 @@ async fn invoke_route(shared: &Shared, route_key: &str, event: &Value) -> Option
         Some(aws_lambda_events::encodings::Body::Text(t)) => t,
         _ => String::new(),
     };
-    Some((u16::try_from(response.status_code).unwrap_or(500), body))
+    let subprotocol =
+        response.headers.get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    Some(RouteAnswer { status: u16::try_from(response.status_code).unwrap_or(500), body, subprotocol })
+}
+
+/// What a route's integration answered: status, body and, from `$connect`, the
+/// `Sec-WebSocket-Protocol` header that completes the handshake with a subprotocol.
+#[derive(Debug)]
+struct RouteAnswer {
+    status: u16,
+    body: String,
+    subprotocol: Option<String>,
+}
+
+impl RouteAnswer {
+    fn status(status: u16) -> Self {
+        Self { status, body: String::new(), subprotocol: None }
+    }
 }
 
 /// Invokes a route's function through the Lambda Invoke API, as API Gateway's Lambda proxy
 /// integration does; a failed invocation answers 500 (502 for an unreachable endpoint).
-async fn invoke_function(shared: &Shared, function: &str, event: &Value) -> (u16, String) {
+async fn invoke_function(shared: &Shared, function: &str, event: &Value) -> RouteAnswer {
     let Some(lambda) = &shared.lambda else {
         tracing::error!(function, "route invokes a function but no --invoke-endpoint is set");
-        return (500, String::new());
+        return RouteAnswer::status(500);
     };
     let result = lambda
         .invoke()
@@ -446,17 +468,22 @@ async fn invoke_function(shared: &Shared, function: &str, event: &Value) -> (u16
         Err(e) => {
             let text = aws_sdk_lambda::error::DisplayErrorContext(&e).to_string();
             tracing::error!(function, error = %text, "invoke failed");
-            return (502, String::new());
+            return RouteAnswer::status(502);
         }
     };
     if let Some(kind) = out.function_error() {
         tracing::error!(function, kind, "function failed");
-        return (500, String::new());
+        return RouteAnswer::status(500);
     }
     let answer: Value = out.payload().and_then(|p| serde_json::from_slice(p.as_ref()).ok()).unwrap_or(Value::Null);
     let status = answer.get("statusCode").and_then(Value::as_u64).and_then(|s| u16::try_from(s).ok()).unwrap_or(200);
     let body = answer.get("body").and_then(Value::as_str).unwrap_or_default().to_owned();
-    (status, body)
+    let headers = answer.get("headers").and_then(Value::as_object);
+    let subprotocol = headers
+        .and_then(|h| h.iter().find(|(k, _)| k.eq_ignore_ascii_case("sec-websocket-protocol")))
+        .and_then(|(_, v)| v.as_str())
+        .map(str::to_owned);
+    RouteAnswer { status, body, subprotocol }
 }
 
 /// Serves one open WebSocket until it closes, then runs `$disconnect`.
@@ -557,7 +584,7 @@ async fn handle_frame(shared: Arc<Shared>, connection: Arc<Connection>, text: St
     let event = ctx.message(route_key, &text, now_ms());
     let answer = invoke_route(&shared, route_key, &event).await;
     // A route response sends the handler's body back (API Gateway sends nothing for an empty one).
-    if let Some((_, body)) = answer.filter(|(_, body)| !body.is_empty())
+    if let Some(RouteAnswer { body, .. }) = answer.filter(|a| !a.body.is_empty())
         && shared.routes.answers_with_response(route_key)
     {
         let _ = shared.registry.post(&ctx.connection_id, Bytes::from(body));

@@ -62,9 +62,13 @@ impl From<crate::store::StoreError> for ConnectRefusal {
 /// refuses every other channel.
 pub async fn connect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
     match try_connect(app, event).await {
-        Ok(session) => {
+        Ok((session, subprotocol)) => {
             tracing::info!(connection_id = %session.connection_id, user = session.user_id(), "connected");
-            respond(200, &json!({}))
+            let mut response = respond(200, &json!({}));
+            if let Some(value) = subprotocol.and_then(|p| http::HeaderValue::from_str(&p).ok()) {
+                response.headers.insert(http::header::SEC_WEBSOCKET_PROTOCOL, value);
+            }
+            response
         }
         Err(refusal) => {
             let ctx = &event.request_context;
@@ -80,7 +84,34 @@ pub async fn connect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> ApiG
     }
 }
 
-async fn try_connect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> Result<Session, ConnectRefusal> {
+/// The subprotocol to answer: the first the client offers that `LWS_SUBPROTOCOLS` lists. With a
+/// list configured, a client that offers only others is refused; without one, none is chosen.
+fn choose_subprotocol(
+    config: &crate::Config,
+    event: &ApiGatewayWebsocketProxyRequest,
+) -> Result<Option<String>, ConnectRefusal> {
+    let offered: Vec<&str> = event
+        .headers
+        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    if config.subprotocols.is_empty() || offered.is_empty() {
+        return Ok(None);
+    }
+    match offered.into_iter().find(|p| config.subprotocols.iter().any(|s| s == p)) {
+        Some(chosen) => Ok(Some(chosen.to_owned())),
+        None => Err(ConnectRefusal::BadRequest("unsupported subprotocol")),
+    }
+}
+
+async fn try_connect(
+    app: &App,
+    event: &ApiGatewayWebsocketProxyRequest,
+) -> Result<(Session, Option<String>), ConnectRefusal> {
     let ctx = &event.request_context;
     let config = &app.config;
     let now_ms = app.clock.now_millis();
@@ -91,6 +122,7 @@ async fn try_connect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> Resu
         .clone()
         .and_then(|id| ConnectionId::new(id).ok())
         .ok_or(ConnectRefusal::BadRequest("invalid connection id"))?;
+    let subprotocol = choose_subprotocol(config, event)?;
     let source_ip = ctx.identity.source_ip.clone().unwrap_or_else(|| "unknown".to_owned());
     if !rate::allow(&*app.counters, Scope::ConnectIp, &source_ip, config.rate_limits.connect_per_ip, now).await? {
         return Err(ConnectRefusal::RateLimited);
@@ -158,5 +190,5 @@ async fn try_connect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> Resu
     if let Some(channel) = &channel {
         app.sessions.join(&session, channel, config.max_channels_per_connection.max(1)).await?;
     }
-    Ok(session)
+    Ok((session, subprotocol))
 }
