@@ -517,6 +517,7 @@ on_both_stores!(
     binary_frames_close_1003,
     percent_encoded_management_paths,
     subprotocols,
+    per_ip_limits_and_loopback,
 );
 
 #[tokio::test]
@@ -1012,4 +1013,34 @@ async fn subprotocols(store: StoreChoice) {
     let failed = handshake(&plain, Some("lws.v1")).await.unwrap_err();
     assert!(failed.to_lowercase().contains("subprotocol"), "the client fails the handshake: {failed}");
     plain.shutdown().await;
+}
+
+/// Every client of `lambda-ws dev` is 127.0.0.1: the per-IP limit does not apply to loopback
+/// unless asked for (`--enforce-ip-limits`), and then trips as in production.
+async fn per_ip_limits_and_loopback(store: StoreChoice) {
+    let limited = |on_loopback: bool| GatewayOptions {
+        config: Config {
+            rate_limits: RateLimits { connect_per_ip: 3, ..RateLimits::off() },
+            ip_limits_on_loopback: on_loopback,
+            ..options(StoreChoice::Memory).config
+        },
+        store: store.clone(),
+        ..options(StoreChoice::Memory)
+    };
+    let gw = start_with(limited(false)).await;
+    for n in 0..6 {
+        let token = token(&gw, &format!("dev{n}")).await;
+        assert!(try_connect(&gw, &format!("ws_token={token}"), Some(ORIGIN)).await.is_ok(), "connect {n}");
+    }
+    gw.shutdown().await;
+    let gw = start_with(limited(true)).await;
+    let mut statuses = Vec::new();
+    for n in 0..5 {
+        let token = token(&gw, &format!("dev{n}")).await;
+        statuses.push(
+            try_connect(&gw, &format!("ws_token={token}"), Some(ORIGIN)).await.map(|_| 101).unwrap_or_else(|s| s),
+        );
+    }
+    assert_eq!(statuses, [101, 101, 101, 429, 429], "enforced, loopback included");
+    gw.shutdown().await;
 }

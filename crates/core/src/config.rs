@@ -114,6 +114,10 @@ pub struct Config {
     /// Header the token issuer requires, as a CSRF defence (`LWS_CSRF_HEADER`, default
     /// `x-lambda-ws`; a custom header forces a CORS preflight for cross-site requests).
     pub csrf_header: String,
+    /// Whether the per-IP `$connect` limit applies to loopback addresses (default `true`). The
+    /// local gateway turns it off unless `--enforce-ip-limits`: every client of a developer's
+    /// machine is 127.0.0.1 there, which API Gateway never sees.
+    pub ip_limits_on_loopback: bool,
     /// Rate limits (`LWS_RATE_CONNECT_PER_IP`, `LWS_RATE_CONNECT_PER_USER`,
     /// `LWS_RATE_TOKENS_PER_USER`, `LWS_RATE_MESSAGES_PER_CONNECTION`, per minute).
     pub rate_limits: RateLimits,
@@ -136,6 +140,7 @@ impl Default for Config {
             max_channels_per_connection: 16,
             max_connections_per_user: 20,
             subprotocols: Vec::new(),
+            ip_limits_on_loopback: true,
             csrf_header: "x-lambda-ws".to_owned(),
             rate_limits: RateLimits::default(),
         }

@@ -171,6 +171,10 @@ struct DevArgs {
     /// Address to listen on. Anything but loopback needs --expose.
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
+    /// Apply the per-IP $connect limit (LWS_RATE_CONNECT_PER_IP) to loopback clients too. Off by
+    /// default: every tab, test and script on this machine is 127.0.0.1 and would share it.
+    #[arg(long)]
+    enforce_ip_limits: bool,
     /// Allow --host beyond loopback: the token issuer (any user, no password), the Management and
     /// Invoke APIs and the admin endpoints become reachable from your network.
     #[arg(long)]
@@ -473,6 +477,7 @@ async fn dev(args: DevArgs) -> ExitCode {
     if config.default_channel.is_none() {
         config.default_channel = ChannelName::new("lobby").ok();
     }
+    config.ip_limits_on_loopback = args.enforce_ip_limits;
     let store = match args.dynamodb_endpoint {
         Some(endpoint) => StoreChoice::DynamoDb { endpoint, table: args.table },
         None => StoreChoice::Memory,
@@ -502,6 +507,13 @@ async fn dev(args: DevArgs) -> ExitCode {
         let table = if in_process { RouteTable::builtin() } else { RouteTable::builtin_invoking_functions() };
         (table, "built-in routes".to_owned())
     };
+    let limits = config.rate_limits;
+    let config_limits = (
+        limits.connect_per_ip,
+        limits.connect_per_user,
+        config.max_connections_per_user,
+        limits.messages_per_connection,
+    );
     let options = GatewayOptions {
         routes,
         invoke_endpoint: args.invoke_endpoint.clone(),
@@ -539,6 +551,16 @@ async fn dev(args: DevArgs) -> ExitCode {
         gateway.management_endpoint()
     );
     println!("  Lambda Invoke API  {http}   (endpoint_url for lambda SDKs; functions: sender, cleanup)");
+    println!();
+    let per_ip = match (config_limits.0, args.enforce_ip_limits) {
+        (0, _) => "off".to_owned(),
+        (n, true) => format!("{n}/min, loopback included (--enforce-ip-limits)"),
+        (n, false) => format!("{n}/min, not for loopback clients (--enforce-ip-limits to apply it)"),
+    };
+    println!(
+        "  Limits             $connect per IP {per_ip}; per user {}/min; {} connections per user; messages {}/min",
+        config_limits.1, config_limits.2, config_limits.3
+    );
     println!();
     println!("  Ctrl-C stops it.");
     println!();

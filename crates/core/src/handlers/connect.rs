@@ -124,7 +124,9 @@ async fn try_connect(
         .ok_or(ConnectRefusal::BadRequest("invalid connection id"))?;
     let subprotocol = choose_subprotocol(config, event)?;
     let source_ip = ctx.identity.source_ip.clone().unwrap_or_else(|| "unknown".to_owned());
-    if !rate::allow(&*app.counters, Scope::ConnectIp, &source_ip, config.rate_limits.connect_per_ip, now).await? {
+    let loopback = source_ip.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    let per_ip = if loopback && !config.ip_limits_on_loopback { 0 } else { config.rate_limits.connect_per_ip };
+    if !rate::allow(&*app.counters, Scope::ConnectIp, &source_ip, per_ip, now).await? {
         return Err(ConnectRefusal::RateLimited);
     }
     let origin = event.headers.get(http::header::ORIGIN).and_then(|v| v.to_str().ok());
