@@ -6,7 +6,8 @@
 # Needs: cargo (with rustfmt and clippy), node and npm, python3 with pip, and apt-get (as root or
 # with sudo) when Chromium is missing. It installs what the tests use: the pinned DynamoDB engine
 # (dynalite), the AsyncAPI schema, Ajv and TypeScript, and playwright-core with npm ci, the
-# template linter (cfn-lint) with pip and the SAM CLI in a virtualenv under target/, Debian's chromium with apt-get. It starts the engine in memory on a free loopback port and stops it on
+# template linter (cfn-lint) with pip, the SAM CLI and cargo-lambda in virtualenvs under target/, Debian's
+# chromium with apt-get. It starts the engine in memory on a free loopback port and stops it on
 # exit, also when a step fails.
 set -euo pipefail
 
@@ -76,6 +77,17 @@ cargo fmt --all -- --check
 
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo-lambda (the runtime emulator of the deployed-shape test)"
+# tests/tests/cargo_lambda.rs runs this workspace's functions under `cargo lambda watch`. The
+# functions are built first so the emulator's first invocations do not wait for a compile.
+cargo_lambda="target/cargo-lambda-venv/bin/cargo-lambda"
+if [ ! -x "$cargo_lambda" ]; then
+  python3 -m venv target/cargo-lambda-venv
+  target/cargo-lambda-venv/bin/pip install --quiet --disable-pip-version-check 'cargo-lambda==1.9.2'
+fi
+export LWS_TEST_CARGO_LAMBDA="$root/$cargo_lambda"
+cargo build --locked -q -p lambda-ws-functions --bins
 
 step "cargo test"
 log="$(mktemp)"

@@ -326,9 +326,16 @@ impl Events {
         })
     }
 
-    /// A MESSAGE event from `events/message-chat.json` with `body`.
+    /// A MESSAGE event from `events/message-chat.json` with `body`, its `routeKey` the body's
+    /// `action` as API Gateway's `$request.body.action` selects it (`$default` without one).
     pub fn message(&self, connection_id: &str, body: &str) -> ApiGatewayWebsocketProxyRequest {
-        self.build("message-chat.json", connection_id, |e| e["body"] = json!(body))
+        let parsed: Option<Value> = serde_json::from_str(body).ok();
+        let action = parsed.as_ref().and_then(|b| b.get("action")).and_then(Value::as_str).map(str::to_owned);
+        let route = action.filter(|a| !a.starts_with('$')).unwrap_or_else(|| "$default".to_owned());
+        self.build("message-chat.json", connection_id, |e| {
+            e["body"] = json!(body);
+            e["requestContext"]["routeKey"] = json!(route);
+        })
     }
 
     /// A `$disconnect` from `events/disconnect.json`.

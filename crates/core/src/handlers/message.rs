@@ -203,9 +203,9 @@ async fn route_message(
     if !rate::allow(&*app.counters, Scope::Message, id.as_str(), limit, now).await.map_err(|e| fail(e.into()))? {
         return Err(fail(RouteError::new(ErrorCode::RateLimited, "too many messages; slow down")));
     }
-    // The route API Gateway selected, when this router serves it under that key (a selection
-    // expression may select by more than `action`), otherwise the message's own `action`.
-    let Some(route) = route_key.and_then(|k| router.get(k)).or_else(|| router.get(&msg.action)) else {
+    // The message's own `action`, or else the route API Gateway selected, when this router serves
+    // it under that key (a selection expression may select by more than `action`).
+    let Some(route) = router.get(&msg.action).or_else(|| route_key.and_then(|k| router.get(k))) else {
         let known: Vec<&str> = router.actions().collect();
         let text = format!("unknown action \"{}\"; known actions: {}", loggable(&msg.action), known.join(", "));
         return Err(fail(RouteError::new(ErrorCode::UnknownAction, text)));
