@@ -57,6 +57,16 @@ async fn http(gw: &Gateway, method: &str, path: &str, headers: &[(&str, &str)], 
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
+/// A raw `GET` with this `Host` header: the whole answer as text.
+async fn raw_get(gw: &Gateway, host: &str, path: &str) -> String {
+    let mut stream = TcpStream::connect(gw.addr()).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await.unwrap();
+    raw
+}
+
 async fn token(gw: &Gateway, user: &str) -> String {
     let headers = [("x-lambda-ws", "1"), ("x-lambda-ws-user", user), ("origin", ORIGIN)];
     let (status, body) = http(gw, "POST", "/ws-token", &headers, "").await;
@@ -577,25 +587,11 @@ async fn the_gateway_adds_its_secret_and_drops_one_a_client_sends() {
 #[tokio::test]
 async fn demo_page_and_client_are_served() {
     let gw = start(StoreChoice::Memory).await;
-    let mut stream = TcpStream::connect(gw.addr()).await.unwrap();
-    stream
-        .write_all(format!("GET / HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", gw.addr()).as_bytes())
-        .await
-        .unwrap();
-    let mut page = String::new();
-    stream.read_to_string(&mut page).await.unwrap();
+    let host = gw.addr().to_string();
+    let page = raw_get(&gw, &host, "/").await;
     assert!(page.starts_with("HTTP/1.1 200"));
     assert!(page.contains("/client/websocket-manager.js") && page.contains("/local"), "stage filled in");
-    let mut stream = TcpStream::connect(gw.addr()).await.unwrap();
-    stream
-        .write_all(
-            format!("GET /client/websocket-manager.js HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", gw.addr())
-                .as_bytes(),
-        )
-        .await
-        .unwrap();
-    let mut js = String::new();
-    stream.read_to_string(&mut js).await.unwrap();
+    let js = raw_get(&gw, &host, "/client/websocket-manager.js").await;
     assert!(js.contains("text/javascript") && js.contains("export class WebSocketManager"));
     gw.shutdown().await;
 }
@@ -736,17 +732,8 @@ async fn your_own_pages_are_served_from_the_pages_folder_and_nothing_outside_it(
     std::fs::write(folder.join("app/index.html"), "<h1>mine</h1>").unwrap();
     std::fs::write(folder.join(".env"), "SECRET=1").unwrap();
     let gw = start_with(GatewayOptions { pages: Some(folder.clone()), ..options(StoreChoice::Memory) }).await;
-    let get = |path: &'static str| {
-        let addr = gw.addr();
-        async move {
-            let mut stream = TcpStream::connect(addr).await.unwrap();
-            let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-            stream.write_all(request.as_bytes()).await.unwrap();
-            let mut raw = String::new();
-            stream.read_to_string(&mut raw).await.unwrap();
-            raw
-        }
-    };
+    let host = gw.addr().to_string();
+    let get = |path: &'static str| raw_get(&gw, &host, path);
     let page = get("/pages/app/index.html").await;
     assert!(
         page.starts_with("HTTP/1.1 200") && page.contains("text/html") && page.ends_with("<h1>mine</h1>"),
@@ -839,18 +826,7 @@ async fn web_pages_elsewhere_cannot_drive_the_gateway() {
         assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("forbidden")), "{method} {path}: {answer}");
     }
     // DNS rebinding: the browser thinks it is on evil.example, so the page is "same-origin".
-    let rebound = |host: &'static str| {
-        let addr = gw.addr();
-        async move {
-            let mut stream = TcpStream::connect(addr).await.unwrap();
-            let request = format!("GET /_admin/sessions HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-            stream.write_all(request.as_bytes()).await.unwrap();
-            let mut raw = String::new();
-            stream.read_to_string(&mut raw).await.unwrap();
-            raw
-        }
-    };
-    let answer = rebound("evil.example").await;
+    let answer = raw_get(&gw, "evil.example", "/_admin/sessions").await;
     assert!(answer.starts_with("HTTP/1.1 403") && !answer.contains(&id), "{answer}");
     // Nothing reached the client, and the same calls without a foreign Origin work.
     send(&mut ws, json!({"action":"ping","ref":"after"})).await;

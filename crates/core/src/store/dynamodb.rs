@@ -203,11 +203,7 @@ impl DynamoDbStore {
             .expression_attribute_values(":zero", n(0))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(()),
-            Err(e) => Err(sdk_error(e)),
-        }
+        unless_condition_failed(result)
     }
 
     /// A user's connection slots (connection id → expiry), if the user has a slot item.
@@ -216,8 +212,7 @@ impl DynamoDbStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s(&format!("{USER_PREFIX}{user}")))
-            .key("sk", s(SLOTS_SK))
+            .set_key(Some(slots_key(user)))
             .consistent_read(true)
             .send()
             .await
@@ -234,18 +229,13 @@ impl DynamoDbStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(&format!("{USER_PREFIX}{user}")))
-            .key("sk", s(SLOTS_SK))
+            .set_key(Some(slots_key(user)))
             .update_expression("REMOVE slots.#id")
             .condition_expression("attribute_exists(slots)")
             .expression_attribute_names("#id", id.as_str())
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(()),
-            Err(e) => Err(sdk_error(e)),
-        }
+        unless_condition_failed(result)
     }
 
     /// Creates the table with the keys and indexes above (on-demand billing) and waits until it
@@ -426,8 +416,7 @@ impl SessionStore for DynamoDbStore {
                 .client
                 .update_item()
                 .table_name(&self.table)
-                .key("pk", s(&format!("{USER_PREFIX}{user}")))
-                .key("sk", s(SLOTS_SK))
+                .set_key(Some(slots_key(user)))
                 .update_expression("SET slots.#id = :exp, #exp = :exp")
                 .condition_expression("attribute_exists(slots) AND (size(slots) < :max OR attribute_exists(slots.#id))")
                 .expression_attribute_names("#id", id)
@@ -448,8 +437,7 @@ impl SessionStore for DynamoDbStore {
                     .client
                     .put_item()
                     .table_name(&self.table)
-                    .item("pk", s(&format!("{USER_PREFIX}{user}")))
-                    .item("sk", s(SLOTS_SK))
+                    .set_item(Some(slots_key(user)))
                     .item("slots", AttributeValue::M(HashMap::from([(id.to_owned(), n(session.expires_at))])))
                     .item(TTL_ATTRIBUTE, n(session.expires_at))
                     .condition_expression("attribute_not_exists(pk)")
@@ -469,16 +457,13 @@ impl SessionStore for DynamoDbStore {
                 return Ok(false);
             }
             let names: Vec<String> = (0..expired.len()).map(|i| format!("#e{i}")).collect();
-            let mut reclaim = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .key("pk", s(&format!("{USER_PREFIX}{user}")))
-                .key("sk", s(SLOTS_SK))
-                .update_expression(format!(
-                    "REMOVE {}",
-                    names.iter().map(|name| format!("slots.{name}")).collect::<Vec<_>>().join(", ")
-                ));
+            let mut reclaim =
+                self.client.update_item().table_name(&self.table).set_key(Some(slots_key(user))).update_expression(
+                    format!(
+                        "REMOVE {}",
+                        names.iter().map(|name| format!("slots.{name}")).collect::<Vec<_>>().join(", ")
+                    ),
+                );
             for (name, key) in names.iter().zip(expired) {
                 reclaim = reclaim.expression_attribute_names(name, key);
             }
@@ -771,6 +756,26 @@ fn get_n(item: &Item, name: &str) -> Result<i64, StoreError> {
 
 fn page_limit(limit: usize) -> i32 {
     limit.clamp(1, 1000) as i32
+}
+
+/// The key of a user's slot item.
+fn slots_key(user: &str) -> Item {
+    HashMap::from([("pk".to_owned(), s(&format!("{USER_PREFIX}{user}"))), ("sk".to_owned(), s(SLOTS_SK))])
+}
+
+/// A conditional write's result, where a failed condition means there was nothing to do.
+fn unless_condition_failed<T, E, R>(
+    result: Result<T, aws_sdk_dynamodb::error::SdkError<E, R>>,
+) -> Result<(), StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(()),
+        Err(e) => Err(sdk_error(e)),
+    }
 }
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
