@@ -179,6 +179,7 @@ pub async fn cleanup(
     }
     if !options.dry_run && !doomed.is_empty() {
         summary.removed = app.sessions.remove_sessions(&doomed).await?;
+        crate::hooks::tell_all(app.disconnect_hook.as_deref(), &doomed, crate::hooks::Ending::CleanedUp).await;
     }
     tracing::info!(?summary, "clean-up done");
     Ok(summary)

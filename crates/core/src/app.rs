@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::delivery::{ManagementApi, MetricsSink, SendOptions, Sender, Transport};
+use crate::hooks::{ConnectHook, DisconnectHook};
 use crate::policy::ChannelCheck;
 use crate::session::{ChannelName, Identity};
 use crate::store::dynamodb::DynamoDbStore;
@@ -29,6 +30,10 @@ pub struct App {
     pub channel_check: Option<Arc<dyn ChannelCheck>>,
     /// Where the sender handler records each send's report (EMF in Lambda), if anywhere.
     pub metrics: Option<Arc<dyn MetricsSink>>,
+    /// The application's `$connect` hook (session metadata, its own refusals), if any.
+    pub connect_hook: Option<Arc<dyn ConnectHook>>,
+    /// Told whenever a session ends, if set.
+    pub disconnect_hook: Option<Arc<dyn DisconnectHook>>,
 }
 
 impl App {
@@ -46,6 +51,8 @@ impl App {
             clock: Arc::new(SystemClock),
             channel_check: None,
             metrics: None,
+            connect_hook: None,
+            disconnect_hook: None,
         }
     }
 
@@ -93,10 +100,28 @@ impl App {
         self
     }
 
-    /// A sender using this app's store, transport and concurrency.
+    /// Runs `hook` on every `$connect` after the built-in checks: it returns the session's
+    /// metadata or refuses the connection.
+    pub fn with_connect_hook(mut self, hook: Arc<dyn ConnectHook>) -> Self {
+        self.connect_hook = Some(hook);
+        self
+    }
+
+    /// Tells `hook` whenever a session ends: `$disconnect`, a 410 found by a send, clean-up.
+    pub fn with_disconnect_hook(mut self, hook: Arc<dyn DisconnectHook>) -> Self {
+        self.disconnect_hook = Some(hook);
+        self
+    }
+
+    /// A sender using this app's store, transport and concurrency (and disconnect hook, told of
+    /// the sessions a send finds gone).
     pub fn sender(&self) -> Sender {
         let options = SendOptions { concurrency: self.config.send_concurrency, ..SendOptions::default() };
-        Sender::new(self.sessions.clone(), self.transport.clone(), self.clock.clone(), options)
+        let sender = Sender::new(self.sessions.clone(), self.transport.clone(), self.clock.clone(), options);
+        match &self.disconnect_hook {
+            Some(hook) => sender.with_disconnect_hook(hook.clone()),
+            None => sender,
+        }
     }
 
     /// Whether `identity` may join `channel`: the configured rules, then the application check.

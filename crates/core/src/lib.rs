@@ -13,6 +13,8 @@
 //! - [`policy`]: origin allow-list, channel rules, the [`ChannelCheck`] hook.
 //! - [`rate`]: fixed-window rate limits over counters.
 //! - [`handlers`]: `$connect`, `$disconnect`, messages ([`Router`]), token issuing, send, clean-up.
+//! - [`hooks`]: an application's [`ConnectHook`](hooks::ConnectHook) (session metadata, its own
+//!   refusals) and [`DisconnectHook`](hooks::DisconnectHook) (every way a session ends).
 //! - [`config`]: [`Config`] from `LWS_*` environment variables.
 //! - `schema` (feature `schema`): JSON Schema, the AsyncAPI document and TypeScript declarations.
 //! - [`admin`]: operator tasks (list sessions, clean up, purge tokens) behind the `lambda-ws` command.
@@ -33,6 +35,7 @@ pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod handlers;
+pub mod hooks;
 pub mod policy;
 pub mod protocol;
 pub mod rate;

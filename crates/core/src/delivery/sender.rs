@@ -15,6 +15,7 @@ use super::report::{DeliveryReport, FailedDelivery};
 use super::target::Target;
 use super::transport::{Transport, TransportError};
 use crate::clock::Clock;
+use crate::hooks::{self, DisconnectHook, Ending};
 use crate::protocol::{Outbound, OutboundError};
 use crate::session::{ConnectionId, Recipient};
 use crate::store::{Cursor, Page, Segment, SessionFilter, SessionStore, StoreError};
@@ -67,6 +68,7 @@ pub struct Sender {
     transport: Arc<dyn Transport>,
     clock: Arc<dyn Clock>,
     options: SendOptions,
+    disconnect_hook: Option<Arc<dyn DisconnectHook>>,
 }
 
 /// A target resolved to one connection: either a recipient, or an id with no live session.
@@ -92,7 +94,13 @@ impl Sender {
         clock: Arc<dyn Clock>,
         options: SendOptions,
     ) -> Self {
-        Self { sessions, transport, clock, options }
+        Self { sessions, transport, clock, options, disconnect_hook: None }
+    }
+
+    /// Tells `hook` about every session a send finds gone (410) and removes.
+    pub fn with_disconnect_hook(mut self, hook: Arc<dyn DisconnectHook>) -> Self {
+        self.disconnect_hook = Some(hook);
+        self
     }
 
     /// The options in use.
@@ -143,10 +151,11 @@ impl Sender {
     /// Removes the sessions a send found gone, in one batch once the posts are done rather than
     /// one delete per 410, and stamps the duration.
     async fn finish(&self, mut report: DeliveryReport, started: Instant) -> DeliveryReport {
-        if !report.gone.is_empty()
-            && let Err(e) = self.sessions.remove_sessions(&report.gone).await
-        {
-            tracing::warn!(gone = report.gone.len(), error = %e, "could not remove gone sessions");
+        if !report.gone.is_empty() {
+            match self.sessions.remove_sessions(&report.gone).await {
+                Ok(_) => hooks::tell_all(self.disconnect_hook.as_deref(), &report.gone, Ending::Gone).await,
+                Err(e) => tracing::warn!(gone = report.gone.len(), error = %e, "could not remove gone sessions"),
+            }
         }
         report.duration_ms = started.elapsed().as_millis() as u64;
         report

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::{check_event, management_endpoint, respond};
 use crate::App;
+use crate::hooks::{ConnectInfo, Refusal};
 use crate::rate::{self, Scope};
 use crate::session::{ChannelName, ConnectionId, Session};
 use crate::token::{self, TokenError};
@@ -27,6 +28,9 @@ pub enum ConnectRefusal {
     /// 429: the user has the most open connections allowed (`LWS_MAX_CONNECTIONS_PER_USER`).
     #[error("too many open connections for this user")]
     TooManyConnections,
+    /// The application's connect hook refused, with its own status and reason.
+    #[error("{}", .0.reason)]
+    Hook(Refusal),
     /// 500: the store failed (details logged, not returned).
     #[error("temporarily unavailable")]
     Unavailable,
@@ -40,6 +44,7 @@ impl ConnectRefusal {
             Self::Unauthorized(_) => 401,
             Self::Forbidden(_) => 403,
             Self::RateLimited | Self::TooManyConnections => 429,
+            Self::Hook(refusal) => refusal.status,
             Self::Unavailable => 500,
         }
     }
@@ -56,8 +61,9 @@ impl From<crate::store::StoreError> for ConnectRefusal {
 ///
 /// Checks, in order: API id, gateway secret (when configured), connection id, rate per source IP
 /// (every attempt counts, so token guessing is limited too), `Origin`, channel name, token
-/// (consumed once), the token's channel binding, rate per user, channel permission, and a slot
-/// among the user's open connections. The channel name is checked before the token is spent, so
+/// (consumed once), the token's channel binding, rate per user, channel permission, the
+/// application's [`ConnectHook`](crate::hooks::ConnectHook) (metadata or its own refusal), and a
+/// slot among the user's open connections. The channel name is checked before the token is spent, so
 /// a typo does not burn it. A token's bound channel is recorded on the session: `subscribe`
 /// refuses every other channel.
 pub async fn connect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
@@ -168,6 +174,20 @@ async fn try_connect(
         return Err(ConnectRefusal::Forbidden("channel not allowed"));
     }
     let endpoint = management_endpoint(config, ctx).ok_or(ConnectRefusal::BadRequest("event has no domain name"))?;
+    let metadata = match &app.connect_hook {
+        None => Default::default(),
+        Some(hook) => {
+            let info = ConnectInfo {
+                connection_id: &connection_id,
+                identity: identity.as_ref(),
+                channel: channel.as_ref(),
+                source_ip: &source_ip,
+                headers: &event.headers,
+                query_string: &event.query_string_parameters,
+            };
+            hook.on_connect(&info).await.map_err(ConnectRefusal::Hook)?
+        }
+    };
     let connected_at = if ctx.connected_at > 0 { ctx.connected_at } else { now_ms };
     let session = Session {
         connection_id,
@@ -180,7 +200,7 @@ async fn try_connect(
         connected_at,
         last_seen: now_ms,
         expires_at: connected_at.div_euclid(1000) + config.session_ttl.as_secs() as i64,
-        metadata: Default::default(),
+        metadata,
         bound_channel: bound,
     };
     // The last check, because it writes: a slot among the user's open connections.

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::{check_event, loggable, respond};
 use crate::App;
+use crate::hooks::{Ended, Ending};
 use crate::session::ConnectionId;
 
 /// Handles a `$disconnect` event. Idempotent: an unknown connection is not an error (API Gateway
@@ -21,6 +22,12 @@ pub async fn disconnect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> A
     };
     match app.sessions.remove_session(&id).await {
         Ok(found) => {
+            if let (Some(hook), Some(session)) = (&app.disconnect_hook, &found) {
+                let ending =
+                    Ending::Disconnected { status: ctx.disconnect_status_code, reason: ctx.disconnect_reason.clone() };
+                let user_id = session.user_id().map(str::to_owned);
+                hook.on_disconnect(&Ended { connection_id: id.clone(), user_id, ending }).await;
+            }
             tracing::info!(
                 connection_id = %id,
                 known = found.is_some(),
