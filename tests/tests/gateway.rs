@@ -666,17 +666,22 @@ impl FunctionHost {
     fn calls(&self) -> Vec<(String, String)> {
         self.calls.lock().unwrap().clone()
     }
+
+    /// A gateway whose every route invokes its function on this host.
+    async fn gateway(&self) -> Gateway {
+        start_with(GatewayOptions {
+            routes: RouteTable::builtin_invoking_functions(),
+            invoke_endpoint: Some(format!("http://{}", self.addr)),
+            ..options(StoreChoice::Memory)
+        })
+        .await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_can_invoke_functions_through_the_invoke_api() {
     let host = FunctionHost::start().await;
-    let options = GatewayOptions {
-        routes: RouteTable::builtin_invoking_functions(),
-        invoke_endpoint: Some(format!("http://{}", host.addr)),
-        ..options(StoreChoice::Memory)
-    };
-    let gw = start_with(options).await;
+    let gw = host.gateway().await;
     assert_eq!(try_connect(&gw, "channel=bad.name", Some(ORIGIN)).await.err(), Some(400), "the function's status");
     let mut ann = try_connect(&gw, "channel=lobby", Some(ORIGIN)).await.unwrap();
     let mut bob = try_connect(&gw, "channel=lobby", Some(ORIGIN)).await.unwrap();
@@ -894,12 +899,7 @@ async fn the_close_handshake_is_answered_and_reported() {
     use tokio_tungstenite::tungstenite::protocol::CloseFrame;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
     let host = FunctionHost::start().await;
-    let options = GatewayOptions {
-        routes: RouteTable::builtin_invoking_functions(),
-        invoke_endpoint: Some(format!("http://{}", host.addr)),
-        ..options(StoreChoice::Memory)
-    };
-    let gw = start_with(options).await;
+    let gw = host.gateway().await;
     let mut ws = try_connect(&gw, "channel=lobby", Some(ORIGIN)).await.unwrap();
     ws.close(Some(CloseFrame { code: CloseCode::Library(4001), reason: "bye now".into() })).await.unwrap();
     assert_eq!(close_code(&mut ws).await, 4001, "the gateway answered the close with the client's code");
