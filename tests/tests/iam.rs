@@ -96,6 +96,7 @@ impl Function {
         let config = Config {
             allowed_origins: OriginPolicy::parse(ORIGIN).unwrap(),
             max_connections_per_user: 2,
+            rate_limits: lambda_ws::RateLimits { messages_per_connection: 5, ..lambda_ws::RateLimits::default() },
             ..Config::default()
         };
         let clock = Arc::new(ManualClock::at(lambda_ws::clock::unix_now_millis()));
@@ -167,6 +168,9 @@ async fn exercise(binary: &str) -> (BTreeSet<String>, bool) {
             }
             f.server.set_gone("m2");
             f.message(&router, "m1", json!({"action":"chat","message":"hi"})).await;
+            for _ in 0..5 {
+                f.message(&router, "m1", json!({"action":"chat","message":"over the limit"})).await;
+            }
         }
         "sender" => {
             f.connected("s1", "ann", "lobby").await;

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use lambda_ws::store::{Joined, Segment, SessionFilter};
+use lambda_ws::store::{Admission, Joined, Segment, SessionFilter};
 use lambda_ws::{
     ChannelName, ConnectionId, CounterStore, Cursor, Identity, Page, Recipient, Session, SessionStore, StoreError,
     TokenRecord, TokenStore,
@@ -342,6 +342,45 @@ async fn connection_slots_are_claimed_atomically_and_freed(store: Arc<dyn Store>
     assert!(store.claim_connection(&session(66, Some("slotty"), later + 100), 3, later).await.unwrap());
 }
 
+async fn messages_are_admitted_exactly_to_the_limit_under_concurrency(store: Arc<dyn Store>) {
+    let s = session(70, Some("ann"), NOW + 100);
+    store.put_session(&s).await.unwrap();
+    let window = NOW / 60;
+    let admits = (0..32).map(|_| {
+        let (store, id) = (store.clone(), s.connection_id.clone());
+        tokio::spawn(async move { store.admit_message(&id, NOW, window, 10).await.unwrap() })
+    });
+    let outcomes: Vec<Admission> = futures::future::join_all(admits).await.into_iter().map(Result::unwrap).collect();
+    let admitted = outcomes.iter().filter(|o| matches!(o, Admission::Admitted(read) if **read == s)).count();
+    assert_eq!(admitted, 10, "exactly the limit, each with the session as stored");
+    assert_eq!(outcomes.iter().filter(|o| **o == Admission::Limited).count(), 22);
+    assert!(
+        matches!(store.admit_message(&s.connection_id, NOW, window + 1, 10).await.unwrap(), Admission::Admitted(_)),
+        "next window"
+    );
+    assert!(
+        matches!(store.admit_message(&s.connection_id, NOW, window, 0).await.unwrap(), Admission::Admitted(_)),
+        "no limit"
+    );
+    assert_eq!(store.admit_message(&id(71), NOW, window, 10).await.unwrap(), Admission::NoSession, "unknown");
+    assert_eq!(
+        store.admit_message(&s.connection_id, NOW + 100, window, 10).await.unwrap(),
+        Admission::NoSession,
+        "expired"
+    );
+    assert_eq!(
+        store.get_session(&s.connection_id, NOW).await.unwrap(),
+        Some(s.clone()),
+        "counting leaves the session as it was"
+    );
+    store.remove_session(&s.connection_id).await.unwrap();
+    assert_eq!(
+        store.admit_message(&s.connection_id, NOW, window + 1, 10).await.unwrap(),
+        Admission::NoSession,
+        "removed"
+    );
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -376,6 +415,7 @@ conformance!(
     a_token_binding_is_stored_with_the_session,
     the_channel_limit_holds_under_concurrent_joins,
     connection_slots_are_claimed_atomically_and_freed,
+    messages_are_admitted_exactly_to_the_limit_under_concurrency,
 );
 
 #[tokio::test]

@@ -60,7 +60,7 @@ pub use protocol::{ErrorCode, Inbound, Outbound, Reply};
 pub use session::{ChannelName, ConnectionId, Identity, Recipient, Session};
 pub use store::dynamodb::DynamoDbStore;
 pub use store::memory::MemoryStore;
-pub use store::{CounterStore, Cursor, Joined, Page, SessionStore, StoreError, TokenRecord, TokenStore};
+pub use store::{Admission, CounterStore, Cursor, Joined, Page, SessionStore, StoreError, TokenRecord, TokenStore};
 
 /// Re-exported so custom routes and checks can use `#[async_trait]` without another dependency line.
 pub use async_trait::async_trait;

@@ -48,7 +48,7 @@ use serde_json::{Value, json};
 use crate::delivery::{ConnectionInfo, Transport, TransportError};
 use crate::handlers::{self, Router};
 use crate::session::{ChannelName, ConnectionId, Identity, Recipient, Session};
-use crate::store::{Cursor, Joined, Page, Segment, SessionFilter, SessionStore, StoreError};
+use crate::store::{Admission, Cursor, Joined, Page, Segment, SessionFilter, SessionStore, StoreError};
 use crate::{App, Clock as _, Config, ManualClock, MemoryStore, token};
 
 /// The domain name and stage the harness's events carry.
@@ -182,6 +182,16 @@ impl SessionStore for SlowPages {
 
     async fn claim_connection(&self, session: &Session, max: usize, now: i64) -> Result<bool, StoreError> {
         self.inner.claim_connection(session, max, now).await
+    }
+
+    async fn admit_message(
+        &self,
+        id: &ConnectionId,
+        now: i64,
+        window: i64,
+        limit: u32,
+    ) -> Result<Admission, StoreError> {
+        self.inner.admit_message(id, now, window, limit).await
     }
 
     async fn leave(&self, id: &ConnectionId, channel: &ChannelName) -> Result<bool, StoreError> {

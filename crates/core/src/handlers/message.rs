@@ -34,9 +34,9 @@ use super::{check_event, loggable, management_endpoint, respond};
 use crate::App;
 use crate::delivery::Target;
 use crate::protocol::{ChatMessage, ErrorCode, Inbound, Outbound, Pong, Reply};
-use crate::rate::{self, Scope};
+use crate::rate;
 use crate::session::{ChannelName, ConnectionId, Recipient, Session};
-use crate::store::Joined;
+use crate::store::{Admission, Joined};
 
 /// Longest chat line accepted, in bytes.
 pub const MAX_CHAT_BYTES: usize = 4096;
@@ -195,14 +195,18 @@ async fn route_message(
     let reference = msg.reference.clone();
     let fail = |e: RouteError| (e, reference.clone());
     let now = app.clock.now_secs();
-    let session =
-        app.sessions.get_session(id, now).await.map_err(|e| fail(e.into()))?.ok_or_else(|| {
-            fail(RouteError::new(ErrorCode::NotConnected, "no session for this connection; reconnect"))
-        })?;
+    // One store round trip: the session, with the message counted against the rate limit.
     let limit = app.config.rate_limits.messages_per_connection;
-    if !rate::allow(&*app.counters, Scope::Message, id.as_str(), limit, now).await.map_err(|e| fail(e.into()))? {
-        return Err(fail(RouteError::new(ErrorCode::RateLimited, "too many messages; slow down")));
-    }
+    let window = now.div_euclid(rate::WINDOW_SECS);
+    let session = match app.sessions.admit_message(id, now, window, limit).await.map_err(|e| fail(e.into()))? {
+        Admission::Admitted(session) => *session,
+        Admission::Limited => {
+            return Err(fail(RouteError::new(ErrorCode::RateLimited, "too many messages; slow down")));
+        }
+        Admission::NoSession => {
+            return Err(fail(RouteError::new(ErrorCode::NotConnected, "no session for this connection; reconnect")));
+        }
+    };
     // The message's own `action`, or else the route API Gateway selected, when this router serves
     // it under that key (a selection expression may select by more than `action`).
     let Some(route) = router.get(&msg.action).or_else(|| route_key.and_then(|k| router.get(k))) else {

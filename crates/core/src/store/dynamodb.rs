@@ -26,7 +26,8 @@ use aws_sdk_dynamodb::types::{
 use futures::{StreamExt as _, TryStreamExt as _};
 
 use super::{
-    CounterStore, Cursor, Joined, Page, Segment, SessionFilter, SessionStore, StoreError, TokenRecord, TokenStore,
+    Admission, CounterStore, Cursor, Joined, Page, Segment, SessionFilter, SessionStore, StoreError, TokenRecord,
+    TokenStore,
 };
 use crate::session::{ChannelName, ConnectionId, Identity, Recipient, Session};
 
@@ -40,6 +41,8 @@ pub const TTL_ATTRIBUTE: &str = "expires_at";
 pub const INDEX_PROJECTION: [&str; 3] = ["connection_id", "endpoint", "expires_at"];
 
 const SESSION_SK: &str = "session";
+/// Session attributes counting its messages per rate window (`msgs_<minute>`).
+const MESSAGES_PREFIX: &str = "msgs_";
 /// The session attribute counting its channels (kept atomically by `join` and `leave`).
 const CHANNEL_COUNT: &str = "channel_count";
 const CONN_PREFIX: &str = "conn#";
@@ -402,6 +405,53 @@ impl SessionStore for DynamoDbStore {
                 let _ = self.uncount_channel(&session.connection_id).await;
                 Err(sdk_error(e))
             }
+        }
+    }
+
+    async fn admit_message(
+        &self,
+        id: &ConnectionId,
+        now: i64,
+        window: i64,
+        limit: u32,
+    ) -> Result<Admission, StoreError> {
+        if limit == 0 {
+            return Ok(self
+                .get_session(id, now)
+                .await?
+                .map_or(Admission::NoSession, |s| Admission::Admitted(Box::new(s))));
+        }
+        // One conditional update on the session item: it must exist and be live, and this
+        // window's count (an attribute per window; the two before it are dropped) be under the
+        // limit. It returns the session, so no read comes first.
+        let counted = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", conn_pk(id))
+            .key("sk", s(SESSION_SK))
+            .update_expression("ADD #w :one REMOVE #p1, #p2")
+            .condition_expression("attribute_exists(pk) AND #exp > :now AND (attribute_not_exists(#w) OR #w < :limit)")
+            .expression_attribute_names("#w", format!("{MESSAGES_PREFIX}{window}"))
+            .expression_attribute_names("#p1", format!("{MESSAGES_PREFIX}{}", window - 1))
+            .expression_attribute_names("#p2", format!("{MESSAGES_PREFIX}{}", window - 2))
+            .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":limit", n(i64::from(limit)))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match counted {
+            Ok(out) => Ok(Admission::Admitted(Box::new(session_from(&out.attributes.unwrap_or_default())?))),
+            // Refused: over the limit, or no live session. Only this (rare) path reads.
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
+                Ok(match self.get_session(id, now).await? {
+                    Some(_) => Admission::Limited,
+                    None => Admission::NoSession,
+                })
+            }
+            Err(e) => Err(sdk_error(e)),
         }
     }
 

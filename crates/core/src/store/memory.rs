@@ -10,7 +10,8 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{
-    CounterStore, Cursor, Joined, Page, Segment, SessionFilter, SessionStore, StoreError, TokenRecord, TokenStore,
+    Admission, CounterStore, Cursor, Joined, Page, Segment, SessionFilter, SessionStore, StoreError, TokenRecord,
+    TokenStore,
 };
 use crate::session::{ChannelName, ConnectionId, Recipient, Session};
 
@@ -23,6 +24,8 @@ struct State {
     memberships: HashMap<ConnectionId, Vec<ChannelName>>,
     /// user → connections (the by-user index).
     users: BTreeMap<String, BTreeSet<ConnectionId>>,
+    /// connection → (rate window, messages counted in it).
+    message_counts: HashMap<ConnectionId, (i64, u32)>,
     /// user → connection slots taken, with each slot's expiry.
     slots: HashMap<String, HashMap<ConnectionId, i64>>,
     tokens: HashMap<String, TokenRecord>,
@@ -110,6 +113,7 @@ impl SessionStore for MemoryStore {
     async fn remove_session(&self, id: &ConnectionId) -> Result<Option<Session>, StoreError> {
         let mut s = self.state();
         let session = s.sessions.remove(id);
+        s.message_counts.remove(id);
         if let Some(user) = session.as_ref().and_then(|s| s.user_id().map(str::to_owned)) {
             if let Some(set) = s.users.get_mut(&user) {
                 set.remove(id);
@@ -148,6 +152,31 @@ impl SessionStore for MemoryStore {
         joined.push(channel.clone());
         s.channels.entry(channel.clone()).or_default().insert(id, (session.endpoint.clone(), session.expires_at));
         Ok(Joined::New)
+    }
+
+    async fn admit_message(
+        &self,
+        id: &ConnectionId,
+        now: i64,
+        window: i64,
+        limit: u32,
+    ) -> Result<Admission, StoreError> {
+        let mut s = self.state();
+        let Some(session) = s.sessions.get(id).filter(|s| !s.is_expired(now)).cloned() else {
+            return Ok(Admission::NoSession);
+        };
+        if limit == 0 {
+            return Ok(Admission::Admitted(Box::new(session)));
+        }
+        let counted = s.message_counts.entry(id.clone()).or_insert((window, 0));
+        if counted.0 != window {
+            *counted = (window, 0);
+        }
+        if counted.1 >= limit {
+            return Ok(Admission::Limited);
+        }
+        counted.1 += 1;
+        Ok(Admission::Admitted(Box::new(session)))
     }
 
     async fn claim_connection(&self, session: &Session, max: usize, now: i64) -> Result<bool, StoreError> {

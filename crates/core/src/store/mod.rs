@@ -128,6 +128,18 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     /// removing a session frees its slot. Returns whether a slot was free.
     async fn claim_connection(&self, session: &Session, max: usize, now: i64) -> Result<bool, StoreError>;
 
+    /// What a message needs before its route runs, in one round trip: the live session, with the
+    /// message counted in rate window `window` (a minute number) unless `limit` messages were
+    /// counted in it already. A `limit` of 0 counts nothing. Atomic under concurrent messages:
+    /// exactly `limit` are admitted per window.
+    async fn admit_message(
+        &self,
+        id: &ConnectionId,
+        now: i64,
+        window: i64,
+        limit: u32,
+    ) -> Result<Admission, StoreError>;
+
     /// Removes a membership; returns whether it existed.
     async fn leave(&self, id: &ConnectionId, channel: &ChannelName) -> Result<bool, StoreError>;
 
@@ -170,6 +182,17 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
         limit: usize,
         now: i64,
     ) -> Result<Page<ConnectionId>, StoreError>;
+}
+
+/// What [`SessionStore::admit_message`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// The session, with the message counted.
+    Admitted(Box<Session>),
+    /// The connection sent `limit` messages in this window already; nothing was written.
+    Limited,
+    /// No live session (never connected, removed or expired).
+    NoSession,
 }
 
 /// What [`SessionStore::join`] did.
