@@ -611,9 +611,14 @@ fn check_fields(message_type: &str, spec: &[FieldSpec], object: &Map<String, Val
     if message_type == "notification"
         && !["message", "title"].iter().any(|f| object.get(*f).is_some_and(|v| !v.is_null()))
     {
-        return Err(OutboundError::Field("notification: needs \"message\" or \"title\" (a string)".into()));
+        return Err(notification_without_text());
     }
     Ok(())
+}
+
+/// A notification needs a `message` or a `title`; the Rust type and the field check share this.
+fn notification_without_text() -> OutboundError {
+    OutboundError::Field("notification: needs \"message\" or \"title\" (a string)".into())
 }
 
 /// Why an outbound message was refused before sending.
@@ -726,10 +731,11 @@ impl Outbound {
         match self {
             Self::Custom(m) => return Self::custom(m.clone()).map(|_| ()),
             Self::TaskProgress(p) if p.percent > 100 => {
-                return Err(OutboundError::Field("task_progress: \"percent\" must be an integer 0-100".into()));
+                let expected = Expect::Percent.describe();
+                return Err(OutboundError::Field(format!("task_progress: \"percent\" must be {expected}")));
             }
             Self::Notification(n) if n.message.is_none() && n.title.is_none() => {
-                return Err(OutboundError::Field("notification: needs \"message\" or \"title\" (a string)".into()));
+                return Err(notification_without_text());
             }
             _ => {}
         }

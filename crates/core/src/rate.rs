@@ -16,10 +16,9 @@ pub enum Scope {
     ConnectIp,
     /// `$connect` attempts per user.
     ConnectUser,
-    /// Tokens issued per user.
+    /// Tokens issued per user. (Messages per connection are counted on the session item itself:
+    /// [`SessionStore::admit_message`](crate::store::SessionStore::admit_message).)
     Token,
-    /// Messages per connection.
-    Message,
 }
 
 impl Scope {
@@ -28,7 +27,6 @@ impl Scope {
             Self::ConnectIp => "connect-ip",
             Self::ConnectUser => "connect-user",
             Self::Token => "token",
-            Self::Message => "message",
         }
     }
 }

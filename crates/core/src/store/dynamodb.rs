@@ -58,6 +58,17 @@ const BATCH_RETRIES: u32 = 8;
 
 type Item = HashMap<String, AttributeValue>;
 
+/// What a connection's partition holds, as [`DynamoDbStore::items_of`] reads it.
+#[derive(Debug, Default)]
+struct ConnectionItems {
+    /// The session, when it was asked for and exists.
+    session: Option<Session>,
+    /// The session's user, if it has one.
+    user_id: Option<String>,
+    /// The keys of every item (session and memberships).
+    keys: Vec<Item>,
+}
+
 /// Sessions, tokens and counters in one DynamoDB table.
 #[derive(Debug, Clone)]
 pub struct DynamoDbStore {
@@ -76,16 +87,10 @@ impl DynamoDbStore {
         &self.table
     }
 
-    /// The keys of every item of a connection (session and memberships), and the session itself
-    /// when `with_session` (otherwise only keys and the user are read: the session returned then
-    /// carries just its id and user).
-    async fn items_of(
-        &self,
-        id: &ConnectionId,
-        with_session: bool,
-    ) -> Result<(Option<Session>, Vec<Item>), StoreError> {
-        let mut keys = Vec::new();
-        let mut session = None;
+    /// The keys of every item of a connection (session and memberships) and its user, and the
+    /// session itself when `with_session` (otherwise only keys and the user are read).
+    async fn items_of(&self, id: &ConnectionId, with_session: bool) -> Result<ConnectionItems, StoreError> {
+        let mut found = ConnectionItems::default();
         let mut start = None;
         loop {
             let mut query = self
@@ -102,14 +107,17 @@ impl DynamoDbStore {
             let out = query.send().await.map_err(sdk_error)?;
             for item in out.items.unwrap_or_default() {
                 if get_s(&item, "sk") == Some(SESSION_SK) {
-                    session = Some(if with_session { session_from(&item)? } else { key_session(&item, id) });
+                    found.user_id = get_s(&item, "user_id").map(str::to_owned);
+                    if with_session {
+                        found.session = Some(session_from(&item)?);
+                    }
                 }
                 let key = ["pk", "sk"].into_iter().filter_map(|k| item.get(k).map(|v| (k.to_owned(), v.clone())));
-                keys.push(key.collect());
+                found.keys.push(key.collect());
             }
             start = out.last_evaluated_key;
             if start.is_none() {
-                return Ok((session, keys));
+                return Ok(found);
             }
         }
     }
@@ -320,28 +328,29 @@ impl SessionStore for DynamoDbStore {
     }
 
     async fn remove_session(&self, id: &ConnectionId) -> Result<Option<Session>, StoreError> {
-        let (session, keys) = self.items_of(id, true).await?;
-        self.delete_keys(keys).await?;
-        if let Some(user) = session.as_ref().and_then(Session::user_id) {
+        let found = self.items_of(id, true).await?;
+        self.delete_keys(found.keys).await?;
+        if let Some(user) = &found.user_id {
             self.release_slot(user, id).await?;
         }
-        Ok(session)
+        Ok(found.session)
     }
 
     async fn remove_sessions(&self, ids: &[ConnectionId]) -> Result<usize, StoreError> {
         // Keys of all the connections' items (a few queries at a time), then 25-item batch deletes.
-        let found: Vec<(Option<Session>, Vec<Item>)> = futures::stream::iter(ids.to_vec())
-            .map(|id| async move { self.items_of(&id, false).await })
+        let found: Vec<(ConnectionId, ConnectionItems)> = futures::stream::iter(ids.to_vec())
+            .map(|id| async move { Ok::<_, StoreError>((id.clone(), self.items_of(&id, false).await?)) })
             .buffer_unordered(8)
             .try_collect()
             .await?;
-        let removed = found.iter().filter(|(_, keys)| !keys.is_empty()).count();
-        let users: Vec<(String, ConnectionId)> = found
-            .iter()
-            .filter_map(|(session, _)| session.as_ref())
-            .filter_map(|s| s.user_id().map(|user| (user.to_owned(), s.connection_id.clone())))
-            .collect();
-        self.delete_keys(found.into_iter().flat_map(|(_, keys)| keys).collect()).await?;
+        let removed = found.iter().filter(|(_, items)| !items.keys.is_empty()).count();
+        let mut users: Vec<(String, ConnectionId)> = Vec::new();
+        let mut keys = Vec::new();
+        for (id, items) in found {
+            users.extend(items.user_id.map(|user| (user, id)));
+            keys.extend(items.keys);
+        }
+        self.delete_keys(keys).await?;
         futures::stream::iter(users)
             .map(|(user, id)| async move { self.release_slot(&user, &id).await })
             .buffer_unordered(8)
@@ -913,24 +922,6 @@ fn session_from(item: &Item) -> Result<Session, StoreError> {
         metadata,
         bound_channel: get_s(item, "bound_channel").map(ChannelName::new).transpose().map_err(corrupt)?,
     })
-}
-
-/// The session as a key-only read sees it: its id and user, nothing else.
-fn key_session(item: &Item, id: &ConnectionId) -> Session {
-    Session {
-        connection_id: id.clone(),
-        identity: get_s(item, "user_id").map(Identity::user),
-        api_id: String::new(),
-        stage: String::new(),
-        endpoint: String::new(),
-        source_ip: String::new(),
-        user_agent: None,
-        connected_at: 0,
-        last_seen: 0,
-        expires_at: 0,
-        metadata: Default::default(),
-        bound_channel: None,
-    }
 }
 
 fn recipient_of(item: &Item) -> Result<Recipient, StoreError> {
