@@ -4,6 +4,20 @@
 /** A channel name. */
 export type ChannelName = string;
 
+/** The request of `subscribe` and `unsubscribe`. */
+export interface ChannelRequest {
+  /** The channel. */
+  channel: ChannelName;
+}
+
+/** The request of `chat` and `chat_message`. */
+export interface ChatLine {
+  /** The channel; the first one the connection is in when absent. */
+  channel?: ChannelName | null;
+  /** What to say. */
+  message: ChatText;
+}
+
 /** A chat line. `channel` (or `room`, as the reference package's chat example names it) says where. */
 export interface ChatMessage {
   /** The channel it was said in. */
@@ -17,27 +31,32 @@ export interface ChatMessage {
   [field: string]: unknown;
 }
 
-/** The same as `chat`, under the name the reference package's browser code sends; a message with no `action` and `handler: "chat_message"` reaches it through `$default`. */
+/** Say something in a channel the connection is in (the worked example of an application route; `chat_message` is the same, under the name the reference package's browser code sends). */
 export interface ChatMessageRequest {
   action: "chat_message";
-  /** Defaults to the channel joined on connect. */
-  channel?: ChannelName;
-  message: string;
+  /** The channel; the first one the connection is in when absent. */
+  channel?: ChannelName | null;
+  /** What to say. */
+  message: ChatText;
   /** Correlation id, echoed on the answer. */
   ref?: string;
   [field: string]: unknown;
 }
 
-/** Say something in a channel the connection is in (the worked example of a custom route). */
+/** Say something in a channel the connection is in (the worked example of an application route; `chat_message` is the same, under the name the reference package's browser code sends). */
 export interface ChatRequest {
   action: "chat";
-  /** Defaults to the channel joined on connect. */
-  channel?: ChannelName;
-  message: string;
+  /** The channel; the first one the connection is in when absent. */
+  channel?: ChannelName | null;
+  /** What to say. */
+  message: ChatText;
   /** Correlation id, echoed on the answer. */
   ref?: string;
   [field: string]: unknown;
 }
+
+/** 1 to 4096 bytes once trimmed. */
+export type ChatText = string;
 
 /** An API Gateway connection id, e.g. `L0SM9cOFvHcCIhw=`. */
 export type ConnectionId = string;
@@ -71,6 +90,8 @@ export type ErrorCode = "bad_json" | "bad_request" | "unknown_action" | "too_lar
 export interface ErrorMessage {
   /** Machine-readable code. */
   code: ErrorCode;
+  /** The request field that failed, as a path (`items[0].qty`), when one did. */
+  field?: string | null;
   /** Human-readable explanation (never internal details). */
   message: string;
   /** The client's `ref`, echoed. */
@@ -146,6 +167,9 @@ export type Outbound =
     type: string;
     [field: string]: unknown;
   };
+
+/** The request of `ping`: nothing. */
+export type Ping = Record<string, unknown>;
 
 /** Ask for this connection's id (answered with `pong`). */
 export interface PingRequest {
@@ -225,6 +249,7 @@ export interface SessionFilter {
 /** Join a channel, under the same permission check as `$connect`. */
 export interface SubscribeRequest {
   action: "subscribe";
+  /** The channel. */
   channel: ChannelName;
   /** Correlation id, echoed on the answer. */
   ref?: string;
@@ -284,6 +309,7 @@ export interface Toast {
 /** Leave a channel. */
 export interface UnsubscribeRequest {
   action: "unsubscribe";
+  /** The channel. */
   channel: ChannelName;
   /** Correlation id, echoed on the answer. */
   ref?: string;

@@ -6,10 +6,11 @@
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use aws_lambda_events::cloudwatch_events::CloudWatchEvent;
-use lambda_ws::handlers::{self, ChatRoute, TokenRequest};
+use lambda_ws::handlers::{self, TokenRequest};
 use lambda_ws::policy::OriginPolicy;
-use lambda_ws::{App, Config, Identity, RateLimits, Router};
+use lambda_ws::{App, Config, Identity, RateLimits};
 use lambda_ws_e2e::{MgmtServer, events_dir, fresh_dynamodb_store, management_api, sample_event};
+use lambda_ws_functions::default_router;
 use serde_json::{Value, json};
 
 const CONNECTION: &str = "CZ1WbfE6joECJ5A=";
@@ -52,7 +53,7 @@ async fn every_sample_event_runs_through_its_handler() {
     assert_eq!(handlers::connect(&app, &ws_event("connect.json", &server, Some(&token))).await.status_code, 200);
 
     // Messages, each on the route API Gateway would pick.
-    let router = Router::builtin().route("chat", ChatRoute);
+    let router = default_router();
     let cases: [(&str, Value); 6] = [
         ("message-ping.json", json!({"type":"pong","connection_id":CONNECTION,"ref":"p1"})),
         ("message-subscribe.json", json!({"type":"reply","action":"subscribe","ref":"s1","data":{"channel":"news"}})),
@@ -135,7 +136,7 @@ async fn the_test_harness_runs_the_sample_events() {
     // The harness users get with the `testing` feature, fed the same samples.
     let config =
         Config { allowed_origins: OriginPolicy::parse("https://app.example.com").unwrap(), ..Config::default() };
-    let h = lambda_ws::testing::TestHarness::new(config).with_router(Router::builtin().route("chat", ChatRoute));
+    let h = lambda_ws::testing::TestHarness::new(config).with_router(default_router());
     let token = h.token(Identity::user("ann"), None).await;
     let mut connect = sample_event("connect.json");
     connect["queryStringParameters"]["ws_token"] = json!(token);

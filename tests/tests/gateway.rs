@@ -633,7 +633,7 @@ impl FunctionHost {
                 "connect" => handlers::connect(&app, &event).await,
                 "disconnect" => handlers::disconnect(&app, &event).await,
                 "default" => handlers::message(&app, &Router::builtin(), &event).await,
-                "chat" => handlers::message(&app, &Router::new().route("chat", handlers::ChatRoute), &event).await,
+                "chat" => handlers::message(&app, &lambda_ws_functions::chat_router(), &event).await,
                 "whoami" => {
                     let id = event.request_context.connection_id.unwrap_or_default();
                     let body = json!({"statusCode": 200, "body": json!({"you": id, "route": route}).to_string()});

@@ -66,7 +66,7 @@ impl Harness {
     }
 
     async fn send_message(&self, id: &str, body: &str) -> Vec<Value> {
-        self.send_message_with(&Router::builtin().route("chat", handlers::ChatRoute), id, body).await
+        self.send_message_with(&lambda_ws_functions::default_router(), id, body).await
     }
 
     async fn send_message_with(&self, router: &Router, id: &str, body: &str) -> Vec<Value> {
@@ -425,7 +425,7 @@ async fn chat_reaches_everyone_in_the_channel() {
     h.server.clear();
     let response = handlers::message(
         &h.app,
-        &Router::new().route("chat", handlers::ChatRoute),
+        &lambda_ws_functions::chat_router(),
         &h.events.message("c1", r#"{"action":"chat","message":" hi all ","ref":"k"}"#),
     )
     .await;

@@ -157,7 +157,11 @@ async fn exercise(binary: &str) -> (BTreeSet<String>, bool) {
             assert_eq!(handlers::disconnect(&f.app, &f.events.disconnect("d1")).await.status_code, 200);
         }
         "default" | "chat" => {
-            let router = if binary == "default" { Router::builtin().with_chat() } else { Router::new().with_chat() };
+            let router = if binary == "default" {
+                lambda_ws_functions::default_router()
+            } else {
+                lambda_ws_functions::chat_router()
+            };
             f.connected("m1", "ann", "lobby").await;
             f.connected("m2", "bob", "lobby").await;
             if binary == "default" {

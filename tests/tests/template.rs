@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use lambda_ws::Router;
-use lambda_ws::handlers::ChatRoute;
 use lambda_ws::store::dynamodb::{CHANNEL_INDEX, INDEX_PROJECTION, TTL_ATTRIBUTE, USER_INDEX};
+use lambda_ws_functions::chat::ChatRoute;
 use lambda_ws_local::template::Template;
 use lambda_ws_local::{Handler, RouteTable};
 

@@ -12,14 +12,18 @@
 //! - [`delivery`]: [`Transport`] (Management API), [`Target`], [`Sender`], [`DeliveryReport`].
 //! - [`policy`]: origin allow-list, channel rules, the [`ChannelCheck`] hook.
 //! - [`rate`]: fixed-window rate limits over counters.
-//! - [`handlers`]: `$connect`, `$disconnect`, messages ([`Router`]), token issuing, send, clean-up.
+//! - [`routing`]: [`Router`], [`TypedRoute`] (a request type parsed and validated before the route
+//!   runs) and [`Route`] (the raw envelope), the [`MessageContext`] routes see, [`RouteError`].
+//! - [`handlers`]: `$connect`, `$disconnect`, messages, token issuing, send, clean-up.
 //! - [`hooks`]: an application's [`ConnectHook`](hooks::ConnectHook) (session metadata, its own
 //!   refusals) and [`DisconnectHook`](hooks::DisconnectHook) (every way a session ends).
 //! - [`config`]: [`Config`] from `LWS_*` environment variables.
-//! - `schema` (feature `schema`): JSON Schema, the AsyncAPI document and TypeScript declarations.
+//! - [`schema`]: the contract of a router and its messages ([`schema::Contract`]): the AsyncAPI
+//!   document and TypeScript declarations.
 //! - [`admin`]: operator tasks (list sessions, clean up, purge tokens) behind the `lambda-ws` command.
 //! - `testing` (feature `testing`): a harness that runs your routes through the handlers on the
 //!   in-memory store and records what they post.
+//! - `lambda` (feature `lambda`): run each kind of function from an [`App`] in three lines.
 //! - [`App`]: the dependencies handlers take, built once per process.
 //!
 //! A Lambda binary builds an [`App`] once and calls a handler per event; the local gateway and
@@ -36,10 +40,12 @@ pub mod config;
 pub mod delivery;
 pub mod handlers;
 pub mod hooks;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod policy;
 pub mod protocol;
 pub mod rate;
-#[cfg(feature = "schema")]
+pub mod routing;
 pub mod schema;
 pub mod session;
 pub mod store;
@@ -54,9 +60,9 @@ pub use delivery::{
     DeliveryReport, FailedDelivery, ManagementApi, MetricsSink, SendOptions, SendRequest, Sender, Target, Transport,
     TransportError,
 };
-pub use handlers::{MessageContext, Route, RouteError, Router};
 pub use policy::{Access, ChannelCheck, ChannelRules, GATEWAY_SECRET_HEADER, GatewaySecrets, OriginPolicy};
 pub use protocol::{ErrorCode, Inbound, Outbound, Reply};
+pub use routing::{MessageContext, Route, RouteError, Router, TypedRoute};
 pub use session::{ChannelName, ConnectionId, Identity, Recipient, Session};
 pub use store::dynamodb::DynamoDbStore;
 pub use store::memory::MemoryStore;

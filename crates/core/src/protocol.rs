@@ -14,8 +14,7 @@ pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
 pub const MAX_JSON_DEPTH: usize = 32;
 
 /// A machine-readable error code, sent in [`Outbound::Error`] messages and sender errors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The body is not JSON, or is nested too deeply.
@@ -91,8 +90,7 @@ impl InboundError {
 
 /// An inbound message: the route (`action`, or `handler` when there is no `action`), an optional
 /// sub-handler, an optional correlation `ref`, and every other field as given.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Inbound {
     /// The route key, as API Gateway's `$request.body.action` selects it.
     pub action: String,
@@ -193,8 +191,7 @@ fn json_depth_exceeds(body: &str, limit: usize) -> bool {
 }
 
 /// Severity of a toast or system message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     /// Something worked.
@@ -209,8 +206,7 @@ pub enum Level {
 
 /// An id as its sender wrote it: an integer (`"task_id": 123`, a database key) or a string
 /// (`"task_id": "export-7"`). It is delivered in the same form.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Id {
     /// An integer id.
@@ -250,8 +246,7 @@ impl std::fmt::Display for Id {
 pub type Extra = Map<String, Value>;
 
 /// A short message the page shows as a toast.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Toast {
     /// Severity.
     pub level: Level,
@@ -290,13 +285,12 @@ impl Toast {
 }
 
 /// Progress of a long-running task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TaskProgress {
     /// The task's id (an integer or a string).
     pub task_id: Id,
     /// Percent done, an integer 0 to 100.
-    #[cfg_attr(feature = "schema", schemars(range(max = 100)))]
+    #[schemars(range(max = 100))]
     pub percent: u8,
     /// What the task is doing now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -317,8 +311,7 @@ impl TaskProgress {
 }
 
 /// A resource changed: the page should refetch it (a lightweight invalidation).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ResourceUpdated {
     /// The kind of resource (`"order"`).
     pub resource: String,
@@ -340,8 +333,7 @@ impl ResourceUpdated {
 }
 
 /// A notification for the user's inbox or bell. It needs a `message` or a `title` (or both).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Notification {
     /// The text (`{"type":"notification","message":"You have a new notification."}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -371,8 +363,7 @@ impl Notification {
 }
 
 /// A chat line. `channel` (or `room`, as the reference package's chat example names it) says where.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ChatMessage {
     /// Who wrote it.
     pub username: String,
@@ -403,8 +394,7 @@ impl ChatMessage {
 }
 
 /// A message from the system (maintenance, announcements).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SystemMessage {
     /// Severity.
     pub level: Level,
@@ -424,8 +414,7 @@ impl SystemMessage {
 
 /// The answer to one inbound message, correlated by `ref`; or a plain reply to the current
 /// connection (`{"type":"reply","message":"Received."}`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Reply {
     /// The action this answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -453,8 +442,7 @@ impl Reply {
 
 /// The answer to `ping`: the connection's own id, which a page passes to HTTP endpoints so the
 /// broadcast its request causes can leave it out.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Pong {
     /// The connection's id.
     pub connection_id: String,
@@ -467,13 +455,15 @@ pub struct Pong {
 }
 
 /// A typed error sent to a client in a session.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ErrorMessage {
     /// Machine-readable code.
     pub code: ErrorCode,
     /// Human-readable explanation (never internal details).
     pub message: String,
+    /// The request field that failed, as a path (`items[0].qty`), when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
     /// The client's `ref`, echoed.
     #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
@@ -488,8 +478,7 @@ pub struct ErrorMessage {
 /// type is checked field by field and a mistake names the type and the field
 /// (`task_progress: "percent" must be an integer 0-100`); any other `type` is a custom message.
 /// Fields beyond a built-in type's own are kept in its `extra` and delivered unchanged.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Outbound {
     /// `{"type":"toast",...}`
@@ -512,7 +501,7 @@ pub enum Outbound {
     Error(ErrorMessage),
     /// Any other JSON object carrying its own string `type`; see [`Outbound::custom`].
     #[serde(untagged)]
-    #[cfg_attr(feature = "schema", schemars(schema_with = "crate::schema::custom_message"))]
+    #[schemars(schema_with = "crate::schema::custom_message")]
     Custom(Map<String, Value>),
 }
 
@@ -592,7 +581,7 @@ fn fields_of(message_type: &str) -> Option<&'static [FieldSpec]> {
         "system" => &[("level", true, Level), ("message", true, Text)],
         "reply" => &[("action", false, Text), ("ref", false, Text), ("data", false, Any), ("message", false, Text)],
         "pong" => &[("connection_id", true, Text), ("ref", false, Text)],
-        "error" => &[("code", true, Code), ("message", true, Text), ("ref", false, Text)],
+        "error" => &[("code", true, Code), ("message", true, Text), ("field", false, Text), ("ref", false, Text)],
         _ => return None,
     })
 }
@@ -642,6 +631,36 @@ pub enum OutboundError {
     Invalid(&'static str),
 }
 
+/// An application's own outbound message type, pushed with a constant `type`:
+///
+/// ```
+/// use lambda_ws::protocol::{Outbound, OutboundMessage};
+///
+/// #[derive(serde::Serialize)]
+/// struct InvoicePaid {
+///     invoice: String,
+///     amount_cents: u64,
+/// }
+///
+/// impl OutboundMessage for InvoicePaid {
+///     const TYPE: &'static str = "invoice_paid";
+/// }
+///
+/// let message = Outbound::message(&InvoicePaid { invoice: "inv-7".into(), amount_cents: 1200 })?;
+/// assert_eq!(
+///     serde_json::to_value(&message)?,
+///     serde_json::json!({"type": "invoice_paid", "invoice": "inv-7", "amount_cents": 1200})
+/// );
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// With `schemars::JsonSchema` as well, [`Contract::outbound`](crate::schema::Contract::outbound)
+/// lists it in the application's AsyncAPI document and TypeScript declarations.
+pub trait OutboundMessage: Serialize {
+    /// The `type` it is pushed with; not one of [`BUILTIN_TYPES`].
+    const TYPE: &'static str;
+}
+
 impl<'de> Deserialize<'de> for Outbound {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let object = Map::<String, Value>::deserialize(deserializer)?;
@@ -652,7 +671,30 @@ impl<'de> Deserialize<'de> for Outbound {
 impl Outbound {
     /// An error message with an optional echoed `ref`.
     pub fn error(code: ErrorCode, message: impl Into<String>, reference: Option<String>) -> Self {
-        Self::Error(ErrorMessage { code, message: message.into(), reference, extra: Extra::new() })
+        Self::error_at(code, message, None, reference)
+    }
+
+    /// An error message naming the request `field` that failed, with an optional echoed `ref`.
+    pub fn error_at(
+        code: ErrorCode,
+        message: impl Into<String>,
+        field: Option<String>,
+        reference: Option<String>,
+    ) -> Self {
+        Self::Error(ErrorMessage { code, message: message.into(), field, reference, extra: Extra::new() })
+    }
+
+    /// An application's typed message: its fields, with `type` set to [`OutboundMessage::TYPE`].
+    /// Fails if it does not serialize to a JSON object or its `TYPE` is a built-in type.
+    pub fn message<T: OutboundMessage>(message: &T) -> Result<Self, OutboundError> {
+        match serde_json::to_value(message) {
+            Ok(Value::Object(mut object)) => {
+                object.insert("type".into(), Value::String(T::TYPE.to_owned()));
+                Self::custom(object)
+            }
+            Ok(_) => Err(OutboundError::Invalid("an outbound message must serialize to a JSON object")),
+            Err(_) => Err(OutboundError::Invalid("the message could not be serialized")),
+        }
     }
 
     /// A custom message. `object` must carry a string `type` that is not a built-in type.

@@ -12,7 +12,8 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde_json::{Map, Value, json};
 
 use crate::delivery::{DeliveryReport, SEND_CONTRACT_VERSION, SendRequest};
-use crate::protocol::{BUILTIN_TYPES, Inbound, MAX_MESSAGE_BYTES, Outbound};
+use crate::protocol::{BUILTIN_TYPES, Inbound, MAX_MESSAGE_BYTES, Outbound, OutboundMessage};
+use crate::routing::{RouteSpec, Router};
 use crate::session::{ChannelName, ConnectionId};
 
 /// The AsyncAPI version the document follows.
@@ -63,76 +64,191 @@ impl JsonSchema for ChannelName {
     }
 }
 
-/// A field of an inbound action: name, schema, required.
-type Field = (&'static str, Value, bool);
-
-/// A built-in action a browser sends: name, description, fields, the message types answering it.
-type Action = (&'static str, &'static str, Vec<Field>, Vec<&'static str>);
-
-/// The built-in actions.
-fn builtin_actions() -> Vec<Action> {
-    let channel = json!({ "$ref": "#/components/schemas/ChannelName" });
-    vec![
-        (
-            "subscribe",
-            "Join a channel, under the same permission check as `$connect`.",
-            vec![("channel", channel.clone(), true)],
-            vec!["reply", "error"],
-        ),
-        ("unsubscribe", "Leave a channel.", vec![("channel", channel.clone(), true)], vec!["reply", "error"]),
-        ("ping", "Ask for this connection's id (answered with `pong`).", vec![], vec!["pong", "error"]),
-        chat_action("chat", "Say something in a channel the connection is in (the worked example of a custom route)."),
-        chat_action(
-            "chat_message",
-            "The same as `chat`, under the name the reference package's browser code sends; a message with no \
-             `action` and `handler: \"chat_message\"` reaches it through `$default`.",
-        ),
-    ]
+/// The contract of an application: the AsyncAPI 3.0 document and the TypeScript declarations of
+/// its router's actions, the built-in messages and its own outbound message types, and the
+/// sender function's request and report.
+///
+/// Each typed route's request type ([`TypedRoute::Request`](crate::TypedRoute::Request)) gives its
+/// action's schema, so the contract lists exactly the routes the router holds, checked by the
+/// same types that parse them.
+///
+/// ```
+/// use lambda_ws::Router;
+/// use lambda_ws::schema::Contract;
+///
+/// /// Pushed when an invoice is paid.
+/// #[derive(serde::Serialize, schemars::JsonSchema)]
+/// struct InvoicePaid {
+///     invoice: String,
+/// }
+///
+/// impl lambda_ws::protocol::OutboundMessage for InvoicePaid {
+///     const TYPE: &'static str = "invoice_paid";
+/// }
+///
+/// let router = Router::builtin();
+/// let contract = Contract::new(&router).info("billing", "1.2.0").outbound::<InvoicePaid>();
+/// let document = contract.asyncapi();
+/// assert!(document.pointer("/components/messages/invoice_paid").is_some());
+/// assert!(document.pointer("/components/messages/subscribe_request").is_some());
+/// assert!(contract.typescript().contains("export interface InvoicePaid {"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Contract<'r> {
+    router: &'r Router,
+    title: String,
+    version: String,
+    description: Option<String>,
+    outbound: Vec<OutboundSchema>,
 }
 
-/// The chat example's action under one of its names.
-fn chat_action(action: &'static str, description: &'static str) -> Action {
-    let channel = json!({ "$ref": "#/components/schemas/ChannelName" });
-    let text = json!({ "type": "string", "minLength": 1, "maxLength": crate::handlers::MAX_CHAT_BYTES });
-    let channel = json!({ "description": "Defaults to the channel joined on connect.", "allOf": [channel] });
-    (
-        action,
-        description,
-        vec![("message", text, true), ("channel", channel, false)],
-        vec!["chat_message", "reply", "error"],
-    )
+/// An application's outbound message type: its `type` and its schema function.
+#[derive(Clone, Copy)]
+struct OutboundSchema(&'static str, fn(&mut SchemaGenerator) -> Schema);
+
+impl std::fmt::Debug for OutboundSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OutboundSchema")
+    }
 }
 
-/// The schema of one built-in action's message.
-fn action_schema(action: &str, description: &str, fields: &[Field]) -> Value {
+fn schema_of<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    generator.subschema_for::<T>()
+}
+
+impl<'r> Contract<'r> {
+    /// The contract of `router`'s actions, titled `lambda-ws`.
+    pub fn new(router: &'r Router) -> Self {
+        Self {
+            router,
+            title: "lambda-ws".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: None,
+            outbound: Vec::new(),
+        }
+    }
+
+    /// The document's title and version (your application's).
+    pub fn info(mut self, title: impl Into<String>, version: impl Into<String>) -> Self {
+        self.title = title.into();
+        self.version = version.into();
+        self
+    }
+
+    /// The document's description, before the paragraph on the wire format.
+    pub fn description(mut self, text: impl Into<String>) -> Self {
+        self.description = Some(text.into());
+        self
+    }
+
+    /// Adds an outbound message type of your own, listed as a message the server pushes under
+    /// its [`OutboundMessage::TYPE`], with `type` added to its fields.
+    pub fn outbound<T: OutboundMessage + JsonSchema>(mut self) -> Self {
+        self.outbound.push(OutboundSchema(T::TYPE, schema_of::<T>));
+        self
+    }
+
+    /// The AsyncAPI 3.0 document.
+    pub fn asyncapi(&self) -> Value {
+        document(self)
+    }
+
+    /// The TypeScript declarations of every schema in the document.
+    pub fn typescript(&self) -> String {
+        typescript(&self.asyncapi())
+    }
+}
+
+/// One action of the router, as the document lists it.
+struct Action {
+    name: String,
+    description: String,
+    /// The name of its message's schema under `#/components/schemas/`.
+    schema: String,
+    answers: Vec<String>,
+}
+
+/// The schema of one action's message: the envelope (`action`, `ref`) and the request's fields.
+fn action_schema(action: &str, description: &str, request: Option<Value>, schemas: &Map<String, Value>) -> Value {
     let mut properties = Map::new();
     properties.insert("action".into(), json!({ "const": action }));
     properties
         .insert("ref".into(), json!({ "description": "Correlation id, echoed on the answer.", "type": "string" }));
-    let mut required = vec![json!("action")];
-    for (name, schema, needed) in fields {
-        properties.insert((*name).into(), schema.clone());
-        if *needed {
-            required.push(json!(name));
+    let mut out = json!({ "type": "object", "required": ["action"], "additionalProperties": true });
+    if !description.is_empty() {
+        out["description"] = json!(description);
+    }
+    let resolved = request.as_ref().map(|r| match r.get("$ref").and_then(Value::as_str) {
+        Some(target) => schemas.get(target.rsplit('/').next().unwrap_or_default()).cloned().unwrap_or(Value::Null),
+        None => r.clone(),
+    });
+    match resolved {
+        // A plain object (a struct): its fields join the envelope's.
+        Some(object) if object.get("type") == Some(&json!("object")) && object.get("allOf").is_none() => {
+            if let Some(fields) = object.get("properties").and_then(Value::as_object) {
+                properties.extend(fields.clone());
+            }
+            if let (Some(required), Some(all)) =
+                (object.get("required").and_then(Value::as_array), out["required"].as_array_mut())
+            {
+                all.extend(required.iter().cloned());
+            }
+            if let Some(additional) = object.get("additionalProperties") {
+                out["additionalProperties"] = additional.clone();
+            }
+        }
+        // Anything else (an enum, a flattened type): the envelope and the request, both.
+        Some(_) => {
+            if let Some(request) = request {
+                out["allOf"] = json!([request]);
+            }
+        }
+        None => {}
+    }
+    out["properties"] = Value::Object(properties);
+    out
+}
+
+/// An application's message schema with its constant `type` added (to its definition, when it
+/// has one), as [`Outbound::message`] adds it on the wire.
+fn with_type(type_name: &str, schema: Value, schemas: &mut Map<String, Value>) -> Value {
+    let definition = schema.get("$ref").and_then(Value::as_str).and_then(|r| r.rsplit('/').next()).map(str::to_owned);
+    let add = |object: &mut Value| {
+        if let Some(properties) = object.get_mut("properties").and_then(Value::as_object_mut) {
+            let mut with = Map::new();
+            with.insert("type".into(), json!({ "const": type_name }));
+            with.extend(std::mem::take(properties));
+            *properties = with;
+        } else if let Some(map) = object.as_object_mut() {
+            map.insert("properties".into(), json!({ "type": { "const": type_name } }));
+        }
+        match object.get_mut("required").and_then(Value::as_array_mut) {
+            Some(required) => required.insert(0, json!("type")),
+            None => object["required"] = json!(["type"]),
+        }
+    };
+    match definition.and_then(|name| schemas.get_mut(&name)) {
+        Some(object) => {
+            add(object);
+            schema
+        }
+        None => {
+            let mut inline = schema;
+            add(&mut inline);
+            inline
         }
     }
-    json!({
-        "description": description,
-        "type": "object",
-        "properties": properties,
-        "required": required,
-        "additionalProperties": true,
-    })
 }
 
 /// Components and messages in draft-07 JSON Schema, referenced from `#/components/schemas/`.
 struct Schemas {
     schemas: Map<String, Value>,
+    actions: Vec<Action>,
     /// `(type, description, payload)` of every outbound message, the custom one last.
     outbound: Vec<(String, String, Value)>,
 }
 
-fn schemas() -> Schemas {
+fn schemas(contract: &Contract<'_>) -> Schemas {
     let mut generator = SchemaSettings::draft07()
         .with(|s| {
             s.definitions_path = "/components/schemas".into();
@@ -143,21 +259,55 @@ fn schemas() -> Schemas {
     let _ = generator.subschema_for::<Inbound>();
     let _ = generator.subschema_for::<SendRequest>();
     let _ = generator.subschema_for::<DeliveryReport>();
-    let mut schemas = generator.take_definitions(true);
-    for (action, description, fields, _) in builtin_actions() {
-        schemas.insert(request_name(action), action_schema(action, description, &fields));
-    }
-    let variants = schemas.get("Outbound").and_then(|o| o.get("anyOf")).and_then(Value::as_array).cloned();
-    let outbound = variants
-        .unwrap_or_default()
-        .into_iter()
-        .map(|variant| {
-            let name = variant.pointer("/properties/type/const").and_then(Value::as_str).unwrap_or("custom").to_owned();
-            let description = variant.get("description").and_then(Value::as_str).unwrap_or_default().to_owned();
-            (name, description, variant)
+    let own: Vec<(&str, Value)> = contract.outbound.iter().map(|o| (o.0, o.1(&mut generator).to_value())).collect();
+    let specs: Vec<(String, RouteSpec, Option<Value>)> = contract
+        .router
+        .specs()
+        .map(|(action, spec)| {
+            let request = spec.request.map(|f| f(&mut generator).to_value());
+            (action.to_owned(), spec, request)
         })
         .collect();
-    Schemas { schemas, outbound }
+    let mut schemas = generator.take_definitions(true);
+    let own: Vec<Value> =
+        own.into_iter().map(|(type_name, schema)| with_type(type_name, schema, &mut schemas)).collect();
+    let mut actions = Vec::new();
+    for (name, spec, request) in specs {
+        let mut schema_name = request_name(&name);
+        if schemas.contains_key(&schema_name) {
+            // A request type of the same name (`PayRequest` for `pay`) keeps its name.
+            schema_name = schema_name.replace("Request", "Action");
+        }
+        let schema = action_schema(&name, &spec.description, request, &schemas);
+        schemas.insert(schema_name.clone(), schema);
+        actions.push(Action { name, description: spec.description, schema: schema_name, answers: spec.answers });
+    }
+    let variants = schemas.get("Outbound").and_then(|o| o.get("anyOf")).and_then(Value::as_array).cloned();
+    let mut variants = variants.unwrap_or_default();
+    // Your own types, before the catch-all custom message.
+    let custom_at = variants.len().saturating_sub(1);
+    for (i, reference) in own.into_iter().enumerate() {
+        variants.insert(custom_at + i, reference);
+    }
+    let outbound = variants
+        .into_iter()
+        .map(|variant| {
+            let resolved = match variant.get("$ref").and_then(Value::as_str) {
+                Some(target) => schemas.get(target.rsplit('/').next().unwrap_or_default()).cloned(),
+                None => None,
+            };
+            let described = resolved.as_ref().unwrap_or(&variant);
+            let type_name = described
+                .pointer("/properties/type/const")
+                .or_else(|| described.pointer("/properties/type/enum/0"))
+                .and_then(Value::as_str)
+                .unwrap_or("custom")
+                .to_owned();
+            let description = described.get("description").and_then(Value::as_str).unwrap_or_default().to_owned();
+            (type_name, description, variant)
+        })
+        .collect();
+    Schemas { schemas, actions, outbound }
 }
 
 /// `subscribe` → `SubscribeRequest`, `chat_message` → `ChatMessageRequest`.
@@ -173,15 +323,15 @@ fn request_name(action: &str) -> String {
     name
 }
 
-/// The AsyncAPI 3.0 document: the WebSocket API (what browsers send and receive) and the sender
-/// function's request and report.
-pub fn asyncapi() -> Value {
-    let Schemas { schemas, outbound } = schemas();
+/// The AsyncAPI 3.0 document of `contract`: the WebSocket API (what browsers send and receive)
+/// and the sender function's request and report.
+fn document(contract: &Contract<'_>) -> Value {
+    let Schemas { schemas, actions, outbound } = schemas(contract);
     let mut messages = Map::new();
     let mut socket_messages = Map::new();
     let mut operations = Map::new();
     let reference = |name: &str| json!({ "$ref": format!("#/channels/socket/messages/{name}") });
-    for (action, description, _, answers) in builtin_actions() {
+    for Action { name: action, description, schema, answers } in &actions {
         let name = format!("{action}_request");
         messages.insert(
             name.clone(),
@@ -189,7 +339,7 @@ pub fn asyncapi() -> Value {
                 "name": name,
                 "title": format!("{action} (browser → server)"),
                 "summary": description,
-                "payload": { "$ref": format!("#/components/schemas/{}", request_name(action)) },
+                "payload": { "$ref": format!("#/components/schemas/{schema}") },
             }),
         );
         socket_messages.insert(name.clone(), json!({ "$ref": format!("#/components/messages/{name}") }));
@@ -265,18 +415,18 @@ pub fn asyncapi() -> Value {
             "payload": { "$ref": "#/components/schemas/DeliveryReport" },
         }),
     );
+    let wire = format!(
+        "Browsers connect with a single-use token and send flat JSON routed by `action`; the server pushes flat \
+         JSON discriminated by `type`. Every message is at most {MAX_MESSAGE_BYTES} bytes. Generated from the \
+         Rust types (lambda-ws `schema::Contract`)."
+    );
+    let description = match &contract.description {
+        Some(text) => format!("{text}\n\n{wire}"),
+        None => format!("Real-time WebSockets on AWS Lambda behind an API Gateway WebSocket API. {wire}"),
+    };
     json!({
         "asyncapi": ASYNCAPI_VERSION,
-        "info": {
-            "title": "lambda-ws",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": format!(
-                "Real-time WebSockets on AWS Lambda behind an API Gateway WebSocket API. Browsers connect with a \
-                 single-use token and send flat JSON routed by `action`; the server pushes flat JSON discriminated \
-                 by `type`. Every message is at most {MAX_MESSAGE_BYTES} bytes. Generated from the Rust types by \
-                 `lambda-ws schema`."
-            ),
-        },
+        "info": { "title": contract.title, "version": contract.version, "description": description },
         "defaultContentType": "application/json",
         "servers": {
             "aws": {
@@ -358,7 +508,7 @@ pub fn asyncapi() -> Value {
     })
 }
 
-/// TypeScript declarations of every schema in `document` (an [`asyncapi`] document):
+/// TypeScript declarations of every schema in `document` (a [`Contract::asyncapi`] document):
 /// interfaces for objects, unions for the rest, with the Rust doc comments as JSDoc.
 pub fn typescript(document: &Value) -> String {
     let mut out = String::from(
@@ -554,24 +704,91 @@ fn primitive(kind: &str, schema: &Value, indent: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routing::{MessageContext, RouteError, TypedRoute};
+
+    fn builtin() -> Value {
+        Contract::new(&Router::builtin()).asyncapi()
+    }
 
     #[test]
     fn every_outbound_type_and_action_is_a_message() {
-        let doc = asyncapi();
+        let doc = builtin();
         let messages = doc.pointer("/components/messages").and_then(Value::as_object).cloned().unwrap_or_default();
         for name in BUILTIN_TYPES.iter().chain(&["custom", "inbound", "send_request", "delivery_report"]) {
             assert!(messages.contains_key(*name), "{name}");
         }
-        for action in ["subscribe", "unsubscribe", "ping", "chat", "chat_message"] {
+        for action in ["subscribe", "unsubscribe", "ping"] {
             assert!(messages.contains_key(&format!("{action}_request")), "{action}");
             assert!(doc.pointer(&format!("/operations/receive_{action}/reply")).is_some());
         }
+        assert_eq!(doc.pointer("/components/schemas/SubscribeRequest/required"), Some(&json!(["action", "channel"])));
         assert_eq!(doc["asyncapi"], "3.0.0");
+    }
+
+    /// `{"action":"pay","invoice":"inv-1","amount_cents":1200}`
+    #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+    #[allow(dead_code)]
+    struct Pay {
+        /// The invoice.
+        invoice: String,
+        /// What to pay, in cents.
+        amount_cents: u64,
+    }
+
+    #[derive(Debug)]
+    struct PayRoute;
+
+    #[async_trait::async_trait]
+    impl TypedRoute for PayRoute {
+        type Request = Pay;
+        fn description(&self) -> &str {
+            "Pay an invoice."
+        }
+        fn answers(&self) -> &[&str] {
+            &["invoice_paid", "error"]
+        }
+        async fn handle(&self, _: &MessageContext<'_>, _: Pay) -> Result<Option<Outbound>, RouteError> {
+            Ok(None)
+        }
+    }
+
+    /// Pushed when an invoice is paid.
+    #[derive(serde::Serialize, schemars::JsonSchema)]
+    struct InvoicePaid {
+        invoice: String,
+    }
+
+    impl OutboundMessage for InvoicePaid {
+        const TYPE: &'static str = "invoice_paid";
+    }
+
+    #[test]
+    fn an_apps_routes_and_messages_are_in_its_contract() {
+        let router = Router::builtin().typed("pay", PayRoute);
+        let contract = Contract::new(&router).info("billing", "2.0.0").outbound::<InvoicePaid>();
+        let doc = contract.asyncapi();
+        assert_eq!(doc.pointer("/info/title"), Some(&json!("billing")));
+        let pay = doc.pointer("/components/schemas/PayRequest").cloned().unwrap_or_default();
+        assert_eq!(pay["required"], json!(["action", "invoice", "amount_cents"]));
+        assert_eq!(pay.pointer("/properties/amount_cents/minimum"), Some(&json!(0)));
+        assert_eq!(pay["description"], "Pay an invoice.");
+        let answers = doc.pointer("/operations/receive_pay/reply/messages").cloned().unwrap_or_default();
+        assert_eq!(
+            answers,
+            json!([{"$ref": "#/channels/socket/messages/invoice_paid"}, {"$ref": "#/channels/socket/messages/error"}])
+        );
+        let pushed = doc.pointer("/components/messages/invoice_paid/payload/$ref").cloned();
+        assert_eq!(pushed, Some(json!("#/components/schemas/InvoicePaid")));
+        let ts = contract.typescript();
+        assert!(ts.contains("export interface PayRequest {"), "{ts}");
+        assert!(ts.contains("  amount_cents: number;\n"), "{ts}");
+        assert!(ts.contains("export interface InvoicePaid { invoice: string; type: \"invoice_paid\" }"), "{ts}");
+        assert!(!builtin().to_string().contains("invoice"), "another router's contract does not list them");
     }
 
     #[test]
     fn typescript_follows_the_schemas() {
-        let ts = typescript(&asyncapi());
+        let ts = typescript(&builtin());
         assert!(ts.contains("export type Level = \"success\" | \"info\" | \"warning\" | \"error\";"), "{ts}");
         assert!(ts.contains("export interface Toast {"));
         assert!(ts.contains("  level: Level;\n"));

@@ -5,20 +5,42 @@
 //! ```
 //! # tokio_test_block_on(async {
 //! use lambda_ws::testing::TestHarness;
-//! use lambda_ws::{Config, Router, handlers::ChatRoute};
+//! use lambda_ws::{Config, MessageContext, Outbound, RouteError, Router, Target, TypedRoute};
 //! use serde_json::json;
 //!
-//! let h = TestHarness::new(Config::default()).with_router(Router::builtin().route("chat", ChatRoute));
+//! /// `{"action":"shout","text":"hi"}`: everyone in the sender's first channel gets it.
+//! #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+//! struct Shout { text: String }
+//!
+//! #[derive(Debug)]
+//! struct ShoutRoute;
+//!
+//! #[lambda_ws::async_trait]
+//! impl TypedRoute for ShoutRoute {
+//!     type Request = Shout;
+//!     async fn handle(&self, ctx: &MessageContext<'_>, shout: Shout) -> Result<Option<Outbound>, RouteError> {
+//!         let channels = ctx.app.sessions.channels_of(ctx.connection_id(), 0).await?;
+//!         let channel = channels.first().cloned().ok_or_else(|| RouteError::bad_request("join a channel"))?;
+//!         let message = Outbound::custom(json!({"type": "shout", "text": shout.text}).as_object().cloned().unwrap_or_default())
+//!             .map_err(RouteError::internal)?;
+//!         ctx.app.sender().send(&Target::Channel(channel), &message, &[]).await?;
+//!         Ok(None)
+//!     }
+//! }
+//!
+//! let h = TestHarness::new(Config::default()).with_router(Router::builtin().typed("shout", ShoutRoute));
 //! let ann = h.connect(Some("ann"), Some("lobby")).await.expect("connects");
 //! let bob = h.connect(Some("bob"), Some("lobby")).await.expect("connects");
 //!
-//! h.send(&ann, json!({"action": "chat", "message": "hi"})).await;
-//! assert_eq!(
-//!     h.take_received(&bob),
-//!     vec![json!({"type": "chat_message", "username": "ann", "message": "hi", "channel": "lobby"})]
-//! );
+//! h.send(&ann, json!({"action": "shout", "text": "hi"})).await;
+//! assert_eq!(h.take_received(&bob), vec![json!({"type": "shout", "text": "hi"})]);
 //!
-//! let answers = h.send(&bob, json!({"action": "launch", "ref": "r1"})).await;
+//! let answers = h.send(&bob, json!({"action": "shout", "text": 5, "ref": "r1"})).await;
+//! assert_eq!(answers[0]["code"], "bad_request");
+//! assert_eq!(answers[0]["field"], "text");
+//! assert_eq!(answers[0]["ref"], "r1");
+//!
+//! let answers = h.send(&bob, json!({"action": "launch", "ref": "r2"})).await;
 //! assert_eq!(answers[0]["code"], "unknown_action");
 //!
 //! // What backend code sends through the sender function:
@@ -46,7 +68,8 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::delivery::{ConnectionInfo, Transport, TransportError};
-use crate::handlers::{self, Router};
+use crate::handlers;
+use crate::routing::Router;
 use crate::session::{ChannelName, ConnectionId, Identity, Recipient, Session};
 use crate::store::{Admission, Cursor, Joined, Page, Segment, SessionFilter, SessionStore, StoreError};
 use crate::{App, Clock as _, Config, ManualClock, MemoryStore, token};

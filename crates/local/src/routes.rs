@@ -25,8 +25,8 @@ pub fn handler_for(binary: &str) -> Handler {
     match binary {
         "connect" => Handler::Connect,
         "disconnect" => Handler::Disconnect,
-        "default" => Handler::Messages(Router::builtin().with_chat()),
-        "chat" => Handler::Messages(Router::new().with_chat()),
+        "default" => Handler::Messages(lambda_ws_functions::default_router()),
+        "chat" => Handler::Messages(lambda_ws_functions::chat_router()),
         other => Handler::Invoke(other.to_owned()),
     }
 }

@@ -5,8 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::session::ConnectionId;
 
 /// A delivery that failed for good, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FailedDelivery {
     /// The connection.
     pub connection_id: ConnectionId,
@@ -15,8 +14,7 @@ pub struct FailedDelivery {
 }
 
 /// What happened to one message sent to one target.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DeliveryReport {
     /// Connections the target resolved to, exclusions not counted.
     pub recipients: usize,

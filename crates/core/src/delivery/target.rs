@@ -20,8 +20,7 @@ use crate::store::SessionFilter;
 pub const SEND_CONTRACT_VERSION: u32 = 1;
 
 /// Who a message is delivered to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Target {
     /// One connection.
@@ -60,8 +59,7 @@ impl Target {
 }
 
 /// One request to the sender.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
     /// Contract version; absent means the current one.
@@ -73,7 +71,7 @@ pub struct SendRequest {
     pub message: Outbound,
     /// Connections to leave out (e.g. the one whose action caused the broadcast).
     #[serde(default, deserialize_with = "one_or_many", skip_serializing_if = "Vec::is_empty")]
-    #[cfg_attr(feature = "schema", schemars(schema_with = "crate::schema::one_or_many_ids"))]
+    #[schemars(schema_with = "crate::schema::one_or_many_ids")]
     pub exclude: Vec<ConnectionId>,
 }
 

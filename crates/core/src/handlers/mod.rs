@@ -11,10 +11,7 @@ mod token;
 pub use cleanup::{CleanupReport, cleanup};
 pub use connect::{ConnectRefusal, connect};
 pub use disconnect::disconnect;
-pub use message::{
-    ChatRoute, MAX_CHAT_BYTES, MessageContext, PingRoute, Route, RouteError, Router, SubscribeRoute, UnsubscribeRoute,
-    message,
-};
+pub use message::message;
 pub use send::{send, send_response};
 pub use token::{HttpAnswer, TokenRequest, issue_token};
 

@@ -67,8 +67,7 @@ impl Segment {
 /// `channel_prefix` matches connections that are in at least one channel starting with the
 /// prefix (each such connection may be listed once per matching channel; the sender
 /// de-duplicates). The default filter matches every live session.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionFilter {
     /// Only sessions of this WebSocket API (`requestContext.apiId`).

@@ -1,20 +1,15 @@
-//! The `chat` and `chat_message` routes: the worked example of a custom route (see `ChatRoute` in
-//! the core crate); `chat_message` is the name the reference package's clients send.
+//! The `chat` and `chat_message` routes: the worked example of an application route
+//! (`lambda_ws_functions::chat`); `chat_message` is the name the reference package's clients send.
 
-use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
-use lambda_runtime::{LambdaEvent, service_fn};
-use lambda_ws::Router;
-use lambda_ws::handlers;
-use lambda_ws_functions::Error;
+use lambda_ws::lambda;
+
+// mimalloc instead of glibc's malloc: with glibc's, a 10,000-recipient fan-out used 1.9 s of CPU
+// (a sixth of it in malloc/free); with mimalloc 1.0 s (README, "Fan-out performance").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    lambda_ws_functions::init_tracing();
-    let app = lambda_ws_functions::app().await?;
-    let router = Router::new().with_chat();
-    lambda_runtime::run(service_fn(|event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
-        let (app, router) = (app.clone(), router.clone());
-        async move { Ok::<_, Error>(handlers::message(&app, &router, &event.payload).await) }
-    }))
-    .await
+async fn main() -> Result<(), lambda::Error> {
+    let app = lambda::app().await?;
+    lambda::messages(app, lambda_ws_functions::chat_router()).await
 }

@@ -1,17 +1,14 @@
 //! The `$disconnect` route.
 
-use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
-use lambda_runtime::{LambdaEvent, service_fn};
-use lambda_ws::handlers;
-use lambda_ws_functions::Error;
+use lambda_ws::lambda;
+
+// mimalloc instead of glibc's malloc: with glibc's, a 10,000-recipient fan-out used 1.9 s of CPU
+// (a sixth of it in malloc/free); with mimalloc 1.0 s (README, "Fan-out performance").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    lambda_ws_functions::init_tracing();
-    let app = lambda_ws_functions::app().await?;
-    lambda_runtime::run(service_fn(|event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
-        let app = app.clone();
-        async move { Ok::<_, Error>(handlers::disconnect(&app, &event.payload).await) }
-    }))
-    .await
+async fn main() -> Result<(), lambda::Error> {
+    let app = lambda::app().await?;
+    lambda::disconnect(app).await
 }

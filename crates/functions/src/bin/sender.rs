@@ -2,18 +2,15 @@
 //! of those, or through an SQS queue) and get the delivery report back; each send's metrics go to
 //! the log in CloudWatch's Embedded Metric Format.
 
-use lambda_runtime::{LambdaEvent, service_fn};
-use lambda_ws::handlers;
-use lambda_ws_functions::{EmfStdout, Error};
-use serde_json::Value;
+use lambda_ws::lambda;
+
+// mimalloc instead of glibc's malloc: with glibc's, a 10,000-recipient fan-out used 1.9 s of CPU
+// (a sixth of it in malloc/free); with mimalloc 1.0 s (README, "Fan-out performance").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    lambda_ws_functions::init_tracing();
-    let app = lambda_ws_functions::app().await?.with_metrics(std::sync::Arc::new(EmfStdout::from_env()));
-    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        let app = app.clone();
-        async move { Ok::<_, Error>(handlers::send(&app, event.payload).await) }
-    }))
-    .await
+async fn main() -> Result<(), lambda::Error> {
+    let app = lambda::app().await?;
+    lambda::sender(app).await
 }
