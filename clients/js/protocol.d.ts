@@ -84,7 +84,7 @@ export interface DeliveryReport {
 }
 
 /** A machine-readable error code, sent in `Outbound::Error` messages and sender errors. */
-export type ErrorCode = "bad_json" | "bad_request" | "unknown_action" | "too_large" | "bad_channel" | "forbidden" | "rate_limited" | "not_connected" | "unknown_connection" | "internal";
+export type ErrorCode = "bad_json" | "bad_request" | "unknown_action" | "too_large" | "bad_channel" | "unauthorized" | "forbidden" | "rate_limited" | "not_connected" | "unknown_connection" | "internal";
 
 /** A typed error sent to a client in a session. */
 export interface ErrorMessage {

@@ -96,7 +96,9 @@ async fn the_workspace_functions_under_cargo_lambda_watch_serve_the_gateway() {
     }
 
     // Every route of the template invokes its function, as deployed.
-    let routes = Template::load(&root.join("template.yaml")).unwrap().route_table(false);
+    let routes = Template::load(&root.join("template.yaml"))
+        .unwrap()
+        .route_table(&lambda_ws_local::Functions::repository(), false);
     let options = GatewayOptions {
         routes,
         invoke_endpoint: Some(format!("http://{emulator}")),

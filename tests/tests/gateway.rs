@@ -224,7 +224,7 @@ async fn sender_through_the_lambda_sdk(store: StoreChoice) {
     ));
     let refused = client.send(&lambda_ws::SendRequest::new(lambda_ws::Target::All, oversize)).await.unwrap_err();
     assert!(
-        matches!(&refused, lambda_ws::client::ClientError::Refused { code, .. } if code == "too_large"),
+        matches!(&refused, lambda_ws::client::ClientError::Refused { code, .. } if *code == lambda_ws::ErrorCode::TooLarge),
         "{refused}"
     );
     let missing = lambda_ws::client::SenderClient::new(lambda(&gw), "nope").send(&request).await.unwrap_err();

@@ -23,6 +23,7 @@ use aws_sdk_lambda::types::InvocationType;
 use serde::Deserialize;
 
 use crate::delivery::{DeliveryReport, SendRequest};
+use crate::protocol::{ErrorCode, ErrorEnvelope};
 
 /// Why a call to the sender did not produce a report.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,11 +37,11 @@ pub enum ClientError {
     /// The function ran and failed (crash, timeout).
     #[error("the sender failed: {0}")]
     Function(String),
-    /// The sender refused the request (`{"error":{"code","message"}}`).
-    #[error("the sender refused the request ({code}): {message}")]
+    /// The sender refused the request (an [`ErrorEnvelope`](crate::protocol::ErrorEnvelope)).
+    #[error("the sender refused the request ({}): {message}", code.as_str())]
     Refused {
         /// The error code, e.g. `bad_request` or `too_large`.
-        code: String,
+        code: ErrorCode,
         /// Why.
         message: String,
     },
@@ -59,14 +60,8 @@ pub struct SenderClient {
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Answer {
-    Refused { error: Refusal },
+    Refused(ErrorEnvelope),
     Report(DeliveryReport),
-}
-
-#[derive(Deserialize)]
-struct Refusal {
-    code: String,
-    message: String,
 }
 
 impl SenderClient {
@@ -80,7 +75,9 @@ impl SenderClient {
         let payload = self.invoke(request, InvocationType::RequestResponse).await?;
         match serde_json::from_slice::<Answer>(&payload) {
             Ok(Answer::Report(report)) => Ok(report),
-            Ok(Answer::Refused { error }) => Err(ClientError::Refused { code: error.code, message: error.message }),
+            Ok(Answer::Refused(ErrorEnvelope { error })) => {
+                Err(ClientError::Refused { code: error.code, message: error.message })
+            }
             Err(e) => Err(ClientError::Decode(e.to_string())),
         }
     }

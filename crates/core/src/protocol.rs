@@ -16,6 +16,7 @@ pub const MAX_JSON_DEPTH: usize = 32;
 /// A machine-readable error code, sent in [`Outbound::Error`] messages and sender errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ErrorCode {
     /// The body is not JSON, or is nested too deeply.
     BadJson,
@@ -27,6 +28,8 @@ pub enum ErrorCode {
     TooLarge,
     /// A channel name breaks the channel rule.
     BadChannel,
+    /// The request carries no identity and needs one (the token issuer).
+    Unauthorized,
     /// The identity may not do this (e.g. join that channel).
     Forbidden,
     /// Too many requests; retry later.
@@ -48,12 +51,43 @@ impl ErrorCode {
             Self::UnknownAction => "unknown_action",
             Self::TooLarge => "too_large",
             Self::BadChannel => "bad_channel",
+            Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
             Self::RateLimited => "rate_limited",
             Self::NotConnected => "not_connected",
             Self::UnknownConnection => "unknown_connection",
             Self::Internal => "internal",
         }
+    }
+}
+
+/// The one error shape of every JSON answer outside a session: the token issuer's refusals, the
+/// sender's, and the local gateway's admin and guard answers. `{"error":{"code":"forbidden","message":"origin not allowed"}}`.
+/// (In a session, errors are [`Outbound::Error`] messages.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ErrorEnvelope {
+    /// What went wrong.
+    pub error: ErrorBody,
+}
+
+/// The body of an [`ErrorEnvelope`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ErrorBody {
+    /// Machine-readable code.
+    pub code: ErrorCode,
+    /// Human-readable explanation (never internal details).
+    pub message: String,
+}
+
+impl ErrorEnvelope {
+    /// An envelope with `code` and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { error: ErrorBody { code, message: message.into() } }
+    }
+
+    /// The envelope as JSON.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({ "error": { "code": self.error.code, "message": self.error.message } })
     }
 }
 

@@ -115,11 +115,6 @@ pub fn chat_router() -> Router {
     chat(Router::new())
 }
 
-/// Every route this repository deploys: what `lambda-ws schema` documents.
-pub fn all_routes() -> Router {
-    default_router()
-}
-
 fn chat(router: Router) -> Router {
     ChatRoute::ACTIONS.iter().fold(router, |router, action| router.typed(*action, ChatRoute))
 }

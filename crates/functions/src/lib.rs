@@ -3,4 +3,4 @@
 
 pub mod chat;
 
-pub use chat::{all_routes, chat_router, default_router};
+pub use chat::{chat_router, default_router};

@@ -1,6 +1,6 @@
 //! The contract files `lambda-ws schema` writes, as text, and where the repository keeps them.
 
-use lambda_ws::schema::Contract;
+use crate::Dev;
 
 /// The AsyncAPI document, relative to the workspace root.
 pub const ASYNCAPI_PATH: &str = "docs/asyncapi.json";
@@ -10,13 +10,12 @@ pub const TYPESCRIPT_PATH: &str = "clients/js/protocol.d.ts";
 
 /// The AsyncAPI 3.0 document of this repository's routes, pretty-printed JSON.
 pub fn asyncapi() -> String {
-    let routes = lambda_ws_functions::all_routes();
-    let mut text = serde_json::to_string_pretty(&Contract::new(&routes).asyncapi()).unwrap_or_default();
+    let mut text = serde_json::to_string_pretty(&Dev::repository().asyncapi()).unwrap_or_default();
     text.push('\n');
     text
 }
 
 /// The TypeScript declarations of every message and sender type of this repository's routes.
 pub fn typescript() -> String {
-    Contract::new(&lambda_ws_functions::all_routes()).typescript()
+    Dev::repository().typescript()
 }

@@ -12,13 +12,15 @@
 //!   clean-up, so backend code calling `lambda.invoke` works locally.
 //! - `GET /_admin/sessions`, `POST /_admin/cleanup`, `POST /_admin/tokens/purge`: what the operator
 //!   commands call with `--gateway`.
-//! - `GET /`: a demo page using the browser client.
+//! - `GET /`: a demo page using the browser client (this repository's gateway).
 //!
 //! ## Layout
-//! - [`contract`]: the AsyncAPI document and TypeScript declarations (`lambda-ws schema`).
+//! - [`dev`]: [`Dev`], the gateway with your functions, hooks and `template.yaml`, from your own
+//!   dev binary (`lambda-ws dev` is [`Dev::repository`]).
+//! - [`contract`]: this repository's AsyncAPI document and TypeScript declarations (`lambda-ws schema`).
 //! - [`events`]: API Gateway-shaped events.
 //! - [`ops`]: the operator commands (`sessions list`, `send`, `cleanup`, `tokens purge`).
-//! - [`routes`]: route selection and the route table.
+//! - [`routes`]: route selection, the route table and the in-process [`Functions`].
 //! - [`registry`]: open connections and the in-process transport.
 //! - [`server`]: the HTTP and WebSocket endpoints.
 //! - [`template`]: routes and functions read from the SAM `template.yaml`, so local and cloud match.
@@ -26,6 +28,7 @@
 #![warn(missing_docs)]
 
 pub mod contract;
+pub mod dev;
 pub mod events;
 pub mod ops;
 pub mod registry;
@@ -33,5 +36,6 @@ pub mod routes;
 pub mod server;
 pub mod template;
 
-pub use routes::{Handler, RouteTable, SelectionError, SelectionExpression};
-pub use server::{Gateway, GatewayOptions, StoreChoice, local_aws_config};
+pub use dev::{Dev, DevArgs};
+pub use routes::{Functions, Handler, RouteTable, SelectionError, SelectionExpression};
+pub use server::{AppSetup, Gateway, GatewayOptions, StoreChoice, local_aws_config};

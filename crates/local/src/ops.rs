@@ -125,7 +125,7 @@ impl Backend {
                 Ok(report) => serde_json::to_value(report).map_err(|e| OpsError::Usage(e.to_string())),
                 // The sender's own refusal, shown as it answered.
                 Err(ClientError::Refused { code, message }) => {
-                    Ok(serde_json::json!({"error": {"code": code, "message": message}}))
+                    Ok(lambda_ws::protocol::ErrorEnvelope::new(code, message).to_json())
                 }
                 Err(e) => Err(OpsError::Unreachable { url: url.clone(), reason: e.to_string() }),
             },

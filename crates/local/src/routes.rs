@@ -5,10 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use async_trait::async_trait;
-use lambda_ws::{Inbound, MessageContext, Outbound, Route, RouteError, Router};
+use lambda_ws::Router;
 
-/// The routes `template.yaml` declares, with the workspace binary that serves each.
+/// The routes this repository's `template.yaml` declares, with the function binary that serves each.
 pub const BUILTIN_ROUTES: [(&str, &str); 8] = [
     ("$connect", "connect"),
     ("$disconnect", "disconnect"),
@@ -20,14 +19,76 @@ pub const BUILTIN_ROUTES: [(&str, &str); 8] = [
     ("chat_message", "chat"),
 ];
 
-/// The in-process handler of a workspace binary, or an invocation of any other function.
-pub fn handler_for(binary: &str) -> Handler {
-    match binary {
-        "connect" => Handler::Connect,
-        "disconnect" => Handler::Disconnect,
-        "default" => Handler::Messages(lambda_ws_functions::default_router()),
-        "chat" => Handler::Messages(lambda_ws_functions::chat_router()),
-        other => Handler::Invoke(other.to_owned()),
+/// Which function binaries run in-process, and as what: the gateway runs a route whose
+/// template function (`BuildProperties: Binary`) is listed here with its handler, and invokes any
+/// other through the Lambda Invoke API.
+///
+/// ```
+/// use lambda_ws::Router;
+/// use lambda_ws_local::{Functions, Handler};
+///
+/// let functions = Functions::new().connect("connect").disconnect("disconnect").messages("messages", Router::builtin());
+/// assert!(matches!(functions.handler("messages"), Handler::Messages(_)));
+/// assert!(matches!(functions.handler("report"), Handler::Invoke(name) if name == "report"));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Functions {
+    handlers: BTreeMap<String, Handler>,
+}
+
+impl Functions {
+    /// No in-process functions.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// This repository's functions: `connect`, `disconnect`, `default` (the built-in actions and
+    /// the chat example) and `chat`.
+    pub fn repository() -> Self {
+        Self::new()
+            .connect("connect")
+            .disconnect("disconnect")
+            .messages("default", lambda_ws_functions::default_router())
+            .messages("chat", lambda_ws_functions::chat_router())
+    }
+
+    /// `binary` is a `$connect` function (the core handler).
+    pub fn connect(self, binary: impl Into<String>) -> Self {
+        self.with(binary, Handler::Connect)
+    }
+
+    /// `binary` is a `$disconnect` function (the core handler).
+    pub fn disconnect(self, binary: impl Into<String>) -> Self {
+        self.with(binary, Handler::Disconnect)
+    }
+
+    /// `binary` is a message function with `router`, as its `main` runs it.
+    pub fn messages(self, binary: impl Into<String>, router: Router) -> Self {
+        self.with(binary, Handler::Messages(router))
+    }
+
+    /// `binary` runs `handler`.
+    pub fn with(mut self, binary: impl Into<String>, handler: Handler) -> Self {
+        self.handlers.insert(binary.into(), handler);
+        self
+    }
+
+    /// What runs for `binary`: its in-process handler, or an invocation of it.
+    pub fn handler(&self, binary: &str) -> Handler {
+        self.handlers.get(binary).cloned().unwrap_or_else(|| Handler::Invoke(binary.to_owned()))
+    }
+
+    /// Whether `binary` runs in-process.
+    pub fn runs_in_process(&self, binary: &str) -> bool {
+        self.handlers.get(binary).is_some_and(|h| !matches!(h, Handler::Invoke(_)))
+    }
+
+    /// Every router of the message functions, merged: the routes the contract lists.
+    pub fn routes(&self) -> Router {
+        self.handlers.values().fold(Router::new(), |all, handler| match handler {
+            Handler::Messages(router) => all.merge(router),
+            _ => all,
+        })
     }
 }
 
@@ -167,32 +228,39 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// The routes the deployment template declares ([`BUILTIN_ROUTES`]), handled in-process, plus
-    /// the development `echo` route.
+    /// This repository's routes ([`BUILTIN_ROUTES`]), handled in-process, plus the development
+    /// `echo` route.
     pub fn builtin() -> Self {
-        Self::from_functions(SelectionExpression::body_field("action"), BUILTIN_ROUTES, true)
+        Self::repository(true)
     }
 
     /// The same routes, each invoking the function that serves it in the deployment; `echo` stays
     /// in-process.
     pub fn builtin_invoking_functions() -> Self {
-        Self::from_functions(SelectionExpression::body_field("action"), BUILTIN_ROUTES, false)
+        Self::repository(false)
     }
 
-    /// A table from `(route key, function binary)` pairs. In-process, the workspace's binaries
-    /// run as handlers ([`handler_for`]); otherwise every route invokes its function. The
-    /// development `echo` route is added either way.
+    fn repository(in_process: bool) -> Self {
+        let selection = SelectionExpression::body_field("action");
+        let mut table = Self::from_functions(selection, BUILTIN_ROUTES, &Functions::repository(), in_process);
+        table.insert("echo", crate::server::demo::echo());
+        table
+    }
+
+    /// A table from `(route key, function binary)` pairs. In-process, the binaries `functions`
+    /// lists run as its handlers and any other is invoked; otherwise every route invokes its
+    /// function.
     pub fn from_functions<'a>(
         selection: SelectionExpression,
         routes: impl IntoIterator<Item = (&'a str, &'a str)>,
+        functions: &Functions,
         in_process: bool,
     ) -> Self {
         let mut table = Self::empty(selection);
         for (route_key, binary) in routes {
-            let handler = if in_process { handler_for(binary) } else { Handler::Invoke(binary.to_owned()) };
+            let handler = if in_process { functions.handler(binary) } else { Handler::Invoke(binary.to_owned()) };
             table.insert(route_key, handler);
         }
-        table.insert("echo", Handler::Messages(Router::new().route("echo", EchoRoute)));
         table
     }
 
@@ -241,23 +309,6 @@ impl RouteTable {
         let key = value.as_ref().and_then(|v| self.selection.evaluate(v));
         let chosen = key.filter(|k| !k.starts_with('$')).and_then(|k| self.routes.get_key_value(k.as_str()));
         chosen.or_else(|| self.routes.get_key_value("$default")).map(|(k, h)| (k.as_str(), h))
-    }
-}
-
-/// `echo`: answers the sender with the frame's own fields, through the Management API. Used by the
-/// gateway benchmark to measure a full round trip through a handler.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct EchoRoute;
-
-#[async_trait]
-impl Route for EchoRoute {
-    async fn handle(&self, _ctx: &MessageContext<'_>, msg: Inbound) -> Result<Option<Outbound>, RouteError> {
-        let mut fields = msg.fields;
-        fields.insert("type".into(), "echo".into());
-        if let Some(reference) = msg.reference {
-            fields.insert("ref".into(), reference.into());
-        }
-        Outbound::custom(fields).map(Some).map_err(RouteError::internal)
     }
 }
 

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use yaml_rust2::{Yaml, YamlLoader};
 
-use crate::routes::{Handler, RouteTable, SelectionExpression, handler_for};
+use crate::routes::{Functions, RouteTable, SelectionExpression};
 
 /// Why a template could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -134,19 +134,19 @@ impl Template {
         Ok(Self { selection, routes, functions })
     }
 
-    /// The route table (see [`RouteTable::from_functions`]).
-    pub fn route_table(&self, in_process: bool) -> RouteTable {
+    /// The route table, with `functions` in-process (see [`RouteTable::from_functions`]).
+    pub fn route_table(&self, functions: &Functions, in_process: bool) -> RouteTable {
         let routes = self.routes.iter().map(|r| (r.route_key.as_str(), r.binary.as_str()));
-        let mut table = RouteTable::from_functions(self.selection.clone(), routes, in_process);
+        let mut table = RouteTable::from_functions(self.selection.clone(), routes, functions, in_process);
         for route in self.routes.iter().filter(|r| r.route_response) {
             table.answer_with_response(&route.route_key);
         }
         table
     }
 
-    /// Route keys that no in-process handler serves (they need `--invoke-endpoint`).
-    pub fn invoked_routes(&self) -> Vec<&TemplateRoute> {
-        self.routes.iter().filter(|r| matches!(handler_for(&r.binary), Handler::Invoke(_))).collect()
+    /// Route keys whose function is not in `functions` (they need `--invoke-endpoint`).
+    pub fn invoked_routes(&self, functions: &Functions) -> Vec<&TemplateRoute> {
+        self.routes.iter().filter(|r| !functions.runs_in_process(&r.binary)).collect()
     }
 }
 
@@ -172,6 +172,7 @@ fn first_reference(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routes::Handler;
 
     const MINI: &str = r#"
 Resources:
@@ -217,16 +218,16 @@ Resources:
         assert_eq!(t.selection.as_str(), "$request.body.op");
         let routes: Vec<(&str, &str)> = t.routes.iter().map(|r| (r.route_key.as_str(), r.binary.as_str())).collect();
         assert_eq!(routes, [("$connect", "connect"), ("report", "report")]);
-        assert_eq!(t.invoked_routes().len(), 1, "report is not a workspace binary");
+        assert_eq!(t.invoked_routes(&Functions::repository()).len(), 1, "report is not a workspace binary");
         let answered: Vec<bool> = t.routes.iter().map(|r| r.route_response).collect();
         assert_eq!(answered, [false, true], "only report declares a route response");
-        let table = t.route_table(true);
+        let table = t.route_table(&Functions::repository(), true);
         assert!(table.answers_with_response("report") && !table.answers_with_response("$connect"));
         assert_eq!(table.selection.as_str(), "$request.body.op");
         assert!(matches!(table.get("$connect"), Some(Handler::Connect)));
         assert!(matches!(table.get("report"), Some(Handler::Invoke(b)) if b == "report"));
         assert!(table.get("$default").is_none());
-        let invoking = t.route_table(false);
+        let invoking = t.route_table(&Functions::repository(), false);
         assert!(matches!(invoking.get("$connect"), Some(Handler::Invoke(b)) if b == "connect"));
     }
 

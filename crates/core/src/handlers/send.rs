@@ -7,11 +7,11 @@
 //!   with `ReportBatchItemFailures` only the records that could not be sent come back.
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::App;
 use crate::delivery::{DeliveryReport, SEND_CONTRACT_VERSION, SendError, SendRequest};
-use crate::protocol::{ErrorCode, OutboundError};
+use crate::protocol::{ErrorCode, ErrorEnvelope, OutboundError};
 
 /// Handles a sender event: a request, a batch of requests, or an SQS event (see the module docs).
 pub async fn send(app: &App, event: Value) -> Value {
@@ -124,5 +124,5 @@ fn internal(e: &serde_json::Error) -> Value {
 
 fn error(code: ErrorCode, message: &str) -> Value {
     tracing::info!(code = code.as_str(), reason = message, "send refused");
-    json!({ "error": { "code": code, "message": message } })
+    ErrorEnvelope::new(code, message).to_json()
 }

@@ -6,6 +6,7 @@
 use serde_json::{Value, json};
 
 use crate::App;
+use crate::protocol::{ErrorCode, ErrorEnvelope};
 use crate::rate::{self, Scope};
 use crate::session::{ChannelName, Identity};
 use crate::token;
@@ -33,8 +34,9 @@ pub struct HttpAnswer {
 }
 
 impl HttpAnswer {
-    fn error(status: u16, code: &str, message: &str) -> Self {
-        Self { status, body: json!({ "error": { "code": code, "message": message } }) }
+    /// A refusal: `status` with an [`ErrorEnvelope`] body.
+    pub fn error(status: u16, code: ErrorCode, message: &str) -> Self {
+        Self { status, body: ErrorEnvelope::new(code, message).to_json() }
     }
 }
 
@@ -45,33 +47,33 @@ pub async fn issue_token(app: &App, request: TokenRequest) -> HttpAnswer {
     let config = &app.config;
     let answer = async {
         if !config.allowed_origins.allows(request.origin.as_deref()) {
-            return HttpAnswer::error(403, "forbidden", "origin not allowed");
+            return HttpAnswer::error(403, ErrorCode::Forbidden, "origin not allowed");
         }
         if !request.csrf_header {
             let text = format!("the {} header is required", config.csrf_header);
-            return HttpAnswer::error(403, "forbidden", &text);
+            return HttpAnswer::error(403, ErrorCode::Forbidden, &text);
         }
         let Some(identity) = request.identity else {
-            return HttpAnswer::error(401, "unauthorized", "authentication required");
+            return HttpAnswer::error(401, ErrorCode::Unauthorized, "authentication required");
         };
         let channel = match request.channel.as_deref().filter(|c| !c.is_empty()).map(ChannelName::new) {
             None => None,
             Some(Ok(channel)) => Some(channel),
-            Some(Err(e)) => return HttpAnswer::error(400, "bad_channel", &e.to_string()),
+            Some(Err(e)) => return HttpAnswer::error(400, ErrorCode::BadChannel, &e.to_string()),
         };
         if let Some(channel) = &channel
             && !app.may_join(Some(&identity), channel).await
         {
-            return HttpAnswer::error(403, "forbidden", "channel not allowed");
+            return HttpAnswer::error(403, ErrorCode::Forbidden, "channel not allowed");
         }
         let now = app.clock.now_secs();
         let user = identity.user_id.clone();
         match rate::allow(&*app.counters, Scope::Token, &user, config.rate_limits.tokens_per_user, now).await {
             Ok(true) => {}
-            Ok(false) => return HttpAnswer::error(429, "rate_limited", "too many token requests"),
+            Ok(false) => return HttpAnswer::error(429, ErrorCode::RateLimited, "too many token requests"),
             Err(e) => {
                 tracing::error!(error = %e, "store failed during token issue");
-                return HttpAnswer::error(500, "internal", "temporarily unavailable");
+                return HttpAnswer::error(500, ErrorCode::Internal, "temporarily unavailable");
             }
         }
         match token::issue(&*app.tokens, identity, channel, config.token_ttl.as_secs(), now).await {
@@ -81,7 +83,7 @@ pub async fn issue_token(app: &App, request: TokenRequest) -> HttpAnswer {
             }
             Err(e) => {
                 tracing::error!(error = %e, "store failed during token issue");
-                HttpAnswer::error(500, "internal", "temporarily unavailable")
+                HttpAnswer::error(500, ErrorCode::Internal, "temporarily unavailable")
             }
         }
     }
