@@ -381,6 +381,25 @@ async fn messages_are_admitted_exactly_to_the_limit_under_concurrency(store: Arc
     );
 }
 
+async fn last_seen_follows_messages_at_most_one_write_a_minute(store: Arc<dyn Store>) {
+    let s = session(72, Some("ann"), NOW + 1000);
+    store.put_session(&s).await.unwrap();
+    let seen = |admission: Admission| match admission {
+        Admission::Admitted(session) => session.last_seen,
+        other => panic!("{other:?}"),
+    };
+    let stored = || async { store.get_session(&s.connection_id, NOW).await.unwrap().unwrap().last_seen };
+    // Counted messages set it in the count's own write.
+    let later = NOW + 30;
+    assert_eq!(seen(store.admit_message(&s.connection_id, later, later / 60, 10).await.unwrap()), later * 1000);
+    assert_eq!(stored().await, later * 1000);
+    // With nothing to count, it is written once it is a minute old, not before.
+    assert_eq!(seen(store.admit_message(&s.connection_id, NOW + 80, 0, 0).await.unwrap()), later * 1000);
+    assert_eq!(stored().await, later * 1000, "20 s after: not written");
+    assert_eq!(seen(store.admit_message(&s.connection_id, NOW + 95, 0, 0).await.unwrap()), (NOW + 95) * 1000);
+    assert_eq!(stored().await, (NOW + 95) * 1000, "65 s after: written");
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -416,6 +435,7 @@ conformance!(
     the_channel_limit_holds_under_concurrent_joins,
     connection_slots_are_claimed_atomically_and_freed,
     messages_are_admitted_exactly_to_the_limit_under_concurrency,
+    last_seen_follows_messages_at_most_one_write_a_minute,
 );
 
 #[tokio::test]

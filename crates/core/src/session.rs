@@ -184,7 +184,9 @@ pub struct Session {
     pub user_agent: Option<String>,
     /// When the connection was opened, in Unix milliseconds.
     pub connected_at: i64,
-    /// When the session last sent a message, in Unix milliseconds.
+    /// When the session last sent a message, in Unix milliseconds to the second (written with the
+    /// message's rate count, or at most once a minute without one; see
+    /// [`LAST_SEEN_EVERY_MS`](crate::store::LAST_SEEN_EVERY_MS)).
     pub last_seen: i64,
     /// When the stored session expires, in Unix seconds (the DynamoDB TTL attribute).
     pub expires_at: i64,

@@ -26,7 +26,8 @@ use aws_sdk_dynamodb::types::{
 use futures::{StreamExt as _, TryStreamExt as _};
 
 use super::{
-    Admission, CounterStore, Cursor, Joined, Page, Segment, SessionFilter, SessionStore, StoreError, TokenRecord,
+    Admission, CounterStore, Cursor, Joined, LAST_SEEN_EVERY_MS, Page, Segment, SessionFilter, SessionStore, StoreError,
+    TokenRecord,
     TokenStore,
 };
 use crate::session::{ChannelName, ConnectionId, Identity, Recipient, Session};
@@ -424,22 +425,40 @@ impl SessionStore for DynamoDbStore {
         window: i64,
         limit: u32,
     ) -> Result<Admission, StoreError> {
+        let seen = now.saturating_mul(1000);
         if limit == 0 {
-            return Ok(self
-                .get_session(id, now)
-                .await?
-                .map_or(Admission::NoSession, |s| Admission::Admitted(Box::new(s))));
+            // No count to write: a read, and `last_seen` written at most once a minute.
+            let Some(mut session) = self.get_session(id, now).await? else {
+                return Ok(Admission::NoSession);
+            };
+            if seen - session.last_seen >= LAST_SEEN_EVERY_MS {
+                let touched = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .key("pk", conn_pk(id))
+                    .key("sk", s(SESSION_SK))
+                    .update_expression("SET last_seen = :seen")
+                    .condition_expression("attribute_exists(pk)")
+                    .expression_attribute_values(":seen", n(seen))
+                    .send()
+                    .await;
+                unless_condition_failed(touched)?;
+                session.last_seen = seen;
+            }
+            return Ok(Admission::Admitted(Box::new(session)));
         }
         // One conditional update on the session item: it must exist and be live, and this
         // window's count (an attribute per window; the two before it are dropped) be under the
-        // limit. It returns the session, so no read comes first.
+        // limit. It sets `last_seen` in the same write and returns the session, so no read comes
+        // first.
         let counted = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", conn_pk(id))
             .key("sk", s(SESSION_SK))
-            .update_expression("ADD #w :one REMOVE #p1, #p2")
+            .update_expression("ADD #w :one SET last_seen = :seen REMOVE #p1, #p2")
             .condition_expression("attribute_exists(pk) AND #exp > :now AND (attribute_not_exists(#w) OR #w < :limit)")
             .expression_attribute_names("#w", format!("{MESSAGES_PREFIX}{window}"))
             .expression_attribute_names("#p1", format!("{MESSAGES_PREFIX}{}", window - 1))
@@ -448,6 +467,7 @@ impl SessionStore for DynamoDbStore {
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":limit", n(i64::from(limit)))
+            .expression_attribute_values(":seen", n(seen))
             .return_values(ReturnValue::AllNew)
             .send()
             .await;

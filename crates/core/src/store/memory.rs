@@ -162,21 +162,28 @@ impl SessionStore for MemoryStore {
         limit: u32,
     ) -> Result<Admission, StoreError> {
         let mut s = self.state();
-        let Some(session) = s.sessions.get(id).filter(|s| !s.is_expired(now)).cloned() else {
+        if !s.sessions.get(id).is_some_and(|s| !s.is_expired(now)) {
+            return Ok(Admission::NoSession);
+        }
+        if limit > 0 {
+            let counted = s.message_counts.entry(id.clone()).or_insert((window, 0));
+            if counted.0 != window {
+                *counted = (window, 0);
+            }
+            if counted.1 >= limit {
+                return Ok(Admission::Limited);
+            }
+            counted.1 += 1;
+        }
+        // As on DynamoDB: with a count, `last_seen` rides on its write; without, once a minute.
+        let seen = now.saturating_mul(1000);
+        let Some(session) = s.sessions.get_mut(id) else {
             return Ok(Admission::NoSession);
         };
-        if limit == 0 {
-            return Ok(Admission::Admitted(Box::new(session)));
+        if limit > 0 || seen - session.last_seen >= super::LAST_SEEN_EVERY_MS {
+            session.last_seen = seen;
         }
-        let counted = s.message_counts.entry(id.clone()).or_insert((window, 0));
-        if counted.0 != window {
-            *counted = (window, 0);
-        }
-        if counted.1 >= limit {
-            return Ok(Admission::Limited);
-        }
-        counted.1 += 1;
-        Ok(Admission::Admitted(Box::new(session)))
+        Ok(Admission::Admitted(Box::new(session.clone())))
     }
 
     async fn claim_connection(&self, session: &Session, max: usize, now: i64) -> Result<bool, StoreError> {

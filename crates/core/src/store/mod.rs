@@ -96,6 +96,10 @@ impl SessionFilter {
 }
 
 /// Sessions and their channel memberships.
+/// How stale a session's `last_seen` may get before a message with no rate count to write
+/// (rate limit off) writes it: one write a minute per connection at most.
+pub const LAST_SEEN_EVERY_MS: i64 = 60_000;
+
 #[async_trait]
 pub trait SessionStore: Send + Sync + fmt::Debug {
     /// Stores a session, replacing any with the same connection id.
@@ -130,7 +134,9 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     /// What a message needs before its route runs, in one round trip: the live session, with the
     /// message counted in rate window `window` (a minute number) unless `limit` messages were
     /// counted in it already. A `limit` of 0 counts nothing. Atomic under concurrent messages:
-    /// exactly `limit` are admitted per window.
+    /// exactly `limit` are admitted per window. The session's `last_seen` becomes `now` (in
+    /// milliseconds, to the second) in the count's own write, or, with nothing to count, at most
+    /// once every [`LAST_SEEN_EVERY_MS`].
     async fn admit_message(
         &self,
         id: &ConnectionId,
