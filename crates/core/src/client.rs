@@ -27,6 +27,7 @@ use crate::protocol::{ErrorCode, ErrorEnvelope};
 
 /// Why a call to the sender did not produce a report.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     /// The request could not be built or encoded.
     #[error("invalid request: {0}")]

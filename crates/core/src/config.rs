@@ -11,6 +11,7 @@ use crate::session::{ChannelName, NameError};
 
 /// A variable that is set but cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// A required variable is missing.
     #[error("{0} must be set")]

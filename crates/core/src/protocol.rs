@@ -93,6 +93,7 @@ impl ErrorEnvelope {
 
 /// Why an inbound frame could not be read as an [`Inbound`] envelope.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum InboundError {
     /// Larger than [`MAX_MESSAGE_BYTES`].
     #[error("message is {0} bytes; the limit is 131072")]
@@ -514,6 +515,7 @@ pub struct ErrorMessage {
 /// Fields beyond a built-in type's own are kept in its `extra` and delivered unchanged.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Outbound {
     /// `{"type":"toast",...}`
     Toast(Toast),
@@ -646,6 +648,7 @@ fn notification_without_text() -> OutboundError {
 
 /// Why an outbound message was refused before sending.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum OutboundError {
     /// The message is not an object with a non-empty string `type`.
     #[error("a message must be a JSON object with a non-empty string \"type\"")]

@@ -19,6 +19,7 @@ use serde_json::Value;
 
 /// Why an operator command failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OpsError {
     /// The table could not be read or written.
     #[error("DynamoDB: {0}")]

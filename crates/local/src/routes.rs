@@ -94,6 +94,7 @@ impl Functions {
 
 /// What runs for a route key.
 #[derive(Clone)]
+#[non_exhaustive]
 pub enum Handler {
     /// The core `$connect` handler.
     Connect,

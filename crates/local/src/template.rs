@@ -15,6 +15,7 @@ use crate::routes::{Functions, RouteTable, SelectionExpression};
 
 /// Why a template could not be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TemplateError {
     /// The file could not be read.
     #[error("cannot read {0}: {1}")]

@@ -22,6 +22,7 @@ use crate::store::{Cursor, Page, Segment, SessionFilter, SessionStore, StoreErro
 
 /// Why a send was refused before any post.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SendError {
     /// The message is invalid or over 128 KiB.
     #[error(transparent)]

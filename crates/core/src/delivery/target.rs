@@ -22,6 +22,7 @@ pub const SEND_CONTRACT_VERSION: u32 = 1;
 /// Who a message is delivered to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
 pub enum Target {
     /// One connection.
     Connection(ConnectionId),

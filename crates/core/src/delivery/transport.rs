@@ -18,6 +18,7 @@ use crate::session::ConnectionId;
 
 /// Why one post (or get, or delete) failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TransportError {
     /// 410: the connection is gone; its session should be removed.
     #[error("connection is gone")]

@@ -162,7 +162,7 @@ impl SessionStore for MemoryStore {
         limit: u32,
     ) -> Result<Admission, StoreError> {
         let mut s = self.state();
-        if !s.sessions.get(id).is_some_and(|s| !s.is_expired(now)) {
+        if s.sessions.get(id).is_none_or(|s| s.is_expired(now)) {
             return Ok(Admission::NoSession);
         }
         if limit > 0 {

@@ -20,6 +20,7 @@ use crate::session::{ChannelName, ConnectionId, Identity, Recipient, Session};
 
 /// A store failure. Client mistakes never produce one; these are infrastructure problems.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The backend did not answer or refused the request (network, permissions, missing table).
     #[error("store unavailable: {0}")]
@@ -95,11 +96,11 @@ impl SessionFilter {
     }
 }
 
-/// Sessions and their channel memberships.
 /// How stale a session's `last_seen` may get before a message with no rate count to write
 /// (rate limit off) writes it: one write a minute per connection at most.
 pub const LAST_SEEN_EVERY_MS: i64 = 60_000;
 
+/// Sessions and their channel memberships.
 #[async_trait]
 pub trait SessionStore: Send + Sync + fmt::Debug {
     /// Stores a session, replacing any with the same connection id.

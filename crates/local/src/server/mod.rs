@@ -54,6 +54,7 @@ pub const SOCKET_BUFFER_BYTES: usize = 1024;
 
 /// Where sessions are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StoreChoice {
     /// The embedded in-memory store (default).
     Memory,
@@ -153,6 +154,7 @@ impl Default for GatewayOptions {
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StartError {
     /// The port could not be bound.
     #[error("cannot listen: {0}")]
