@@ -55,8 +55,8 @@ step "template lint (cfn-lint)"
 if ! command -v cfn-lint >/dev/null 2>&1 || [ "$(cfn-lint --version 2>/dev/null)" != "cfn-lint 1.51.0" ]; then
   python3 -m pip install --quiet --disable-pip-version-check 'cfn-lint==1.51.0'
 fi
-cfn-lint template.yaml
-echo "template.yaml: no errors or warnings"
+cfn-lint template.yaml examples/*/template.yaml
+echo "template.yaml and the examples' templates: no errors or warnings"
 
 step "template validation (sam validate --lint)"
 # The SAM CLI goes in its own virtualenv: it pins its own cfn-lint. Validation runs offline; the

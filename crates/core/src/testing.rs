@@ -357,8 +357,18 @@ impl TestHarness {
     /// Opens a connection for `user` (a token is issued first; `None` connects without one)
     /// into `channel`, through `$connect`.
     pub async fn connect(&self, user: Option<&str>, channel: Option<&str>) -> Result<TestConnection, Refused> {
-        let token = match user {
-            Some(user) => Some(self.token(Identity::user(user), None).await),
+        self.connect_with(user.map(Identity::user), channel).await
+    }
+
+    /// Opens a connection for `identity` (with its groups; `None` connects without a token) into
+    /// `channel`, through `$connect`.
+    pub async fn connect_with(
+        &self,
+        identity: Option<Identity>,
+        channel: Option<&str>,
+    ) -> Result<TestConnection, Refused> {
+        let token = match identity {
+            Some(identity) => Some(self.token(identity, None).await),
             None => None,
         };
         let id = self.new_connection_id();

@@ -131,6 +131,29 @@ enum DevCommand {
     Schema(SchemaArgs),
 }
 
+/// What [`Dev::serve`] starts and shows.
+struct Prepared {
+    addr: SocketAddr,
+    options: GatewayOptions,
+    routes_text: String,
+    store_text: String,
+    config_limits: (u32, u32, usize, u32),
+    args: DevArgs,
+}
+
+impl DevArgs {
+    /// The options as a command line gives them (`["--port", "0", "--template", "app.yaml"]`),
+    /// defaults for the rest.
+    pub fn parse_from<I, T>(args: I) -> Result<Self, String>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let argv = std::iter::once(std::ffi::OsString::from("dev")).chain(args.into_iter().map(Into::into));
+        DevCli::try_parse_from(argv).map(|cli| cli.dev).map_err(|e| e.to_string())
+    }
+}
+
 type ContractFn = Arc<dyn for<'r> Fn(Contract<'r>) -> Contract<'r> + Send + Sync>;
 type TableFn = Arc<dyn Fn(bool) -> RouteTable + Send + Sync>;
 
@@ -240,16 +263,15 @@ impl Dev {
         }
     }
 
-    /// Runs the gateway with `args` until Ctrl-C.
-    pub async fn serve(self, args: DevArgs) -> ExitCode {
+    /// The gateway's options for `args`, with the texts of its banner.
+    fn options(&self, args: DevArgs) -> Result<Prepared, String> {
         if !args.host.is_loopback() {
             if !args.expose {
-                eprintln!(
-                    "error: --host {} would let anyone on your network mint tokens for any user, post to every \
+                return Err(format!(
+                    "--host {} would let anyone on your network mint tokens for any user, post to every \
                      connection and read the sessions; pass --expose as well if that is what you want",
                     args.host
-                );
-                return ExitCode::FAILURE;
+                ));
             }
             eprintln!(
                 "warning: listening on {} (--expose): the token issuer (any user, no password), the Management API, \
@@ -259,17 +281,14 @@ impl Dev {
         }
         let mut config = match Config::from_env() {
             Ok(c) => c,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
+            Err(e) => return Err(e.to_string()),
         };
         if config.default_channel.is_none() {
             config.default_channel = ChannelName::new("lobby").ok();
         }
         config.ip_limits_on_loopback = args.enforce_ip_limits;
-        let store = match args.dynamodb_endpoint {
-            Some(endpoint) => StoreChoice::DynamoDb { endpoint, table: args.table },
+        let store = match args.dynamodb_endpoint.clone() {
+            Some(endpoint) => StoreChoice::DynamoDb { endpoint, table: args.table.clone() },
             None => StoreChoice::Memory,
         };
         let store_text = match &store {
@@ -291,16 +310,12 @@ impl Dev {
                         format!("routes from {}", args.template.display()),
                     )
                 }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::FAILURE;
-                }
+                Err(e) => return Err(e.to_string()),
             }
         } else if let Some(table) = self.without_template.clone() {
             (table(in_process), "built-in routes".to_owned())
         } else {
-            eprintln!("error: {} not found; give your SAM template with --template", args.template.display());
-            return ExitCode::FAILURE;
+            return Err(format!("{} not found; give your SAM template with --template", args.template.display()));
         };
         for (route_key, handler) in &self.extra_routes {
             routes.insert(route_key.clone(), handler.clone());
@@ -315,13 +330,13 @@ impl Dev {
         let options = GatewayOptions {
             routes,
             invoke_endpoint: args.invoke_endpoint.clone(),
-            stage: args.stage,
+            stage: args.stage.clone(),
             idle_timeout: args.idle_timeout,
             max_lifetime: args.max_lifetime,
-            dev_user: args.user,
+            dev_user: args.user.clone(),
             config,
             store,
-            pages: args.pages,
+            pages: args.pages.clone(),
             demo: self.demo,
             setup: self.setup.clone(),
             gateway_secret: std::env::var("LWS_GATEWAY_SECRET")
@@ -329,7 +344,27 @@ impl Dev {
                 .and_then(|list| list.split(',').map(str::trim).find(|s| !s.is_empty()).map(str::to_owned)),
             ..GatewayOptions::default()
         };
-        let gateway = match Gateway::start(SocketAddr::new(args.host, args.port), options).await {
+        let addr = SocketAddr::new(args.host, args.port);
+        Ok(Prepared { addr, options, routes_text, store_text, config_limits, args })
+    }
+
+    /// Starts the gateway as `args` say and returns it running (what [`Dev::serve`] does before
+    /// its banner; for tests of your routes on a real gateway).
+    pub async fn start(&self, args: DevArgs) -> Result<Gateway, String> {
+        let prepared = self.options(args)?;
+        Gateway::start(prepared.addr, prepared.options).await.map_err(|e| e.to_string())
+    }
+
+    /// Runs the gateway with `args` until Ctrl-C.
+    pub async fn serve(self, args: DevArgs) -> ExitCode {
+        let Prepared { addr, options, routes_text, store_text, config_limits, args } = match self.options(args) {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let gateway = match Gateway::start(addr, options).await {
             Ok(g) => g,
             Err(e) => {
                 eprintln!("error: {e}");

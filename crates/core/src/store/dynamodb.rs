@@ -26,9 +26,8 @@ use aws_sdk_dynamodb::types::{
 use futures::{StreamExt as _, TryStreamExt as _};
 
 use super::{
-    Admission, CounterStore, Cursor, Joined, LAST_SEEN_EVERY_MS, Page, Segment, SessionFilter, SessionStore, StoreError,
-    TokenRecord,
-    TokenStore,
+    Admission, CounterStore, Cursor, Joined, LAST_SEEN_EVERY_MS, Page, Segment, SessionFilter, SessionStore,
+    StoreError, TokenRecord, TokenStore,
 };
 use crate::session::{ChannelName, ConnectionId, Identity, Recipient, Session};
 
