@@ -167,7 +167,7 @@ impl TypedRoute for CommentRoute {
         let channel = tenant_channel(tenant).map_err(RouteError::internal)?;
         let author = ctx.user_id().unwrap_or("anonymous").to_owned();
         let said = InvoiceComment { invoice: comment.invoice, author, text: text.to_owned() };
-        let message = Outbound::message(&said).map_err(RouteError::internal)?;
+        let message = Outbound::message(&said)?;
         let report = ctx.app.sender().send(&Target::Channel(channel), &message, &[]).await?;
         Ok(ctx.reference.map(|_| ctx.reply(json!({ "delivered": report.delivered }))))
     }

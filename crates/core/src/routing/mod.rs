@@ -108,6 +108,13 @@ impl From<crate::store::StoreError> for RouteError {
     }
 }
 
+impl From<crate::protocol::OutboundError> for RouteError {
+    /// A message the route built is not sendable: the server's mistake, logged, not the client's.
+    fn from(e: crate::protocol::OutboundError) -> Self {
+        Self::internal(e)
+    }
+}
+
 impl From<crate::delivery::SendError> for RouteError {
     fn from(e: crate::delivery::SendError) -> Self {
         Self::internal(e)
