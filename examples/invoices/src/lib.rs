@@ -10,7 +10,7 @@
 //! - [`announce_payment`], run by the `notify` function, sends [`InvoicePaid`] through the sender
 //!   function with a [`SenderClient`].
 //!
-//! `src/bin/` holds the Lambda functions (three lines each) and `dev`, the local gateway with
+//! `src/bin/` holds the Lambda functions (three lines each, named `invoices-*`) and `dev`, the local gateway with
 //! these routes and hooks; `template.yaml` deploys them.
 
 use std::sync::Arc;
@@ -262,7 +262,11 @@ pub fn contract(contract: Contract<'_>) -> Contract<'_> {
 /// The local gateway with this app's functions (the binaries `template.yaml` names), hook,
 /// check and contract: what `cargo run --bin dev` runs.
 pub fn dev() -> lambda_ws_local::Dev {
-    let functions =
-        lambda_ws_local::Functions::new().connect("connect").disconnect("disconnect").messages("messages", routes());
+    // The binaries are named for the app: a workspace shares one target folder, and the
+    // repository's own functions are `connect`, `disconnect`, ... there.
+    let functions = lambda_ws_local::Functions::new()
+        .connect("invoices-connect")
+        .disconnect("invoices-disconnect")
+        .messages("invoices-messages", routes());
     lambda_ws_local::Dev::new("invoices dev", functions).app(setup).contract(contract)
 }
