@@ -178,8 +178,8 @@ fn action_schema(action: &str, description: &str, request: Option<Value>, schema
     if !description.is_empty() {
         out["description"] = json!(description);
     }
-    let resolved = request.as_ref().map(|r| match r.get("$ref").and_then(Value::as_str) {
-        Some(target) => schemas.get(target.rsplit('/').next().unwrap_or_default()).cloned().unwrap_or(Value::Null),
+    let resolved = request.as_ref().map(|r| match referenced(r) {
+        Some(name) => schemas.get(name).cloned().unwrap_or(Value::Null),
         None => r.clone(),
     });
     match resolved {
@@ -209,16 +209,18 @@ fn action_schema(action: &str, description: &str, request: Option<Value>, schema
     out
 }
 
+/// The name of the definition a `{"$ref": "#/components/schemas/<name>"}` schema points to.
+fn referenced(schema: &Value) -> Option<&str> {
+    schema.get("$ref").and_then(Value::as_str).and_then(|target| target.rsplit('/').next())
+}
+
 /// An application's message schema with its constant `type` added (to its definition, when it
 /// has one), as [`Outbound::message`] adds it on the wire.
 fn with_type(type_name: &str, schema: Value, schemas: &mut Map<String, Value>) -> Value {
-    let definition = schema.get("$ref").and_then(Value::as_str).and_then(|r| r.rsplit('/').next()).map(str::to_owned);
+    let definition = referenced(&schema).map(str::to_owned);
     let add = |object: &mut Value| {
         if let Some(properties) = object.get_mut("properties").and_then(Value::as_object_mut) {
-            let mut with = Map::new();
-            with.insert("type".into(), json!({ "const": type_name }));
-            with.extend(std::mem::take(properties));
-            *properties = with;
+            properties.insert("type".into(), json!({ "const": type_name }));
         } else if let Some(map) = object.as_object_mut() {
             map.insert("properties".into(), json!({ "type": { "const": type_name } }));
         }
@@ -292,10 +294,7 @@ fn schemas(contract: &Contract<'_>) -> Schemas {
     let outbound = variants
         .into_iter()
         .map(|variant| {
-            let resolved = match variant.get("$ref").and_then(Value::as_str) {
-                Some(target) => schemas.get(target.rsplit('/').next().unwrap_or_default()).cloned(),
-                None => None,
-            };
+            let resolved = referenced(&variant).and_then(|name| schemas.get(name)).cloned();
             let described = resolved.as_ref().unwrap_or(&variant);
             let type_name = described
                 .pointer("/properties/type/const")

@@ -10,9 +10,7 @@ pub const TYPESCRIPT_PATH: &str = "clients/js/protocol.d.ts";
 
 /// The AsyncAPI 3.0 document of this repository's routes, pretty-printed JSON.
 pub fn asyncapi() -> String {
-    let mut text = serde_json::to_string_pretty(&Dev::repository().asyncapi()).unwrap_or_default();
-    text.push('\n');
-    text
+    Dev::repository().asyncapi_file()
 }
 
 /// The TypeScript declarations of every message and sender type of this repository's routes.

@@ -33,7 +33,7 @@ use clap::Parser;
 use lambda_ws::schema::Contract;
 use lambda_ws::{App, ChannelName, Config};
 
-use crate::routes::{Functions, Handler, RouteTable};
+use crate::routes::{BUILTIN_ROUTES, Functions, Handler, RouteTable, SelectionExpression};
 use crate::server::{AppSetup, Gateway, GatewayOptions, StoreChoice};
 use crate::template::Template;
 
@@ -155,7 +155,6 @@ impl DevArgs {
 }
 
 type ContractFn = Arc<dyn for<'r> Fn(Contract<'r>) -> Contract<'r> + Send + Sync>;
-type TableFn = Arc<dyn Fn(bool) -> RouteTable + Send + Sync>;
 
 /// A local gateway with your functions: see the [module](self) docs.
 #[derive(Clone)]
@@ -165,7 +164,8 @@ pub struct Dev {
     setup: AppSetup,
     contract: ContractFn,
     extra_routes: Vec<(String, Handler)>,
-    without_template: Option<TableFn>,
+    /// `(route key, binary)` pairs served when there is no template.
+    without_template: Option<&'static [(&'static str, &'static str)]>,
     demo: bool,
 }
 
@@ -194,12 +194,7 @@ impl Dev {
     pub fn repository() -> Self {
         let mut dev = Self::new("lambda-ws dev", Functions::repository());
         dev.demo = true;
-        dev.without_template =
-            Some(Arc::new(
-                |in_process| {
-                    if in_process { RouteTable::builtin() } else { RouteTable::builtin_invoking_functions() }
-                },
-            ));
+        dev.without_template = Some(&BUILTIN_ROUTES);
         dev.extra_routes.push(("echo".into(), crate::server::demo::echo()));
         dev
     }
@@ -224,6 +219,13 @@ impl Dev {
         (self.contract)(Contract::new(&routes)).asyncapi()
     }
 
+    /// [`Dev::asyncapi`] as the file `<binary> schema` writes: pretty-printed, with a final newline.
+    pub fn asyncapi_file(&self) -> String {
+        let mut text = serde_json::to_string_pretty(&self.asyncapi()).unwrap_or_default();
+        text.push('\n');
+        text
+    }
+
     /// The TypeScript declarations of the same contract.
     pub fn typescript(&self) -> String {
         lambda_ws::schema::typescript(&self.asyncapi())
@@ -241,13 +243,7 @@ impl Dev {
 
     /// Writes the contract as `args` ask.
     pub fn write_schema(&self, args: &SchemaArgs) -> ExitCode {
-        let text = if args.typescript {
-            self.typescript()
-        } else {
-            let mut text = serde_json::to_string_pretty(&self.asyncapi()).unwrap_or_default();
-            text.push('\n');
-            text
-        };
+        let text = if args.typescript { self.typescript() } else { self.asyncapi_file() };
         match &args.out {
             None => {
                 print!("{text}");
@@ -279,10 +275,7 @@ impl Dev {
                 args.host
             );
         }
-        let mut config = match Config::from_env() {
-            Ok(c) => c,
-            Err(e) => return Err(e.to_string()),
-        };
+        let mut config = Config::from_env().map_err(|e| e.to_string())?;
         if config.default_channel.is_none() {
             config.default_channel = ChannelName::new("lobby").ok();
         }
@@ -312,8 +305,12 @@ impl Dev {
                 }
                 Err(e) => return Err(e.to_string()),
             }
-        } else if let Some(table) = self.without_template.clone() {
-            (table(in_process), "built-in routes".to_owned())
+        } else if let Some(routes) = self.without_template {
+            let selection = SelectionExpression::body_field("action");
+            (
+                RouteTable::from_functions(selection, routes.iter().copied(), &self.functions, in_process),
+                "built-in routes".to_owned(),
+            )
         } else {
             return Err(format!("{} not found; give your SAM template with --template", args.template.display()));
         };

@@ -161,12 +161,13 @@ impl SessionStore for MemoryStore {
         window: i64,
         limit: u32,
     ) -> Result<Admission, StoreError> {
-        let mut s = self.state();
-        if s.sessions.get(id).is_none_or(|s| s.is_expired(now)) {
+        let mut guard = self.state();
+        let state = &mut *guard;
+        let Some(session) = state.sessions.get_mut(id).filter(|s| !s.is_expired(now)) else {
             return Ok(Admission::NoSession);
-        }
+        };
         if limit > 0 {
-            let counted = s.message_counts.entry(id.clone()).or_insert((window, 0));
+            let counted = state.message_counts.entry(id.clone()).or_insert((window, 0));
             if counted.0 != window {
                 *counted = (window, 0);
             }
@@ -177,9 +178,6 @@ impl SessionStore for MemoryStore {
         }
         // As on DynamoDB: with a count, `last_seen` rides on its write; without, once a minute.
         let seen = now.saturating_mul(1000);
-        let Some(session) = s.sessions.get_mut(id) else {
-            return Ok(Admission::NoSession);
-        };
         if limit > 0 || seen - session.last_seen >= super::LAST_SEEN_EVERY_MS {
             session.last_seen = seen;
         }
