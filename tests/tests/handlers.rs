@@ -81,6 +81,19 @@ impl Harness {
         self.items().await.iter().map(|i| (s(i, "pk"), s(i, "sk"))).collect()
     }
 
+    /// (connection partition, channel) of every membership: a membership item, or a session
+    /// item carrying its connect channel.
+    async fn memberships(&self) -> BTreeSet<(String, String)> {
+        let items = self.items().await;
+        let is_membership =
+            |i: &HashMap<String, AttributeValue>| s(i, "sk").starts_with("chan#") || s(i, "sk") == "session";
+        items
+            .iter()
+            .filter(|i| is_membership(i) && i.contains_key("channel"))
+            .map(|i| (s(i, "pk"), s(i, "channel")))
+            .collect()
+    }
+
     async fn items(&self) -> Vec<HashMap<String, AttributeValue>> {
         let out = dynamodb_client().scan().table_name(self.store.table()).send().await.unwrap();
         out.items.unwrap_or_default()
@@ -130,8 +143,8 @@ async fn connect_with_token_stores_session_and_membership() {
     assert_eq!((status, body.as_str()), (200, "{}"));
     assert_eq!(
         h.keys().await,
-        BTreeSet::from([key("conn#Abc123=", "session"), key("conn#Abc123=", "chan#lobby"), key("user#ann", "conns")]),
-        "token spent; the user's connection slot taken"
+        BTreeSet::from([key("conn#Abc123=", "session"), key("user#ann", "conns")]),
+        "token spent; the session with its channel on it; the user's connection slot taken"
     );
     let session = h.item("conn#Abc123=", "session").await;
     assert_eq!(s(&session, "user_id"), "ann");
@@ -139,8 +152,8 @@ async fn connect_with_token_stores_session_and_membership() {
     assert_eq!(s(&session, "source_ip"), "203.0.113.7");
     assert_eq!(s(&session, "api_id"), "abc123defg");
     assert!(session.contains_key("expires_at"));
-    let membership = h.item("conn#Abc123=", "chan#lobby").await;
-    assert_eq!(s(&membership, "channel"), "lobby");
+    assert_eq!(s(&session, "channel"), "lobby", "the connect channel's membership is the session item");
+    assert_eq!(h.memberships().await, BTreeSet::from([key("conn#Abc123=", "lobby")]));
     assert!(h.server.posts().is_empty(), "$connect posts nothing");
 }
 
@@ -250,7 +263,7 @@ async fn token_bound_to_a_channel() {
     assert_eq!(h.connect("b1", Some(&token), Some("room-2")).await.0, 403);
     let token = h.token("ann", Some("room-1")).await;
     assert_eq!(h.connect("b2", Some(&token), None).await.0, 200, "no channel asked: the bound one is used");
-    assert!(h.keys().await.contains(&key("conn#b2", "chan#room-1")));
+    assert!(h.memberships().await.contains(&key("conn#b2", "room-1")));
 }
 
 #[tokio::test]
@@ -260,9 +273,9 @@ async fn default_channel_when_absent() {
     h.connected("d1", "ann", "own").await;
     let token = h.token("ann", None).await;
     assert_eq!(h.connect("d2", Some(&token), None).await.0, 200);
-    let keys = h.keys().await;
-    assert!(keys.contains(&key("conn#d1", "chan#own")) && !keys.contains(&key("conn#d1", "chan#lobby")));
-    assert!(keys.contains(&key("conn#d2", "chan#lobby")));
+    let joined = h.memberships().await;
+    assert!(joined.contains(&key("conn#d1", "own")) && !joined.contains(&key("conn#d1", "lobby")));
+    assert!(joined.contains(&key("conn#d2", "lobby")));
 }
 
 #[tokio::test]
@@ -454,6 +467,22 @@ async fn message_rate_limit() {
     assert_eq!(h.send_message("q1", r#"{"action":"ping"}"#).await[0]["type"], "pong");
 }
 
+/// A `ping` reads nothing it does not answer with: with no message limit it reaches its route
+/// with no store call (so even a connection with no session gets its `pong`), while a route that
+/// reads the session still finds none. With a limit, the count's write is the one call.
+#[tokio::test]
+async fn ping_makes_no_store_call_without_a_message_limit() {
+    let h = Harness::default().await;
+    assert_eq!(h.app.config.rate_limits.messages_per_connection, 0);
+    let pong = h.send_message("ghost", r#"{"action":"ping"}"#).await;
+    assert_eq!((pong[0]["type"].as_str(), pong[0]["connection_id"].as_str()), (Some("pong"), Some("ghost")));
+    let refused = h.send_message("ghost", r#"{"action":"subscribe","channel":"news"}"#).await;
+    assert_eq!(refused[0]["code"], "not_connected", "{refused:?}");
+    let limits = RateLimits { messages_per_connection: 10, ..base_config().rate_limits };
+    let limited = Harness::new(Config { rate_limits: limits, ..base_config() }).await;
+    assert_eq!(limited.send_message("ghost", r#"{"action":"ping"}"#).await[0]["code"], "not_connected");
+}
+
 // ---- $disconnect and clean-up ------------------------------------------------------------------
 
 #[tokio::test]
@@ -466,7 +495,7 @@ async fn disconnect_removes_session_and_memberships() {
     assert_eq!(response.status_code, 200);
     let keys = h.keys().await;
     assert!(keys.iter().all(|(pk, _)| pk != "conn#z1"), "{keys:?}");
-    assert!(keys.contains(&key("conn#z2", "chan#lobby")), "other sessions untouched");
+    assert!(h.memberships().await.contains(&key("conn#z2", "lobby")), "other sessions untouched");
     let again = handlers::disconnect(&h.app, &h.events.disconnect("z1")).await;
     assert_eq!(again.status_code, 200, "idempotent");
 }
@@ -482,7 +511,7 @@ async fn cleanup_removes_expired_sessions() {
     assert_eq!(report.removed, 1);
     let keys = h.keys().await;
     assert!(keys.iter().all(|(pk, _)| pk != "conn#e1"));
-    assert!(keys.contains(&key("conn#e2", "session")) && keys.contains(&key("conn#e2", "chan#lobby")));
+    assert!(keys.contains(&key("conn#e2", "session")) && h.memberships().await.contains(&key("conn#e2", "lobby")));
 }
 
 // ---- token issuer ---------------------------------------------------------------------------
@@ -638,7 +667,7 @@ async fn the_channel_limit_holds_under_concurrent_subscribes() {
     let answers = h.server.posts_to("many");
     assert_eq!(answers.iter().filter(|a| a["type"] == "reply").count(), 3, "lobby plus three: {answers:?}");
     assert_eq!(answers.iter().filter(|a| a["code"] == "bad_request").count(), 9);
-    let memberships = h.keys().await.into_iter().filter(|(pk, sk)| pk == "conn#many" && sk.starts_with("chan#"));
+    let memberships = h.memberships().await.into_iter().filter(|(pk, _)| pk == "conn#many");
     assert_eq!(memberships.count(), 4, "never beyond the limit");
 }
 

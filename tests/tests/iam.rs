@@ -153,8 +153,15 @@ async fn exercise(binary: &str) -> (BTreeSet<String>, bool) {
             assert_eq!(handlers::connect(&f.app, &event).await.status_code, 200, "expired slots are reclaimed");
         }
         "disconnect" => {
+            // In its connect channel only; in a channel joined later too; unknown.
             f.connected("d1", "ann", "lobby").await;
             assert_eq!(handlers::disconnect(&f.app, &f.events.disconnect("d1")).await.status_code, 200);
+            f.connected("d2", "ann", "lobby").await;
+            let subscribe = json!({"action":"subscribe","channel":"news"}).to_string();
+            let event = f.events.message("d2", &subscribe);
+            assert_eq!(handlers::message(&f.setup, &Router::builtin(), &event).await.status_code, 200);
+            assert_eq!(handlers::disconnect(&f.app, &f.events.disconnect("d2")).await.status_code, 200);
+            assert_eq!(handlers::disconnect(&f.app, &f.events.disconnect("d9")).await.status_code, 200);
         }
         "default" | "chat" => {
             let router = if binary == "default" {

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use lambda_ws::store::{Admission, Joined, Segment, SessionFilter};
+use lambda_ws::store::{Admission, Claim, Joined, Segment, SessionFilter, UserLimits};
 use lambda_ws::{
     ChannelName, ConnectionId, CounterStore, Cursor, Identity, Page, Recipient, Session, SessionStore, StoreError,
     TokenRecord, TokenStore,
@@ -314,32 +314,114 @@ async fn the_channel_limit_holds_under_concurrent_joins(store: Arc<dyn Store>) {
     assert_eq!(store.join(&s, &ch("again"), 4).await.unwrap(), Joined::Full);
 }
 
+/// Only the connection limit.
+const SLOTS: UserLimits = UserLimits { max_connections: 3, connects_per_minute: 0 };
+
+fn claimed(claim: Claim) -> bool {
+    matches!(claim, Claim::Claimed { .. })
+}
+
 async fn connection_slots_are_claimed_atomically_and_freed(store: Arc<dyn Store>) {
     let user = |n: usize| session(n, Some("slotty"), NOW + 100);
     let claims = (50..58).map(|n| {
         let store = store.clone();
-        tokio::spawn(async move { store.claim_connection(&user(n), 3, NOW).await.unwrap() })
+        tokio::spawn(async move { store.claim_connection(&user(n), SLOTS, NOW).await.unwrap() })
     });
-    let granted: Vec<bool> = futures::future::join_all(claims).await.into_iter().map(Result::unwrap).collect();
-    assert_eq!(granted.iter().filter(|g| **g).count(), 3, "exactly the limit under concurrency: {granted:?}");
+    let outcomes: Vec<Claim> = futures::future::join_all(claims).await.into_iter().map(Result::unwrap).collect();
+    let granted: Vec<bool> = outcomes.iter().map(|c| claimed(*c)).collect();
+    assert_eq!(granted.iter().filter(|g| **g).count(), 3, "exactly the limit under concurrency: {outcomes:?}");
+    assert!(outcomes.iter().all(|c| matches!(c, Claim::Claimed { slot: true } | Claim::Full)), "{outcomes:?}");
     let holders: Vec<usize> = (50..58).zip(&granted).filter(|(_, g)| **g).map(|(n, _)| n).collect();
-    assert!(store.claim_connection(&user(holders[0]), 3, NOW).await.unwrap(), "a holder claims again");
-    assert!(!store.claim_connection(&user(60), 3, NOW).await.unwrap());
-    assert!(store.claim_connection(&session(61, None, NOW + 100), 3, NOW).await.unwrap(), "anonymous: no slot");
-    assert!(store.claim_connection(&session(62, Some("other"), NOW + 100), 3, NOW).await.unwrap(), "per user");
+    assert!(claimed(store.claim_connection(&user(holders[0]), SLOTS, NOW).await.unwrap()), "a holder claims again");
+    assert_eq!(store.claim_connection(&user(60), SLOTS, NOW).await.unwrap(), Claim::Full);
+    assert_eq!(
+        store.claim_connection(&session(61, None, NOW + 100), SLOTS, NOW).await.unwrap(),
+        Claim::Claimed { slot: false },
+        "anonymous: no slot"
+    );
+    assert!(claimed(store.claim_connection(&session(62, Some("other"), NOW + 100), SLOTS, NOW).await.unwrap()));
     // Removing a session frees its slot, one at a time or in a batch.
     for n in &holders {
-        store.put_session(&user(*n)).await.unwrap();
+        store.open_session(&user(*n), Some(&ch("lobby")), true).await.unwrap();
     }
     store.remove_session(&id(holders[0])).await.unwrap();
-    assert!(store.claim_connection(&user(60), 3, NOW).await.unwrap(), "freed by remove_session");
+    assert!(claimed(store.claim_connection(&user(60), SLOTS, NOW).await.unwrap()), "freed by remove_session");
     store.remove_sessions(&[id(holders[1]), id(holders[2])]).await.unwrap();
-    assert!(store.claim_connection(&user(63), 3, NOW).await.unwrap(), "freed by remove_sessions");
-    assert!(store.claim_connection(&user(64), 3, NOW).await.unwrap());
-    assert!(!store.claim_connection(&user(65), 3, NOW).await.unwrap(), "full again");
+    assert!(claimed(store.claim_connection(&user(63), SLOTS, NOW).await.unwrap()), "freed by remove_sessions");
+    assert!(claimed(store.claim_connection(&user(64), SLOTS, NOW).await.unwrap()));
+    assert_eq!(store.claim_connection(&user(65), SLOTS, NOW).await.unwrap(), Claim::Full, "full again");
     // Slots of sessions that expired without a $disconnect are reclaimed.
     let later = NOW + 100;
-    assert!(store.claim_connection(&session(66, Some("slotty"), later + 100), 3, later).await.unwrap());
+    assert!(claimed(store.claim_connection(&session(66, Some("slotty"), later + 100), SLOTS, later).await.unwrap()));
+}
+
+/// The per-user connect rate rides on the slot claim's write: exactly the limit under 32
+/// concurrent connects, a refused claim takes no slot, and the next minute starts afresh.
+async fn connects_per_user_are_counted_with_the_slot(store: Arc<dyn Store>) {
+    let limits = UserLimits { max_connections: 100, connects_per_minute: 5 };
+    let user = |n: usize| session(n, Some("eager"), NOW + 1000);
+    let claims = (100..132).map(|n| {
+        let store = store.clone();
+        tokio::spawn(async move { store.claim_connection(&user(n), limits, NOW).await.unwrap() })
+    });
+    let outcomes: Vec<Claim> = futures::future::join_all(claims).await.into_iter().map(Result::unwrap).collect();
+    assert_eq!(outcomes.iter().filter(|c| **c == Claim::Claimed { slot: true }).count(), 5, "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|c| **c == Claim::RateLimited).count(), 27, "{outcomes:?}");
+    // The refused ones took no slot: with 5 slots left of 10, five more claims fit next minute.
+    let few = UserLimits { max_connections: 10, connects_per_minute: 100 };
+    let next = NOW + 60;
+    for n in 140..145 {
+        assert!(claimed(store.claim_connection(&user(n), few, next).await.unwrap()), "claim {n}");
+    }
+    assert_eq!(store.claim_connection(&user(145), few, next).await.unwrap(), Claim::Full, "5 + 5 slots");
+    // Without the connection limit, the count alone; with neither, nothing.
+    let rate_only = UserLimits { max_connections: 0, connects_per_minute: 1 };
+    let later = NOW + 600;
+    assert_eq!(store.claim_connection(&user(146), rate_only, later).await.unwrap(), Claim::Claimed { slot: false });
+    assert_eq!(store.claim_connection(&user(147), rate_only, later).await.unwrap(), Claim::RateLimited);
+    assert_eq!(
+        store.claim_connection(&user(148), UserLimits::default(), later).await.unwrap(),
+        Claim::Claimed { slot: false }
+    );
+}
+
+/// `open_session` stores the session with its connect channel: listed in the channel, in
+/// `channels_of`, matched by a channel-prefix scan, left like any other channel, removed with it.
+async fn a_session_opens_with_its_connect_channel(store: Arc<dyn Store>) {
+    let a = session(150, Some("ann"), NOW + 100);
+    let b = session(151, None, NOW + 100);
+    store.open_session(&a, Some(&ch("room-one")), false).await.unwrap();
+    store.open_session(&b, None, false).await.unwrap();
+    assert_eq!(store.get_session(&a.connection_id, NOW).await.unwrap(), Some(a.clone()), "round trip");
+    let page = store.channel_page(&ch("room-one"), None, 10, NOW).await.unwrap();
+    assert_eq!(ids(&page.items), HashSet::from([id(150).to_string()]));
+    assert_eq!(page.items[0].endpoint, a.endpoint);
+    assert_eq!(store.channels_of(&a.connection_id, NOW).await.unwrap(), vec![ch("room-one")]);
+    assert!(store.channels_of(&b.connection_id, NOW).await.unwrap().is_empty());
+    assert_eq!(store.join(&a, &ch("room-one"), 2).await.unwrap(), Joined::Already, "the connect channel counts");
+    assert_eq!(store.join(&a, &ch("room-two"), 2).await.unwrap(), Joined::New);
+    assert_eq!(store.join(&a, &ch("room-three"), 2).await.unwrap(), Joined::Full, "two channels in all");
+    let mut of_a = store.channels_of(&a.connection_id, NOW).await.unwrap();
+    of_a.sort();
+    assert_eq!(of_a, vec![ch("room-one"), ch("room-two")]);
+    let filter = SessionFilter { channel_prefix: Some("room-".into()), ..SessionFilter::default() };
+    let (found, _) = all_pages(10, |c| {
+        let (store, filter) = (store.clone(), filter.clone());
+        async move { store.scan_page(Segment::WHOLE, &filter, c.as_ref(), 10, NOW).await }
+    })
+    .await;
+    assert_eq!(ids(&found), HashSet::from([id(150).to_string()]), "prefix scan: {found:?}");
+    assert!(store.leave(&a.connection_id, &ch("room-one")).await.unwrap(), "leave the connect channel");
+    assert!(!store.leave(&a.connection_id, &ch("room-one")).await.unwrap(), "once");
+    assert!(store.channel_page(&ch("room-one"), None, 10, NOW).await.unwrap().items.is_empty());
+    assert_eq!(store.channels_of(&a.connection_id, NOW).await.unwrap(), vec![ch("room-two")]);
+    assert_eq!(store.join(&a, &ch("room-three"), 2).await.unwrap(), Joined::New, "its place is free");
+    assert_eq!(store.get_session(&a.connection_id, NOW).await.unwrap(), Some(a.clone()), "session unchanged");
+    assert_eq!(store.remove_session(&a.connection_id).await.unwrap(), Some(a.clone()));
+    for name in ["room-one", "room-two", "room-three"] {
+        assert!(store.channel_page(&ch(name), None, 10, NOW).await.unwrap().items.is_empty(), "{name} emptied");
+    }
+    assert!(store.get_session(&b.connection_id, NOW).await.unwrap().is_some(), "others untouched");
 }
 
 async fn messages_are_admitted_exactly_to_the_limit_under_concurrency(store: Arc<dyn Store>) {
@@ -434,6 +516,8 @@ conformance!(
     a_token_binding_is_stored_with_the_session,
     the_channel_limit_holds_under_concurrent_joins,
     connection_slots_are_claimed_atomically_and_freed,
+    connects_per_user_are_counted_with_the_slot,
+    a_session_opens_with_its_connect_channel,
     messages_are_admitted_exactly_to_the_limit_under_concurrency,
     last_seen_follows_messages_at_most_one_write_a_minute,
 );

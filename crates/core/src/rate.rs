@@ -14,10 +14,10 @@ pub const WINDOW_SECS: i64 = 60;
 pub enum Scope {
     /// `$connect` attempts per source IP.
     ConnectIp,
-    /// `$connect` attempts per user.
-    ConnectUser,
-    /// Tokens issued per user. (Messages per connection are counted on the session item itself:
-    /// [`SessionStore::admit_message`](crate::store::SessionStore::admit_message).)
+    /// Tokens issued per user. (Messages per connection are counted on the session item itself,
+    /// by [`SessionStore::admit_message`](crate::store::SessionStore::admit_message); connects
+    /// per user with the user's connection slots, by
+    /// [`SessionStore::claim_connection`](crate::store::SessionStore::claim_connection).)
     Token,
 }
 
@@ -25,7 +25,6 @@ impl Scope {
     fn as_str(self) -> &'static str {
         match self {
             Self::ConnectIp => "connect-ip",
-            Self::ConnectUser => "connect-user",
             Self::Token => "token",
         }
     }
@@ -63,7 +62,7 @@ mod tests {
         }
         assert!(!allow(&store, Scope::ConnectIp, "1.2.3.4", 3, t0 + 59).await.expect("count"));
         assert!(allow(&store, Scope::ConnectIp, "5.6.7.8", 3, t0).await.expect("count"), "keys are separate");
-        assert!(allow(&store, Scope::ConnectUser, "1.2.3.4", 3, t0).await.expect("count"), "scopes are separate");
+        assert!(allow(&store, Scope::Token, "1.2.3.4", 3, t0).await.expect("count"), "scopes are separate");
         assert!(allow(&store, Scope::ConnectIp, "1.2.3.4", 3, t0 + 60).await.expect("count"), "next window");
         assert!(allow(&store, Scope::ConnectIp, "1.2.3.4", 0, t0).await.expect("off"));
     }

@@ -71,7 +71,9 @@ use crate::delivery::{ConnectionInfo, Transport, TransportError};
 use crate::handlers;
 use crate::routing::Router;
 use crate::session::{ChannelName, ConnectionId, Identity, Recipient, Session};
-use crate::store::{Admission, Cursor, Joined, Page, Segment, SessionFilter, SessionStore, StoreError};
+use crate::store::{
+    Admission, Claim, Cursor, Joined, Page, Segment, SessionFilter, SessionStore, StoreError, UserLimits,
+};
 use crate::{App, Clock as _, Config, ManualClock, MemoryStore, token};
 
 /// The domain name and stage the harness's events carry.
@@ -187,6 +189,15 @@ impl SessionStore for SlowPages {
         self.inner.put_session(session).await
     }
 
+    async fn open_session(
+        &self,
+        session: &Session,
+        channel: Option<&ChannelName>,
+        holds_slot: bool,
+    ) -> Result<(), StoreError> {
+        self.inner.open_session(session, channel, holds_slot).await
+    }
+
     async fn get_session(&self, id: &ConnectionId, now: i64) -> Result<Option<Session>, StoreError> {
         self.inner.get_session(id, now).await
     }
@@ -203,8 +214,8 @@ impl SessionStore for SlowPages {
         self.inner.join(session, channel, max).await
     }
 
-    async fn claim_connection(&self, session: &Session, max: usize, now: i64) -> Result<bool, StoreError> {
-        self.inner.claim_connection(session, max, now).await
+    async fn claim_connection(&self, session: &Session, limits: UserLimits, now: i64) -> Result<Claim, StoreError> {
+        self.inner.claim_connection(session, limits, now).await
     }
 
     async fn admit_message(

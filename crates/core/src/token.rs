@@ -91,6 +91,12 @@ pub async fn consume(store: &dyn TokenStore, token: Option<&str>, now_secs: i64)
     Ok(record)
 }
 
+/// Puts back a token [`consume`] took, for a `$connect` refused before the token was used (the
+/// per-IP limit, checked in the same round trip as the token): it stays valid until it expires.
+pub async fn restore(store: &dyn TokenStore, token: &str, record: &TokenRecord) -> Result<(), StoreError> {
+    store.put_token(&token_hash(token), record).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -118,8 +118,7 @@ async fn seed(store: &dyn SessionStore, n: usize, endpoint: &str) -> Result<(), 
             let channel = &channel;
             async move {
                 let s = session(i, endpoint)?;
-                store.put_session(&s).await?;
-                store.join(&s, channel, 16).await?;
+                store.open_session(&s, Some(channel), false).await?;
                 Ok::<_, Error>(())
             }
         })

@@ -8,6 +8,7 @@ use crate::App;
 use crate::hooks::{ConnectInfo, Refusal};
 use crate::rate::{self, Scope};
 use crate::session::{ChannelName, ConnectionId, Session};
+use crate::store::{Claim, UserLimits};
 use crate::token::{self, TokenError};
 
 /// Why a `$connect` was refused. Each maps to an HTTP status API Gateway returns to the client.
@@ -59,13 +60,18 @@ impl From<crate::store::StoreError> for ConnectRefusal {
 
 /// Handles a `$connect` event: 200, or 400/401/403/429 with a short reason.
 ///
-/// Checks, in order: API id, gateway secret (when configured), connection id, rate per source IP
-/// (every attempt counts, so token guessing is limited too), `Origin`, channel name, token
-/// (consumed once), the token's channel binding, rate per user, channel permission, the
-/// application's [`ConnectHook`](crate::hooks::ConnectHook) (metadata or its own refusal), and a
-/// slot among the user's open connections. The channel name is checked before the token is spent, so
-/// a typo does not burn it. A token's bound channel is recorded on the session: `subscribe`
-/// refuses every other channel.
+/// Checks, in order of effect: API id, gateway secret (when configured), connection id, rate per
+/// source IP (every attempt counts, so token guessing is limited too), `Origin`, channel name,
+/// token (consumed once), the token's channel binding, channel permission, the application's
+/// [`ConnectHook`](crate::hooks::ConnectHook) (metadata or its own refusal), then rate per user
+/// and a slot among the user's open connections, and the session is written. The channel name
+/// and origin are checked before the token is spent, so a typo does not burn it; a 429 from the
+/// per-IP limit puts the token back. A token's bound channel is recorded on the session:
+/// `subscribe` refuses every other channel.
+///
+/// Three store round trips in the common case: the per-IP count and the token together; the
+/// user's count and slot in one conditional write; the session with its connect channel in one
+/// write. A refused connect writes no session, membership or slot.
 pub async fn connect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
     match try_connect(app, event).await {
         Ok((session, subprotocol)) => {
@@ -132,22 +138,40 @@ async fn try_connect(
     let source_ip = ctx.identity.source_ip.clone().unwrap_or_else(|| "unknown".to_owned());
     let loopback = source_ip.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
     let per_ip = if loopback && !config.ip_limits_on_loopback { 0 } else { config.rate_limits.connect_per_ip };
-    if !rate::allow(&*app.counters, Scope::ConnectIp, &source_ip, per_ip, now).await? {
+    // The checks that need no store, answered after the per-IP count (every attempt counts) but
+    // decided first, so a refused attempt does not spend its token.
+    let origin = event.headers.get(http::header::ORIGIN).and_then(|v| v.to_str().ok());
+    let query = &event.query_string_parameters;
+    let requested = if !config.allowed_origins.allows(origin) {
+        Err(ConnectRefusal::Forbidden("origin not allowed"))
+    } else {
+        match query.first("channel").filter(|c| !c.is_empty()) {
+            Some(name) => {
+                ChannelName::new(name).map(Some).map_err(|_| ConnectRefusal::BadRequest("invalid channel name"))
+            }
+            None => Ok(None),
+        }
+    };
+    // One round trip for two independent calls: the per-IP count and the token. A 429 from the
+    // count puts the token back, so it does not spend it.
+    let token_text = query.first("ws_token");
+    let spend = requested.is_ok() && (token_text.is_some() || config.require_token);
+    let (allowed, taken) =
+        futures::join!(rate::allow(&*app.counters, Scope::ConnectIp, &source_ip, per_ip, now), async {
+            if spend { Some(token::consume(&*app.tokens, token_text, now).await) } else { None }
+        });
+    if !allowed? {
+        if let (Some(Ok(record)), Some(text)) = (&taken, token_text)
+            && let Err(e) = token::restore(&*app.tokens, text, record).await
+        {
+            tracing::warn!(error = %e, "could not put back the token of a rate-limited $connect");
+        }
         return Err(ConnectRefusal::RateLimited);
     }
-    let origin = event.headers.get(http::header::ORIGIN).and_then(|v| v.to_str().ok());
-    if !config.allowed_origins.allows(origin) {
-        return Err(ConnectRefusal::Forbidden("origin not allowed"));
-    }
-    let query = &event.query_string_parameters;
-    let requested = match query.first("channel").filter(|c| !c.is_empty()) {
-        Some(name) => Some(ChannelName::new(name).map_err(|_| ConnectRefusal::BadRequest("invalid channel name"))?),
+    let requested = requested?;
+    let record = match taken {
         None => None,
-    };
-    let token_text = query.first("ws_token");
-    let record = match (token_text, config.require_token) {
-        (None, false) => None,
-        (token_text, _) => Some(token::consume(&*app.tokens, token_text, now).await.map_err(|e| match e {
+        Some(taken) => Some(taken.map_err(|e| match e {
             TokenError::Missing => ConnectRefusal::Unauthorized("token missing"),
             TokenError::Invalid => ConnectRefusal::Unauthorized("token invalid or already used"),
             TokenError::Expired => ConnectRefusal::Unauthorized("token expired"),
@@ -162,12 +186,6 @@ async fn try_connect(
         (req, bound) => req.or_else(|| bound.clone()).or_else(|| config.default_channel.clone()),
     };
     let identity = record.map(|r| r.identity);
-    if let Some(identity) = &identity {
-        let limit = config.rate_limits.connect_per_user;
-        if !rate::allow(&*app.counters, Scope::ConnectUser, &identity.user_id, limit, now).await? {
-            return Err(ConnectRefusal::RateLimited);
-        }
-    }
     if let Some(channel) = &channel
         && !app.may_join(identity.as_ref(), channel).await
     {
@@ -203,14 +221,17 @@ async fn try_connect(
         metadata,
         bound_channel: bound,
     };
-    // The last check, because it writes: a slot among the user's open connections.
-    let max = config.max_connections_per_user;
-    if max > 0 && !app.sessions.claim_connection(&session, max, now).await? {
-        return Err(ConnectRefusal::TooManyConnections);
-    }
-    app.sessions.put_session(&session).await?;
-    if let Some(channel) = &channel {
-        app.sessions.join(&session, channel, config.max_channels_per_connection.max(1)).await?;
-    }
+    // The writes, last: the user's connect count and connection slot in one, then the session
+    // with its connect channel in one.
+    let limits = UserLimits {
+        max_connections: config.max_connections_per_user,
+        connects_per_minute: config.rate_limits.connect_per_user,
+    };
+    let slot = match app.sessions.claim_connection(&session, limits, now).await? {
+        Claim::Claimed { slot } => slot,
+        Claim::RateLimited => return Err(ConnectRefusal::RateLimited),
+        Claim::Full => return Err(ConnectRefusal::TooManyConnections),
+    };
+    app.sessions.open_session(&session, channel.as_ref(), slot).await?;
     Ok((session, subprotocol))
 }

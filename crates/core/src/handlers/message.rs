@@ -10,7 +10,7 @@ use crate::App;
 use crate::protocol::{ErrorCode, Inbound, Outbound};
 use crate::rate;
 use crate::routing::{MessageContext, RouteError, Router};
-use crate::session::{ConnectionId, Recipient};
+use crate::session::{ConnectionId, Recipient, Session};
 use crate::store::Admission;
 
 /// Handles a MESSAGE event with `router`. Answers go to the sender through the Management API;
@@ -57,21 +57,30 @@ async fn route_message(
     let reference = msg.reference.clone();
     let fail = |e: RouteError| (e, reference.clone());
     let now = app.clock.now_secs();
-    // One store round trip: the session, with the message counted against the rate limit.
-    let limit = app.config.rate_limits.messages_per_connection;
-    let window = now.div_euclid(rate::WINDOW_SECS);
-    let session = match app.sessions.admit_message(id, now, window, limit).await.map_err(|e| fail(e.into()))? {
-        Admission::Admitted(session) => *session,
-        Admission::Limited => {
-            return Err(fail(RouteError::new(ErrorCode::RateLimited, "too many messages; slow down")));
-        }
-        Admission::NoSession => {
-            return Err(fail(RouteError::new(ErrorCode::NotConnected, "no session for this connection; reconnect")));
-        }
-    };
     // The message's own `action`, or else the route API Gateway selected, when this router serves
     // it under that key (a selection expression may select by more than `action`).
-    let Some(route) = router.get(&msg.action).or_else(|| route_key.and_then(|k| router.get(k))) else {
+    let route = router.get(&msg.action).or_else(|| route_key.and_then(|k| router.get(k)));
+    // At most one store round trip: the session, with the message counted against the rate
+    // limit. With no limit, a route that does not read the session (`ping`) needs none.
+    let limit = app.config.rate_limits.messages_per_connection;
+    let window = now.div_euclid(rate::WINDOW_SECS);
+    let session = if limit == 0 && route.is_some_and(|r| !r.needs_session()) {
+        event_session(app, id, event)
+    } else {
+        match app.sessions.admit_message(id, now, window, limit).await.map_err(|e| fail(e.into()))? {
+            Admission::Admitted(session) => *session,
+            Admission::Limited => {
+                return Err(fail(RouteError::new(ErrorCode::RateLimited, "too many messages; slow down")));
+            }
+            Admission::NoSession => {
+                return Err(fail(RouteError::new(
+                    ErrorCode::NotConnected,
+                    "no session for this connection; reconnect",
+                )));
+            }
+        }
+    };
+    let Some(route) = route else {
         let known: Vec<&str> = router.actions().collect();
         let text = format!("unknown action \"{}\"; known actions: {}", loggable(&msg.action), known.join(", "));
         return Err(fail(RouteError::new(ErrorCode::UnknownAction, text)));
@@ -80,4 +89,24 @@ async fn route_message(
     let ctx =
         MessageContext::new(app, &session, event, &action).with_envelope(handler.as_deref(), reference.as_deref());
     route.handle(&ctx, msg).await.map_err(fail)
+}
+
+/// What the event itself says about the connection, for a route that does not read the stored
+/// session (see [`Route::needs_session`](crate::routing::Route::needs_session)).
+fn event_session(app: &App, id: &ConnectionId, event: &ApiGatewayWebsocketProxyRequest) -> Session {
+    let ctx = &event.request_context;
+    Session {
+        connection_id: id.clone(),
+        identity: None,
+        api_id: ctx.apiid.clone().unwrap_or_default(),
+        stage: ctx.stage.clone().unwrap_or_default(),
+        endpoint: management_endpoint(&app.config, ctx).unwrap_or_default(),
+        source_ip: ctx.identity.source_ip.clone().unwrap_or_default(),
+        user_agent: ctx.identity.user_agent.clone(),
+        connected_at: ctx.connected_at,
+        last_seen: app.clock.now_millis(),
+        expires_at: 0,
+        metadata: Default::default(),
+        bound_channel: None,
+    }
 }

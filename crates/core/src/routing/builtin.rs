@@ -86,6 +86,10 @@ impl TypedRoute for PingRoute {
         &["pong", "error"]
     }
 
+    fn needs_session(&self) -> bool {
+        false
+    }
+
     async fn handle(&self, ctx: &MessageContext<'_>, _: Ping) -> Result<Option<Outbound>, RouteError> {
         let connection_id = ctx.connection_id().to_string();
         let reference = ctx.reference.map(str::to_owned);

@@ -212,6 +212,12 @@ pub trait TypedRoute: Send + Sync + fmt::Debug + 'static {
         REPLY_OR_ERROR
     }
 
+    /// Whether the route reads the stored session (`ctx.session`'s identity, metadata, bound
+    /// channel). `true` unless overridden; see [`Route::needs_session`].
+    fn needs_session(&self) -> bool {
+        true
+    }
+
     /// Handles one parsed request.
     async fn handle(&self, ctx: &MessageContext<'_>, request: Self::Request) -> Result<Option<Outbound>, RouteError>;
 }
@@ -226,6 +232,15 @@ pub trait Route: Send + Sync + fmt::Debug {
     /// What the contract says about this route; an untyped route accepts any object.
     fn spec(&self) -> RouteSpec {
         RouteSpec::default()
+    }
+
+    /// Whether the route reads the stored session. `true` unless overridden. A route that does
+    /// not (`ping`) reaches its handler with no store call when no message limit is configured
+    /// (with one, the count's single write returns the session anyway); its `ctx.session` then
+    /// holds only what the event says: connection id, endpoint, API, stage, source IP and user
+    /// agent, no identity or metadata.
+    fn needs_session(&self) -> bool {
+        true
     }
 }
 
@@ -285,6 +300,10 @@ impl<R: TypedRoute> Route for Typed<R> {
     async fn handle(&self, ctx: &MessageContext<'_>, msg: Inbound) -> Result<Option<Outbound>, RouteError> {
         let request = parse_request::<R::Request>(msg.fields)?;
         self.0.handle(ctx, request).await
+    }
+
+    fn needs_session(&self) -> bool {
+        self.0.needs_session()
     }
 
     fn spec(&self) -> RouteSpec {

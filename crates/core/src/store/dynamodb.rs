@@ -2,14 +2,16 @@
 //!
 //! | item       | `pk`               | `sk`             | other attributes                                    |
 //! |------------|--------------------|------------------|-----------------------------------------------------|
-//! | session    | `conn#<id>`        | `session`        | `user_id`, endpoint, identity, times, metadata, ... |
-//! | membership | `conn#<id>`        | `chan#<channel>` | `channel`, endpoint, `expires_at`                   |
+//! | session    | `conn#<id>`        | `session`        | `user_id`, endpoint, identity, times, metadata, `channel` (the connect channel), `channels` (all), `slot`, `msgs_<minute>` |
+//! | membership | `conn#<id>`        | `chan#<channel>` | `channel`, endpoint, `expires_at` (channels joined after `$connect`) |
 //! | token      | `token#<sha256>`   | `token`          | token_user, token_groups, token_channel, expiry     |
 //! | counter    | `rate#<scope>#...` | `rate`           | `n`, `expires_at`                                   |
-//! | user slots | `user#<user id>`   | `conns`          | `slots` (connection id → expiry), `expires_at`      |
+//! | user       | `user#<user id>`   | `conns`          | `slots` (connection id → expiry), `connects_<minute>`, `expires_at` |
 //!
-//! `by-channel` (hash `channel`, range `pk`) holds only memberships; `by-user` (hash `user_id`,
-//! range `pk`) only sessions with a user. Both project just `connection_id`, `endpoint` and
+//! `$connect` writes the session with its connect channel on it, so a connection in one channel
+//! is one item; `$disconnect` deletes it and reads back what else to delete. `by-channel` (hash
+//! `channel`, range `pk`) holds memberships and sessions with a connect channel; `by-user` (hash
+//! `user_id`, range `pk`) only sessions with a user. Both project just `connection_id`, `endpoint` and
 //! `expires_at`, so fan-out reads what it needs and nothing more. Tokens and counters name their
 //! attributes differently so they never enter an index.
 
@@ -26,8 +28,8 @@ use aws_sdk_dynamodb::types::{
 use futures::{StreamExt as _, TryStreamExt as _};
 
 use super::{
-    Admission, CounterStore, Cursor, Joined, LAST_SEEN_EVERY_MS, Page, Segment, SessionFilter, SessionStore,
-    StoreError, TokenRecord, TokenStore,
+    Admission, Claim, CounterStore, Cursor, Joined, LAST_SEEN_EVERY_MS, Page, Segment, SessionFilter, SessionStore,
+    StoreError, TokenRecord, TokenStore, UserLimits,
 };
 use crate::session::{ChannelName, ConnectionId, Identity, Recipient, Session};
 
@@ -43,13 +45,22 @@ pub const INDEX_PROJECTION: [&str; 3] = ["connection_id", "endpoint", "expires_a
 const SESSION_SK: &str = "session";
 /// Session attributes counting its messages per rate window (`msgs_<minute>`).
 const MESSAGES_PREFIX: &str = "msgs_";
-/// The session attribute counting its channels (kept atomically by `join` and `leave`).
-const CHANNEL_COUNT: &str = "channel_count";
+/// The session attribute listing every channel the connection is in (a string set kept
+/// atomically by `join` and `leave`; its size is checked against the per-connection limit).
+const CHANNELS: &str = "channels";
+/// The session attribute saying it holds one of its user's connection slots.
+const SLOT: &str = "slot";
+/// The index key of a membership; the session item carries its connect channel under it too.
+const CHANNEL: &str = "channel";
+/// Attributes of the user item counting its `$connect`s per rate window (`connects_<minute>`).
+const CONNECTS_PREFIX: &str = "connects_";
 const CONN_PREFIX: &str = "conn#";
 const CHAN_PREFIX: &str = "chan#";
 const TOKEN_PREFIX: &str = "token#";
 const USER_PREFIX: &str = "user#";
 const SLOTS_SK: &str = "conns";
+/// How many connect counts of old windows a user item may carry before a slot release drops them.
+const STALE_COUNTS: usize = 8;
 /// How many times a connection claim retries after reclaiming expired slots or losing a race.
 const CLAIM_ATTEMPTS: usize = 8;
 /// DynamoDB's BatchWriteItem limit.
@@ -183,42 +194,55 @@ impl DynamoDbStore {
         Ok(Page { items, next: encode_cursor(out.last_evaluated_key)? })
     }
 
-    /// Whether `id` is in `channel` (a consistent read of the membership's key).
-    async fn is_member(&self, id: &ConnectionId, channel: &ChannelName) -> Result<bool, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", conn_pk(id))
-            .key("sk", s(&format!("{CHAN_PREFIX}{channel}")))
-            .projection_expression("pk")
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        Ok(out.item.is_some_and(|i| !i.is_empty()))
-    }
-
-    /// Takes one off the session's channel count (not below zero; not for a removed session).
-    async fn uncount_channel(&self, id: &ConnectionId) -> Result<(), StoreError> {
+    /// Takes `channel` out of the session's channel set (nothing to do for a removed session).
+    async fn forget_channel(&self, id: &ConnectionId, channel: &ChannelName) -> Result<(), StoreError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", conn_pk(id))
             .key("sk", s(SESSION_SK))
-            .update_expression("ADD #c :minus")
-            .condition_expression("attribute_exists(pk) AND #c > :zero")
-            .expression_attribute_names("#c", CHANNEL_COUNT)
-            .expression_attribute_values(":minus", n(-1))
-            .expression_attribute_values(":zero", n(0))
+            .update_expression("DELETE #cs :set")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#cs", CHANNELS)
+            .expression_attribute_values(":set", AttributeValue::Ss(vec![channel.as_str().to_owned()]))
             .send()
             .await;
         unless_condition_failed(result)
     }
 
-    /// A user's connection slots (connection id → expiry), if the user has a slot item.
-    async fn slots_of(&self, user: &str) -> Result<Option<HashMap<String, i64>>, StoreError> {
+    /// The channels in the session's set, or `None` for a session written before the set existed
+    /// (or no session).
+    async fn channel_set(&self, id: &ConnectionId, now: i64) -> Result<Option<Vec<String>>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", conn_pk(id))
+            .key("sk", s(SESSION_SK))
+            .projection_expression("#cs, #exp, #slot")
+            .expression_attribute_names("#cs", CHANNELS)
+            .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+            .expression_attribute_names("#slot", SLOT)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        let Some(item) = out.item.filter(|i| !i.is_empty()) else {
+            return Ok(Some(Vec::new()));
+        };
+        if get_n(&item, TTL_ATTRIBUTE).is_ok_and(|exp| exp <= now) {
+            return Ok(Some(Vec::new()));
+        }
+        Ok(match item.get(CHANNELS) {
+            Some(AttributeValue::Ss(set)) => Some(set.clone()),
+            _ if item.contains_key(SLOT) => Some(Vec::new()),
+            _ => None,
+        })
+    }
+
+    /// The user item (connection slots and connect counts), if there is one.
+    async fn user_item(&self, user: &str) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -228,13 +252,45 @@ impl DynamoDbStore {
             .send()
             .await
             .map_err(sdk_error)?;
-        let Some(AttributeValue::M(slots)) = out.item.and_then(|mut item| item.remove("slots")) else {
-            return Ok(None);
-        };
-        Ok(Some(slots.into_iter().map(|(k, v)| (k, v.as_n().ok().and_then(|n| n.parse().ok()).unwrap_or(0))).collect()))
+        Ok(out.item.filter(|i| !i.is_empty()))
     }
 
-    /// Frees a connection's slot (nothing to do if the user has no slot item).
+    /// The names of a connection's membership items (sessions written before the channel set).
+    async fn membership_names(&self, id: &ConnectionId, now: i64) -> Result<Vec<String>, StoreError> {
+        let mut names = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :chan)")
+                .filter_expression("#exp > :now")
+                .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+                .expression_attribute_values(":pk", conn_pk(id))
+                .expression_attribute_values(":chan", s(CHAN_PREFIX))
+                .expression_attribute_values(":now", n(now))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            for item in out.items.unwrap_or_default() {
+                let name =
+                    get_s(&item, CHANNEL).ok_or_else(|| StoreError::Corrupt("membership without channel".into()))?;
+                names.push(name.to_owned());
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(names);
+            }
+        }
+    }
+
+    /// Frees a connection's slot (nothing to do if the user has no slot item). Connect counts of
+    /// old windows are dropped by each claim only for the two windows before it; once
+    /// [`STALE_COUNTS`] older ones have built up on the item, this drops them too (the
+    /// two newest windows stay, whatever the time).
     async fn release_slot(&self, user: &str, id: &ConnectionId) -> Result<(), StoreError> {
         let result = self
             .client
@@ -244,9 +300,33 @@ impl DynamoDbStore {
             .update_expression("REMOVE slots.#id")
             .condition_expression("attribute_exists(slots)")
             .expression_attribute_names("#id", id.as_str())
+            .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        unless_condition_failed(result)
+        let item = match result {
+            Ok(out) => out.attributes.unwrap_or_default(),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => return Ok(()),
+            Err(e) => return Err(sdk_error(e)),
+        };
+        let mut windows: Vec<i64> =
+            item.keys().filter_map(|k| k.strip_prefix(CONNECTS_PREFIX)).filter_map(|w| w.parse().ok()).collect();
+        if windows.len() < STALE_COUNTS + 2 {
+            return Ok(());
+        }
+        windows.sort_unstable_by(|a, b| b.cmp(a));
+        let stale = &windows[2..];
+        let names: Vec<String> = (0..stale.len()).map(|i| format!("#s{i}")).collect();
+        let mut cleanup = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(slots_key(user)))
+            .update_expression(format!("REMOVE {}", names.join(", ")))
+            .condition_expression("attribute_exists(pk)");
+        for (name, window) in names.iter().zip(stale) {
+            cleanup = cleanup.expression_attribute_names(name, format!("{CONNECTS_PREFIX}{window}"));
+        }
+        unless_condition_failed(cleanup.send().await)
     }
 
     /// Creates the table with the keys and indexes above (on-demand billing) and waits until it
@@ -302,14 +382,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
 #[async_trait]
 impl SessionStore for DynamoDbStore {
     async fn put_session(&self, session: &Session) -> Result<(), StoreError> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(session_item(session)))
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        Ok(())
+        self.open_session(session, None, false).await
     }
 
     async fn get_session(&self, id: &ConnectionId, now: i64) -> Result<Option<Session>, StoreError> {
@@ -328,12 +401,56 @@ impl SessionStore for DynamoDbStore {
     }
 
     async fn remove_session(&self, id: &ConnectionId) -> Result<Option<Session>, StoreError> {
-        let found = self.items_of(id, true).await?;
-        self.delete_keys(found.keys).await?;
-        if let Some(user) = &found.user_id {
-            self.release_slot(user, id).await?;
-        }
-        Ok(found.session)
+        // The session item goes first and says what else there is: the channels joined after
+        // `$connect` (their own items) and whether it holds a user's connection slot. A
+        // connection in only its connect channel, without a slot, is one call.
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", conn_pk(id))
+            .key("sk", s(SESSION_SK))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        let Some(item) = out.attributes.filter(|a| !a.is_empty()) else {
+            // No session: clear whatever a failed removal left of the connection.
+            let found = self.items_of(id, false).await?;
+            self.delete_keys(found.keys).await?;
+            return Ok(None);
+        };
+        let session = session_from(&item)?;
+        let written_with_set = item.contains_key(SLOT);
+        let memberships = async {
+            if !written_with_set {
+                return self.delete_keys(self.items_of(id, false).await?.keys).await;
+            }
+            let inline = get_s(&item, CHANNEL);
+            let keys: Vec<Item> = match item.get(CHANNELS) {
+                Some(AttributeValue::Ss(set)) => set
+                    .iter()
+                    .filter(|name| Some(name.as_str()) != inline)
+                    .map(|name| {
+                        HashMap::from([
+                            ("pk".to_owned(), conn_pk(id)),
+                            ("sk".to_owned(), s(&format!("{CHAN_PREFIX}{name}"))),
+                        ])
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            self.delete_keys(keys).await
+        };
+        let holds_slot = matches!(item.get(SLOT), Some(AttributeValue::Bool(true))) || !written_with_set;
+        let slot = async {
+            match session.user_id() {
+                Some(user) if holds_slot => self.release_slot(user, id).await,
+                _ => Ok(()),
+            }
+        };
+        futures::try_join!(memberships, slot)?;
+        Ok(Some(session))
     }
 
     async fn remove_sessions(&self, ids: &[ConnectionId]) -> Result<usize, StoreError> {
@@ -360,34 +477,40 @@ impl SessionStore for DynamoDbStore {
     }
 
     async fn join(&self, session: &Session, channel: &ChannelName, max: usize) -> Result<Joined, StoreError> {
-        // Count first, conditionally on the cap, so no membership ever exists beyond it; then
-        // write the membership unless it exists (a repeated join gives the count back).
+        // Into the session's channel set first, conditionally on the cap and on not being there
+        // yet, so no membership ever exists beyond it; then the membership's own item.
+        let id = &session.connection_id;
+        let set = AttributeValue::Ss(vec![channel.as_str().to_owned()]);
         let counted = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", conn_pk(&session.connection_id))
+            .key("pk", conn_pk(id))
             .key("sk", s(SESSION_SK))
-            .update_expression("ADD #c :one")
-            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(#c) OR #c < :max)")
-            .expression_attribute_names("#c", CHANNEL_COUNT)
-            .expression_attribute_values(":one", n(1))
+            .update_expression("ADD #cs :set")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(#cs) OR (size(#cs) < :max AND NOT contains(#cs, :name)))",
+            )
+            .expression_attribute_names("#cs", CHANNELS)
+            .expression_attribute_values(":set", set)
+            .expression_attribute_values(":name", s(channel.as_str()))
             .expression_attribute_values(":max", n(max as i64))
             .send()
             .await;
         match counted {
             Ok(_) => {}
             Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
-                let member = self.is_member(&session.connection_id, channel).await?;
+                let joined = self.channel_set(id, i64::MIN).await?.unwrap_or_default();
+                let member = joined.iter().any(|c| c == channel.as_str());
                 return Ok(if member { Joined::Already } else { Joined::Full });
             }
             Err(e) => return Err(sdk_error(e)),
         }
         let mut item = HashMap::from([
-            ("pk".to_owned(), conn_pk(&session.connection_id)),
+            ("pk".to_owned(), conn_pk(id)),
             ("sk".to_owned(), s(&format!("{CHAN_PREFIX}{channel}"))),
-            ("channel".to_owned(), s(channel.as_str())),
-            ("connection_id".to_owned(), s(session.connection_id.as_str())),
+            (CHANNEL.to_owned(), s(channel.as_str())),
+            ("connection_id".to_owned(), s(id.as_str())),
             ("endpoint".to_owned(), s(&session.endpoint)),
             ("api_id".to_owned(), s(&session.api_id)),
             (TTL_ATTRIBUTE.to_owned(), n(session.expires_at)),
@@ -405,13 +528,11 @@ impl SessionStore for DynamoDbStore {
             .await;
         match written {
             Ok(_) => Ok(Joined::New),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
-                self.uncount_channel(&session.connection_id).await?;
-                Ok(Joined::Already)
-            }
+            // The item was there (a session written before the channel set): now both agree.
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(Joined::Already),
             Err(e) => {
-                // Give the count back; if that fails too, the count expires with the session.
-                let _ = self.uncount_channel(&session.connection_id).await;
+                // Give the place back; if that fails too, it expires with the session.
+                let _ = self.forget_channel(id, channel).await;
                 Err(sdk_error(e))
             }
         }
@@ -483,56 +604,107 @@ impl SessionStore for DynamoDbStore {
         }
     }
 
-    async fn claim_connection(&self, session: &Session, max: usize, now: i64) -> Result<bool, StoreError> {
+    async fn claim_connection(&self, session: &Session, limits: UserLimits, now: i64) -> Result<Claim, StoreError> {
         let Some(user) = session.user_id() else {
-            return Ok(true);
+            return Ok(Claim::Claimed { slot: false });
         };
+        let (max, limit) = (limits.max_connections, limits.connects_per_minute);
+        let slot = max > 0;
+        if !slot && limit == 0 {
+            return Ok(Claim::Claimed { slot: false });
+        }
         let id = session.connection_id.as_str();
+        let window = now.div_euclid(crate::rate::WINDOW_SECS);
+        let counter = format!("{CONNECTS_PREFIX}{window}");
         for _ in 0..CLAIM_ATTEMPTS {
-            // The common case: one conditional write into the user's slot map.
-            let claimed = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(slots_key(user)))
-                .update_expression("SET slots.#id = :exp, #exp = :exp")
-                .condition_expression("attribute_exists(slots) AND (size(slots) < :max OR attribute_exists(slots.#id))")
-                .expression_attribute_names("#id", id)
+            // The common case: one conditional write to the user item that counts the connect in
+            // this minute's window (dropping the two before) and takes a slot.
+            let mut sets = vec!["#exp = :exp"];
+            let mut conditions = Vec::new();
+            let mut update = self.client.update_item().table_name(&self.table).set_key(Some(slots_key(user)));
+            if slot {
+                sets.push("slots.#id = :exp");
+                conditions.push("attribute_exists(slots) AND (size(slots) < :max OR attribute_exists(slots.#id))");
+                update =
+                    update.expression_attribute_names("#id", id).expression_attribute_values(":max", n(max as i64));
+            }
+            let mut expression = format!("SET {}", sets.join(", "));
+            if limit > 0 {
+                expression.push_str(" ADD #w :one REMOVE #p1, #p2");
+                conditions.push("(attribute_not_exists(#w) OR #w < :limit)");
+                update = update
+                    .expression_attribute_names("#w", &counter)
+                    .expression_attribute_names("#p1", format!("{CONNECTS_PREFIX}{}", window - 1))
+                    .expression_attribute_names("#p2", format!("{CONNECTS_PREFIX}{}", window - 2))
+                    .expression_attribute_values(":one", n(1))
+                    .expression_attribute_values(":limit", n(i64::from(limit)));
+            }
+            let claimed = update
+                .update_expression(expression)
+                .condition_expression(conditions.join(" AND "))
                 .expression_attribute_names("#exp", TTL_ATTRIBUTE)
                 .expression_attribute_values(":exp", n(session.expires_at))
-                .expression_attribute_values(":max", n(max as i64))
                 .send()
                 .await;
             match claimed {
-                Ok(_) => return Ok(true),
+                Ok(_) => return Ok(Claim::Claimed { slot }),
                 Err(e) if e.code() == Some("ConditionalCheckFailedException") => {}
                 Err(e) => return Err(sdk_error(e)),
             }
-            // No slot map yet, or it is full: read it, reclaim expired slots, decide.
-            let slots = self.slots_of(user).await?;
+            // Refused: read the user item and see why.
+            let item = self.user_item(user).await?;
+            let counted = item.as_ref().and_then(|i| get_n(i, &counter).ok()).unwrap_or(0);
+            if limit > 0 && counted >= i64::from(limit) {
+                return Ok(Claim::RateLimited);
+            }
+            if !slot {
+                continue; // the window turned between the write and the read
+            }
+            let slots = item.as_ref().and_then(|i| match i.get("slots") {
+                Some(AttributeValue::M(slots)) => Some(
+                    slots
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.as_n().ok().and_then(|n| n.parse().ok()).unwrap_or(0)))
+                        .collect::<HashMap<String, i64>>(),
+                ),
+                _ => None,
+            });
             let Some(slots) = slots else {
-                let created = self
-                    .client
-                    .put_item()
-                    .table_name(&self.table)
-                    .set_item(Some(slots_key(user)))
-                    .item("slots", AttributeValue::M(HashMap::from([(id.to_owned(), n(session.expires_at))])))
-                    .item(TTL_ATTRIBUTE, n(session.expires_at))
-                    .condition_expression("attribute_not_exists(pk)")
-                    .send()
-                    .await;
-                match created {
-                    Ok(_) => return Ok(true),
-                    Err(e) if e.code() == Some("ConditionalCheckFailedException") => continue,
-                    Err(e) => return Err(sdk_error(e)),
+                // No slot map yet: create the item with it, or add it to an item without one,
+                // then claim again.
+                // A lost race (the item or its map appeared meanwhile) only means claim again.
+                match item {
+                    None => unless_condition_failed(
+                        self.client
+                            .put_item()
+                            .table_name(&self.table)
+                            .set_item(Some(slots_key(user)))
+                            .item("slots", AttributeValue::M(HashMap::new()))
+                            .item(TTL_ATTRIBUTE, n(session.expires_at))
+                            .condition_expression("attribute_not_exists(pk)")
+                            .send()
+                            .await,
+                    )?,
+                    Some(_) => unless_condition_failed(
+                        self.client
+                            .update_item()
+                            .table_name(&self.table)
+                            .set_key(Some(slots_key(user)))
+                            .update_expression("SET slots = :empty")
+                            .condition_expression("attribute_not_exists(slots)")
+                            .expression_attribute_values(":empty", AttributeValue::M(HashMap::new()))
+                            .send()
+                            .await,
+                    )?,
                 }
+                continue;
             };
             let expired: Vec<&String> = slots.iter().filter(|(_, exp)| **exp <= now).map(|(k, _)| k).collect();
             if expired.is_empty() {
                 if slots.len() < max {
-                    continue; // the map appeared (or a slot was freed) after the write was refused
+                    continue; // a slot was freed after the write was refused
                 }
-                return Ok(false);
+                return Ok(Claim::Full);
             }
             let names: Vec<String> = (0..expired.len()).map(|i| format!("#e{i}")).collect();
             let mut reclaim =
@@ -547,10 +719,29 @@ impl SessionStore for DynamoDbStore {
             }
             reclaim.send().await.map_err(sdk_error)?;
         }
-        Ok(false)
+        Ok(Claim::Full)
+    }
+
+    async fn open_session(
+        &self,
+        session: &Session,
+        channel: Option<&ChannelName>,
+        holds_slot: bool,
+    ) -> Result<(), StoreError> {
+        // The session and its connect channel's membership are one item: it carries the
+        // channel index's key and projected attributes itself.
+        let mut item = session_item(session);
+        item.insert(SLOT.to_owned(), AttributeValue::Bool(holds_slot));
+        if let Some(channel) = channel {
+            item.insert(CHANNEL.to_owned(), s(channel.as_str()));
+            item.insert(CHANNELS.to_owned(), AttributeValue::Ss(vec![channel.as_str().to_owned()]));
+        }
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(sdk_error)?;
+        Ok(())
     }
 
     async fn leave(&self, id: &ConnectionId, channel: &ChannelName) -> Result<bool, StoreError> {
+        // A channel joined after `$connect` has its own item ...
         let out = self
             .client
             .delete_item()
@@ -561,42 +752,40 @@ impl SessionStore for DynamoDbStore {
             .send()
             .await
             .map_err(sdk_error)?;
-        let existed = out.attributes.is_some_and(|a| !a.is_empty());
-        if existed {
-            self.uncount_channel(id).await?;
+        if out.attributes.is_some_and(|a| !a.is_empty()) {
+            self.forget_channel(id, channel).await?;
+            return Ok(true);
         }
-        Ok(existed)
+        // ... the connect channel is on the session item.
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", conn_pk(id))
+            .key("sk", s(SESSION_SK))
+            .update_expression("REMOVE #ch DELETE #cs :set")
+            .condition_expression("#ch = :name")
+            .expression_attribute_names("#ch", CHANNEL)
+            .expression_attribute_names("#cs", CHANNELS)
+            .expression_attribute_values(":name", s(channel.as_str()))
+            .expression_attribute_values(":set", AttributeValue::Ss(vec![channel.as_str().to_owned()]))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(e) => Err(sdk_error(e)),
+        }
     }
 
     async fn channels_of(&self, id: &ConnectionId, now: i64) -> Result<Vec<ChannelName>, StoreError> {
-        let mut channels = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :chan)")
-                .filter_expression("#exp > :now")
-                .expression_attribute_names("#exp", TTL_ATTRIBUTE)
-                .expression_attribute_values(":pk", conn_pk(id))
-                .expression_attribute_values(":chan", s(CHAN_PREFIX))
-                .expression_attribute_values(":now", n(now))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk_error)?;
-            for item in out.items.unwrap_or_default() {
-                let name =
-                    get_s(&item, "channel").ok_or_else(|| StoreError::Corrupt("membership without channel".into()))?;
-                channels.push(ChannelName::new(name).map_err(corrupt)?);
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(channels);
-            }
-        }
+        // One read of the session's channel set; a session written before the set existed has
+        // its memberships listed instead.
+        let names = match self.channel_set(id, now).await? {
+            Some(names) => names,
+            None => self.membership_names(id, now).await?,
+        };
+        names.into_iter().map(|name| ChannelName::new(name).map_err(corrupt)).collect()
     }
 
     async fn channel_page(
@@ -627,8 +816,9 @@ impl SessionStore for DynamoDbStore {
         limit: usize,
         now: i64,
     ) -> Result<Page<Recipient>, StoreError> {
-        // Sessions, or with a channel prefix the memberships (which carry the session's api_id
-        // and metadata, so the other conditions apply to them alike).
+        // Sessions, or with a channel prefix the memberships and sessions in a matching channel
+        // (memberships carry the session's api_id and metadata, so the other conditions apply to
+        // them alike).
         let mut conditions = vec!["#exp > :now".to_owned()];
         let mut request = self.client.scan().table_name(&self.table);
         match &filter.channel_prefix {
@@ -637,8 +827,13 @@ impl SessionStore for DynamoDbStore {
                 request = request.expression_attribute_values(":session", s(SESSION_SK));
             }
             Some(prefix) => {
-                conditions.push("begins_with(sk, :chan)".to_owned());
-                request = request.expression_attribute_values(":chan", s(&format!("{CHAN_PREFIX}{prefix}")));
+                // Memberships, and sessions whose connect channel matches.
+                conditions.push("(begins_with(sk, :chan) OR (sk = :session AND begins_with(#ch, :prefix)))".to_owned());
+                request = request
+                    .expression_attribute_values(":chan", s(&format!("{CHAN_PREFIX}{prefix}")))
+                    .expression_attribute_values(":session", s(SESSION_SK))
+                    .expression_attribute_values(":prefix", s(prefix))
+                    .expression_attribute_names("#ch", CHANNEL);
             }
         }
         if let Some(api) = &filter.api_id {

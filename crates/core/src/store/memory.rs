@@ -10,8 +10,8 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{
-    Admission, CounterStore, Cursor, Joined, Page, Segment, SessionFilter, SessionStore, StoreError, TokenRecord,
-    TokenStore,
+    Admission, Claim, CounterStore, Cursor, Joined, Page, Segment, SessionFilter, SessionStore, StoreError,
+    TokenRecord, TokenStore, UserLimits,
 };
 use crate::session::{ChannelName, ConnectionId, Recipient, Session};
 
@@ -28,6 +28,8 @@ struct State {
     message_counts: HashMap<ConnectionId, (i64, u32)>,
     /// user → connection slots taken, with each slot's expiry.
     slots: HashMap<String, HashMap<ConnectionId, i64>>,
+    /// user → (rate window, connects counted in it).
+    user_connects: HashMap<String, (i64, u32)>,
     tokens: HashMap<String, TokenRecord>,
     counters: HashMap<String, (u64, i64)>,
 }
@@ -184,18 +186,31 @@ impl SessionStore for MemoryStore {
         Ok(Admission::Admitted(Box::new(session.clone())))
     }
 
-    async fn claim_connection(&self, session: &Session, max: usize, now: i64) -> Result<bool, StoreError> {
+    async fn claim_connection(&self, session: &Session, limits: UserLimits, now: i64) -> Result<Claim, StoreError> {
         let Some(user) = session.user_id() else {
-            return Ok(true);
+            return Ok(Claim::Claimed { slot: false });
         };
-        let mut s = self.state();
-        let slots = s.slots.entry(user.to_owned()).or_default();
-        slots.retain(|_, expires_at| *expires_at > now);
-        if !slots.contains_key(&session.connection_id) && slots.len() >= max {
-            return Ok(false);
+        let mut guard = self.state();
+        let state = &mut *guard;
+        let window = now.div_euclid(crate::rate::WINDOW_SECS);
+        let limit = limits.connects_per_minute;
+        let counted = state.user_connects.get(user).filter(|(w, _)| *w == window).map_or(0, |(_, n)| *n);
+        if limit > 0 && counted >= limit {
+            return Ok(Claim::RateLimited);
         }
-        slots.insert(session.connection_id.clone(), session.expires_at);
-        Ok(true)
+        let slot = limits.max_connections > 0;
+        if slot {
+            let slots = state.slots.entry(user.to_owned()).or_default();
+            slots.retain(|_, expires_at| *expires_at > now);
+            if !slots.contains_key(&session.connection_id) && slots.len() >= limits.max_connections {
+                return Ok(Claim::Full);
+            }
+            slots.insert(session.connection_id.clone(), session.expires_at);
+        }
+        if limit > 0 {
+            state.user_connects.insert(user.to_owned(), (window, counted + 1));
+        }
+        Ok(Claim::Claimed { slot })
     }
 
     async fn leave(&self, id: &ConnectionId, channel: &ChannelName) -> Result<bool, StoreError> {

@@ -106,6 +106,24 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     /// Stores a session, replacing any with the same connection id.
     async fn put_session(&self, session: &Session) -> Result<(), StoreError>;
 
+    /// Stores a new session and, with `channel`, its membership of that channel: in one write
+    /// where the store can (DynamoDB keeps a connection's first channel on its session item).
+    /// `holds_slot` says [`claim_connection`](Self::claim_connection) took a connection slot
+    /// for it, so removing the session frees one.
+    async fn open_session(
+        &self,
+        session: &Session,
+        channel: Option<&ChannelName>,
+        holds_slot: bool,
+    ) -> Result<(), StoreError> {
+        let _ = holds_slot;
+        self.put_session(session).await?;
+        if let Some(channel) = channel {
+            self.join(session, channel, 1).await?;
+        }
+        Ok(())
+    }
+
     /// The live session of `id`, if any.
     async fn get_session(&self, id: &ConnectionId, now: i64) -> Result<Option<Session>, StoreError>;
 
@@ -127,10 +145,13 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     /// more than `max` memberships ever exist.
     async fn join(&self, session: &Session, channel: &ChannelName, max: usize) -> Result<Joined, StoreError>;
 
-    /// Takes one of a user's `max` connection slots for `session` (a session without a user
-    /// needs none). Atomic under concurrent connects; slots of expired sessions are reclaimed;
-    /// removing a session frees its slot. Returns whether a slot was free.
-    async fn claim_connection(&self, session: &Session, max: usize, now: i64) -> Result<bool, StoreError>;
+    /// Admits a user's new connection, in one conditional write in the common case: counts it
+    /// against `limits.connects_per_minute` (in the minute window of `now`) and takes one of the
+    /// user's `limits.max_connections` slots for it. A limit of 0 is off; with both off, or for a
+    /// session without a user, nothing is written. Atomic under concurrent connects; slots of
+    /// expired sessions are reclaimed; removing a session frees its slot. A refused claim writes
+    /// nothing.
+    async fn claim_connection(&self, session: &Session, limits: UserLimits, now: i64) -> Result<Claim, StoreError>;
 
     /// What a message needs before its route runs, in one round trip: the live session, with the
     /// message counted in rate window `window` (a minute number) unless `limit` messages were
@@ -199,6 +220,30 @@ pub enum Admission {
     Limited,
     /// No live session (never connected, removed or expired).
     NoSession,
+}
+
+/// The per-user limits [`SessionStore::claim_connection`] applies (`0` = off).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UserLimits {
+    /// Open connections per user (`LWS_MAX_CONNECTIONS_PER_USER`).
+    pub max_connections: usize,
+    /// `$connect`s per user per minute (`LWS_RATE_CONNECT_PER_USER`).
+    pub connects_per_minute: u32,
+}
+
+/// What [`SessionStore::claim_connection`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Admitted; `slot` says a connection slot was taken (pass it to
+    /// [`SessionStore::open_session`]).
+    Claimed {
+        /// Whether a slot was taken (the connection limit is on and the session has a user).
+        slot: bool,
+    },
+    /// The user connected `connects_per_minute` times in this minute already.
+    RateLimited,
+    /// The user has `max_connections` open connections.
+    Full,
 }
 
 /// What [`SessionStore::join`] did.
