@@ -541,3 +541,54 @@ async fn dynamodb_items_carry_the_ttl_attribute() {
         assert!([NOW + 77, NOW + 5, NOW + 9].contains(&exp), "{item:?}");
     }
 }
+
+/// A session written before sessions carried their channels (memberships as items only, a
+/// `channel_count`, no `slot` attribute) is still removed whole during an upgrade: memberships
+/// found by reading the partition, the user's slot freed.
+#[tokio::test]
+async fn dynamodb_removes_sessions_written_by_the_previous_data_model() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let store = fresh_dynamodb_store().await;
+    let client = lambda_ws_e2e::dynamodb_client();
+    let old = session(910, Some("legacy"), NOW + 100);
+    let limits = UserLimits { max_connections: 1, connects_per_minute: 0 };
+    assert!(claimed(store.claim_connection(&old, limits, NOW).await.unwrap()));
+    store.put_session(&old).await.unwrap();
+    let put = |item: Vec<(&str, AttributeValue)>| {
+        let request = client.put_item().table_name(store.table());
+        item.into_iter().fold(request, |r, (k, v)| r.item(k, v)).send()
+    };
+    let text = |v: &str| AttributeValue::S(v.to_owned());
+    // Rewrite the session item as the previous version stored it.
+    client
+        .update_item()
+        .table_name(store.table())
+        .key("pk", text("conn#conn00910="))
+        .key("sk", text("session"))
+        .update_expression("REMOVE slot SET channel_count = :one")
+        .expression_attribute_values(":one", AttributeValue::N("1".into()))
+        .send()
+        .await
+        .unwrap();
+    put(vec![
+        ("pk", text("conn#conn00910=")),
+        ("sk", text("chan#old-room")),
+        ("channel", text("old-room")),
+        ("connection_id", text("conn00910=")),
+        ("endpoint", text(&old.endpoint)),
+        ("expires_at", AttributeValue::N((NOW + 100).to_string())),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(store.channels_of(&old.connection_id, NOW).await.unwrap(), vec![ch("old-room")], "listed");
+    assert_eq!(
+        store.claim_connection(&session(911, Some("legacy"), NOW + 100), limits, NOW).await.unwrap(),
+        Claim::Full
+    );
+    assert_eq!(store.remove_session(&old.connection_id).await.unwrap(), Some(old.clone()));
+    assert!(store.channel_page(&ch("old-room"), None, 10, NOW).await.unwrap().items.is_empty(), "membership gone");
+    assert!(
+        claimed(store.claim_connection(&session(911, Some("legacy"), NOW + 100), limits, NOW).await.unwrap()),
+        "slot freed"
+    );
+}
