@@ -22,10 +22,14 @@ export interface ChatLine {
 export interface ChatMessage {
   /** The channel it was said in. */
   channel?: string | null;
+  /** With `channel`: the stream `seq` belongs to. */
+  epoch?: string;
   /** What they wrote. */
   message: string;
   /** The room it was said in (the reference package's name for a channel). */
   room?: string | null;
+  /** With `channel`: the message's number in the channel's stream (resume with the last one seen). */
+  seq?: number;
   /** Who wrote it. */
   username: string;
   [field: string]: unknown;
@@ -79,6 +83,8 @@ export interface DeliveryReport {
   recipients: number;
   /** Retries made (throttling, 5xx, timeouts). */
   retries: number;
+  /** The message's place in each channel stream it was appended to (channels with history). */
+  streams?: StreamPosition[];
   /** Connections named by the target that have no live session. */
   unknown: ConnectionId[];
 }
@@ -105,6 +111,26 @@ export interface FailedDelivery {
   connection_id: ConnectionId;
   /** Why (the last error). */
   reason: string;
+}
+
+/** The request of `history`: a channel and how many of its latest messages. */
+export interface HistoryQuery {
+  /** The channel. */
+  channel: ChannelName;
+  /** At most this many (the channel's rule may keep fewer). */
+  limit?: number | null;
+}
+
+/** Read a channel's latest kept messages (a channel with history), under the same permission check as `subscribe`; the reply's data has `channel`, `epoch`, `seq` and `messages`. */
+export interface HistoryRequest {
+  action: "history";
+  /** The channel. */
+  channel: ChannelName;
+  /** At most this many (the channel's rule may keep fewer). */
+  limit?: number | null;
+  /** Correlation id, echoed on the answer. */
+  ref?: string;
+  [field: string]: unknown;
 }
 
 /**
@@ -134,10 +160,16 @@ export type Level = "success" | "info" | "warning" | "error";
 export interface Notification {
   /** Body text under the heading. */
   body?: string | null;
+  /** Set on copies sent to a channel with history: the channel. */
+  channel?: string;
+  /** With `channel`: the stream `seq` belongs to. */
+  epoch?: string;
   /** The text (`{"type":"notification","message":"You have a new notification."}`). */
   message?: string | null;
   /** Application data. */
   metadata?: unknown;
+  /** With `channel`: the message's number in the channel's stream (resume with the last one seen). */
+  seq?: number;
   /** Heading. */
   title?: string | null;
   /** A link to open. */
@@ -209,12 +241,18 @@ export interface Reply {
 
 /** A resource changed: the page should refetch it (a lightweight invalidation). */
 export interface ResourceUpdated {
+  /** Set on copies sent to a channel with history: the channel. */
+  channel?: string;
+  /** With `channel`: the stream `seq` belongs to. */
+  epoch?: string;
   /** Where to fetch the new version. */
   fetch_url?: string | null;
   /** Its id (an integer or a string). */
   id: Id;
   /** The kind of resource (`"order"`). */
   resource: string;
+  /** With `channel`: the message's number in the channel's stream (resume with the last one seen). */
+  seq?: number;
   [field: string]: unknown;
 }
 
@@ -246,22 +284,55 @@ export interface SessionFilter {
   metadata?: Record<string, string>;
 }
 
-/** Join a channel, under the same permission check as `$connect`. */
+/** Where a send put its message in one channel's stream. */
+export interface StreamPosition {
+  /** The channel. */
+  channel: ChannelName;
+  /** The stream's epoch. */
+  epoch: string;
+  /** The message's sequence number in it. */
+  seq: number;
+}
+
+/** Join a channel, under the same permission check as `$connect`. In a channel with history, the reply carries the stream's `epoch` and `seq`; with `since` (and `epoch`) the messages after it are sent first, in order, and the reply says whether they close the gap (`recovered`). */
 export interface SubscribeRequest {
   action: "subscribe";
   /** The channel. */
   channel: ChannelName;
+  /** The stream `since` belongs to. */
+  epoch?: string | null;
   /** Correlation id, echoed on the answer. */
   ref?: string;
+  /** The last sequence number seen in the channel: the messages after it are sent first. */
+  since?: number | null;
   [field: string]: unknown;
+}
+
+/**
+ * The request of `subscribe`: the channel, and to resume, the last `seq` seen in it with its
+ * `epoch` (both from the channel's messages or an earlier `subscribe` reply).
+ */
+export interface Subscription {
+  /** The channel. */
+  channel: ChannelName;
+  /** The stream `since` belongs to. */
+  epoch?: string | null;
+  /** The last sequence number seen in the channel: the messages after it are sent first. */
+  since?: number | null;
 }
 
 /** A message from the system (maintenance, announcements). */
 export interface SystemMessage {
+  /** Set on copies sent to a channel with history: the channel. */
+  channel?: string;
+  /** With `channel`: the stream `seq` belongs to. */
+  epoch?: string;
   /** Severity. */
   level: Level;
   /** The text. */
   message: string;
+  /** With `channel`: the message's number in the channel's stream (resume with the last one seen). */
+  seq?: number;
   [field: string]: unknown;
 }
 
@@ -278,12 +349,18 @@ export type Target =
 
 /** Progress of a long-running task. */
 export interface TaskProgress {
+  /** Set on copies sent to a channel with history: the channel. */
+  channel?: string;
   /** Set when the task has finished. */
   done?: boolean | null;
+  /** With `channel`: the stream `seq` belongs to. */
+  epoch?: string;
   /** What the task is doing now. */
   message?: string | null;
   /** Percent done, an integer 0 to 100. */
   percent: number;
+  /** With `channel`: the message's number in the channel's stream (resume with the last one seen). */
+  seq?: number;
   /** The task's id (an integer or a string). */
   task_id: Id;
   [field: string]: unknown;
@@ -293,12 +370,18 @@ export interface TaskProgress {
 export interface Toast {
   /** A link the toast offers (render only `http(s)` and relative URLs). */
   action_url?: string | null;
+  /** Set on copies sent to a channel with history: the channel. */
+  channel?: string;
+  /** With `channel`: the stream `seq` belongs to. */
+  epoch?: string;
   /** Severity. */
   level: Level;
   /** The text. */
   message: string;
   /** Application data. */
   metadata?: unknown;
+  /** With `channel`: the message's number in the channel's stream (resume with the last one seen). */
+  seq?: number;
   /** How long to show it; the client's default when absent. */
   timeout_ms?: number | null;
   /** Optional heading. */

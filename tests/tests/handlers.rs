@@ -788,3 +788,117 @@ async fn the_disconnect_hook_hears_every_ending() {
     assert_eq!(of("e3").map(|e| e.ending), Some(Ending::CleanedUp), "{seen:?}");
     assert_eq!(seen.len(), 3, "once each: {seen:?}");
 }
+
+// ---- channel history and resume ------------------------------------------------------------------
+
+fn history_config(rules: &str) -> Config {
+    Config { history: lambda_ws::HistoryRules::parse(rules).unwrap(), ..base_config() }
+}
+
+/// Sends `{"type":"task_progress","task_id":"t","percent":n}` to `channel` through the app's sender.
+async fn progress(h: &Harness, channel: &str, n: u32) -> lambda_ws::DeliveryReport {
+    let message: lambda_ws::Outbound =
+        serde_json::from_value(json!({"type":"task_progress","task_id":"t","percent":n})).unwrap();
+    let target = lambda_ws::Target::Channel(ChannelName::new(channel).unwrap());
+    h.app.sender().send(&target, &message, &[]).await.unwrap()
+}
+
+#[tokio::test]
+async fn messages_to_a_channel_with_history_carry_their_place_and_a_resume_replays_the_rest() {
+    let h = Harness::new(history_config("task-*=5/5m")).await;
+    h.connected("h1", "ann", "task-1").await;
+    for n in 1..=3 {
+        let report = progress(&h, "task-1", n * 10).await;
+        assert_eq!((report.delivered, report.streams[0].seq), (1, u64::from(n)), "{report:?}");
+    }
+    let live = h.server.posts_to("h1");
+    let epoch = live[0]["epoch"].as_str().unwrap().to_owned();
+    assert_eq!(live.iter().map(|m| m["seq"].as_u64().unwrap()).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert!(live.iter().all(|m| m["channel"] == "task-1" && m["epoch"] == epoch.as_str()), "{live:?}");
+    // The tab reconnects as h2, having seen 1: it gets 2 and 3, in order, then the answer.
+    h.connected("h2", "ann", "lobby").await;
+    let body = json!({"action":"subscribe","channel":"task-1","since":1,"epoch":epoch,"ref":"r"}).to_string();
+    let answers = h.send_message("h2", &body).await;
+    let kinds: Vec<(&str, Option<u64>)> =
+        answers.iter().map(|m| (m["type"].as_str().unwrap(), m["seq"].as_u64())).collect();
+    assert_eq!(kinds, vec![("task_progress", Some(2)), ("task_progress", Some(3)), ("reply", None)]);
+    assert_eq!(answers[1]["percent"], 30, "the message as sent");
+    let data = &answers[2]["data"];
+    assert_eq!(
+        (data["recovered"].as_bool(), data["seq"].as_u64(), data["replayed"].as_u64()),
+        (Some(true), Some(3), Some(2))
+    );
+    // Subscribing without `since` tells the position to resume from later.
+    let plain = h.send_message("h2", r#"{"action":"subscribe","channel":"task-1"}"#).await;
+    assert_eq!((plain.len(), plain[0]["data"]["seq"].as_u64()), (1, Some(3)), "{plain:?}");
+    assert_eq!(plain[0]["data"]["epoch"], epoch.as_str());
+    // Up to date: nothing to send, recovered.
+    let body = json!({"action":"subscribe","channel":"task-1","since":3,"epoch":epoch}).to_string();
+    let current = h.send_message("h2", &body).await;
+    assert_eq!((current.len(), current[0]["data"]["recovered"].as_bool()), (1, Some(true)));
+    // `history` reads the latest without resuming.
+    let read = h.send_message("h2", r#"{"action":"history","channel":"task-1","limit":2}"#).await;
+    let messages = read[0]["data"]["messages"].as_array().unwrap();
+    assert_eq!(messages.iter().map(|m| m["seq"].as_u64().unwrap()).collect::<Vec<_>>(), vec![2, 3]);
+    let none = h.send_message("h2", r#"{"action":"history","channel":"lobby"}"#).await;
+    assert_eq!((none[0]["code"].as_str(), none[0]["field"].as_str()), (Some("bad_request"), Some("channel")));
+}
+
+#[tokio::test]
+async fn a_resume_beyond_the_window_or_from_another_epoch_is_not_recovered() {
+    let h = Harness::new(history_config("task-*=5/5m")).await;
+    h.connected("w1", "ann", "task-2").await;
+    for n in 1..=8 {
+        progress(&h, "task-2", n).await;
+    }
+    let epoch = h.server.posts_to("w1")[0]["epoch"].as_str().unwrap().to_owned();
+    h.connected("w2", "ann", "lobby").await;
+    let resume = |since: u64, epoch: &str| {
+        json!({"action":"subscribe","channel":"task-2","since":since,"epoch":epoch}).to_string()
+    };
+    // Seen 1; 2 and 3 fell out of the window of 5.
+    let answers = h.send_message("w2", &resume(1, &epoch)).await;
+    assert_eq!(answers.len(), 1, "nothing replayed: {answers:?}");
+    assert_eq!((answers[0]["data"]["recovered"].as_bool(), answers[0]["data"]["seq"].as_u64()), (Some(false), Some(8)));
+    // Seen 3: 4..8 are all kept.
+    let answers = h.send_message("w2", &resume(3, &epoch)).await;
+    assert_eq!(answers.len(), 6, "{answers:?}");
+    assert_eq!(answers[5]["data"]["recovered"], true);
+    // Another stream's epoch.
+    let answers = h.send_message("w2", &resume(7, "0123456789ab")).await;
+    assert_eq!((answers.len(), answers[0]["data"]["recovered"].as_bool()), (1, Some(false)));
+    assert_eq!(answers[0]["data"]["epoch"], epoch.as_str(), "the answer names the stream to restart from");
+    // Older than the window's time: 6 minutes later nothing is kept.
+    h.clock.advance(360_000);
+    h.connected("w3", "ann", "lobby").await;
+    let answers = h.send_message("w3", &resume(7, &epoch)).await;
+    assert_eq!((answers.len(), answers[0]["data"]["recovered"].as_bool()), (1, Some(false)), "{answers:?}");
+}
+
+/// Sends happening while a client resumes: every number is delivered to it, replayed or live
+/// (a number seen twice is dropped by the client), none missing.
+#[tokio::test]
+async fn a_client_resuming_during_concurrent_sends_sees_every_message() {
+    let h = Harness::new(history_config("room-*=100/5m")).await;
+    h.connected("c1", "ann", "lobby").await;
+    for n in 1..=4 {
+        progress(&h, "room-busy", n).await;
+    }
+    let sends = (5..=24).map(|n| {
+        let h = &h;
+        async move { progress(h, "room-busy", n).await.streams[0].seq }
+    });
+    let body = json!({"action":"subscribe","channel":"room-busy","since":0}).to_string();
+    let (router, event) = (Router::builtin(), h.events.message("c1", &body));
+    let resume = handlers::message(&h.app, &router, &event);
+    let (seqs, resumed) = futures::join!(futures::future::join_all(sends), resume);
+    assert_eq!(resumed.status_code, 200);
+    let mut given = seqs;
+    given.sort_unstable();
+    assert_eq!(given, (5..=24).collect::<Vec<u64>>(), "distinct, gap-free numbers");
+    let posts = h.server.posts_to("c1");
+    let seen: BTreeSet<u64> = posts.iter().filter_map(|m| m["seq"].as_u64()).collect();
+    assert_eq!(seen, (1..=24).collect::<BTreeSet<u64>>(), "every message reached the resuming client");
+    let reply = posts.iter().find(|m| m["type"] == "reply").unwrap();
+    assert_eq!(reply["data"]["recovered"], true, "{reply}");
+}

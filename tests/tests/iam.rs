@@ -96,6 +96,8 @@ impl Function {
         let config = Config {
             allowed_origins: OriginPolicy::parse(ORIGIN).unwrap(),
             max_connections_per_user: 2,
+            // Channels with history: sends to them append to their streams, subscribes read them.
+            history: lambda_ws::HistoryRules::parse("lobby=10/5m; news=10/5m").unwrap(),
             rate_limits: lambda_ws::RateLimits { messages_per_connection: 5, ..lambda_ws::RateLimits::default() },
             ..Config::default()
         };

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
+use lambda_ws::history::{HistoryRule, HistoryStore};
 use lambda_ws::store::{Admission, Claim, Joined, Segment, SessionFilter, UserLimits};
 use lambda_ws::{
     ChannelName, ConnectionId, CounterStore, Cursor, Identity, Page, Recipient, Session, SessionStore, StoreError,
@@ -15,8 +16,8 @@ use lambda_ws_e2e::fresh_dynamodb_store;
 
 const NOW: i64 = 1_795_446_000;
 
-trait Store: SessionStore + TokenStore + CounterStore {}
-impl<T: SessionStore + TokenStore + CounterStore> Store for T {}
+trait Store: SessionStore + TokenStore + CounterStore + HistoryStore {}
+impl<T: SessionStore + TokenStore + CounterStore + HistoryStore> Store for T {}
 
 fn id(n: usize) -> ConnectionId {
     ConnectionId::new(format!("conn{n:05}=")).unwrap()
@@ -482,6 +483,62 @@ async fn last_seen_follows_messages_at_most_one_write_a_minute(store: Arc<dyn St
     assert_eq!(stored().await, (NOW + 95) * 1000, "65 s after: written");
 }
 
+fn rule(size: u32, secs: u64) -> HistoryRule {
+    HistoryRule { size, window: std::time::Duration::from_secs(secs) }
+}
+
+/// Concurrent senders on one channel get distinct, gap-free numbers in one epoch, and every
+/// message is kept under its number.
+async fn sequences_are_gap_free_under_concurrent_senders(store: Arc<dyn Store>) {
+    let channel = ch("task-seq");
+    let now_ms = NOW * 1000;
+    let appends = (0..32).map(|n| {
+        let (store, channel) = (store.clone(), channel.clone());
+        tokio::spawn(async move {
+            store.append(&channel, &format!(r#"{{"type":"t","n":{n}}}"#), rule(100, 300), now_ms).await.unwrap()
+        })
+    });
+    let positions: Vec<_> = futures::future::join_all(appends).await.into_iter().map(Result::unwrap).collect();
+    let mut seqs: Vec<u64> = positions.iter().map(|p| p.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=32).collect::<Vec<_>>(), "distinct and gap-free");
+    assert!(positions.iter().all(|p| p.epoch == positions[0].epoch && !p.epoch.is_empty()), "one epoch");
+    let recent = store.recent(&channel, 0, rule(100, 300), now_ms).await.unwrap();
+    assert_eq!((recent.head, recent.epoch.as_deref()), (32, Some(positions[0].epoch.as_str())));
+    assert_eq!(recent.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=32).collect::<Vec<_>>());
+    let by_seq: BTreeMap<u64, &str> = recent.entries.iter().map(|e| (e.seq, e.payload.as_str())).collect();
+    for p in &positions {
+        assert!(by_seq[&p.seq].starts_with(r#"{"type":"t""#), "kept under its own number");
+    }
+    let other = store.append(&ch("task-other"), r#"{"type":"t"}"#, rule(100, 300), now_ms).await.unwrap();
+    assert_eq!(other.seq, 1, "each channel has its own stream");
+    assert!(store.recent(&ch("task-none"), 0, rule(5, 60), now_ms).await.unwrap() == Default::default());
+}
+
+/// A window keeps the newest `size` messages, none older than its time; `recent` reads after a
+/// number.
+async fn history_keeps_a_window_by_size_and_time(store: Arc<dyn Store>) {
+    let channel = ch("room-window");
+    let now_ms = NOW * 1000;
+    for n in 1..=8 {
+        store.append(&channel, &format!(r#"{{"type":"t","n":{n}}}"#), rule(5, 60), now_ms + n * 1000).await.unwrap();
+    }
+    let seqs = |r: lambda_ws::history::Recent| r.entries.iter().map(|e| e.seq).collect::<Vec<_>>();
+    let at = now_ms + 9000;
+    assert_eq!(seqs(store.recent(&channel, 0, rule(5, 60), at).await.unwrap()), vec![4, 5, 6, 7, 8], "the newest 5");
+    assert_eq!(seqs(store.recent(&channel, 6, rule(5, 60), at).await.unwrap()), vec![7, 8], "after 6");
+    assert_eq!(
+        seqs(store.recent(&channel, 8, rule(5, 60), at).await.unwrap()),
+        Vec::<u64>::new(),
+        "none after the head"
+    );
+    assert_eq!(seqs(store.recent(&channel, 0, rule(2, 60), at).await.unwrap()), vec![7, 8], "a smaller limit");
+    // Message n was sent n s after the start: 66 s after it, the first six are over a minute old.
+    let later = now_ms + 66_000;
+    assert_eq!(seqs(store.recent(&channel, 0, rule(5, 60), later).await.unwrap()), vec![7, 8], "older than the window");
+    assert_eq!(store.recent(&channel, 0, rule(5, 60), later).await.unwrap().head, 8, "numbers go on");
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -520,6 +577,8 @@ conformance!(
     a_session_opens_with_its_connect_channel,
     messages_are_admitted_exactly_to_the_limit_under_concurrency,
     last_seen_follows_messages_at_most_one_write_a_minute,
+    sequences_are_gap_free_under_concurrent_senders,
+    history_keeps_a_window_by_size_and_time,
 );
 
 #[tokio::test]

@@ -49,6 +49,7 @@ fn every_route_reaches_an_in_process_handler() {
             ("$disconnect", "disconnect"),
             ("chat", "chat"),
             ("chat_message", "chat"),
+            ("history", "default"),
             ("ping", "default"),
             ("subscribe", "default"),
             ("unsubscribe", "default"),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::delivery::{ManagementApi, MetricsSink, SendOptions, Sender, Transport};
+use crate::history::HistoryStore;
 use crate::hooks::{ConnectHook, DisconnectHook};
 use crate::policy::ChannelCheck;
 use crate::session::{ChannelName, Identity};
@@ -22,6 +23,8 @@ pub struct App {
     pub tokens: Arc<dyn TokenStore>,
     /// Rate-limit counters.
     pub counters: Arc<dyn CounterStore>,
+    /// Channel streams (history for resume) of the channels `config.history` names.
+    pub history: Arc<dyn HistoryStore>,
     /// How posts reach connections.
     pub transport: Arc<dyn Transport>,
     /// Wall-clock time.
@@ -37,15 +40,16 @@ pub struct App {
 }
 
 impl App {
-    /// An app over one store that keeps sessions, tokens and counters alike.
+    /// An app over one store that keeps sessions, tokens, counters and channel streams alike.
     pub fn new<S>(config: Config, store: Arc<S>, transport: Arc<dyn Transport>) -> Self
     where
-        S: SessionStore + TokenStore + CounterStore + 'static,
+        S: SessionStore + TokenStore + CounterStore + HistoryStore + 'static,
     {
         Self {
             config: Arc::new(config),
             sessions: store.clone(),
             tokens: store.clone(),
+            history: store.clone(),
             counters: store,
             transport,
             clock: Arc::new(SystemClock),
@@ -117,7 +121,8 @@ impl App {
     /// the sessions a send finds gone).
     pub fn sender(&self) -> Sender {
         let options = SendOptions { concurrency: self.config.send_concurrency, ..SendOptions::default() };
-        let sender = Sender::new(self.sessions.clone(), self.transport.clone(), self.clock.clone(), options);
+        let sender = Sender::new(self.sessions.clone(), self.transport.clone(), self.clock.clone(), options)
+            .with_history(self.history.clone(), self.config.history.clone());
         match &self.disconnect_hook {
             Some(hook) => sender.with_disconnect_hook(hook.clone()),
             None => sender,

@@ -90,6 +90,8 @@ pub struct Config {
     pub default_channel: Option<ChannelName>,
     /// Who may join which channel (`LWS_CHANNEL_RULES`).
     pub channel_rules: ChannelRules,
+    /// Which channels keep history for resume (`LWS_HISTORY`, e.g. `task-*=100/5m`; unset = none).
+    pub history: crate::history::HistoryRules,
     /// Expected `requestContext.apiId` (`LWS_API_ID`); events from another API are refused.
     pub api_id: Option<String>,
     /// Shared secrets one of which `$connect` events must carry in the `X-Lws-Gateway-Secret`
@@ -133,6 +135,7 @@ impl Default for Config {
             token_ttl: Duration::from_secs(60),
             default_channel: None,
             channel_rules: ChannelRules::default(),
+            history: crate::history::HistoryRules::default(),
             api_id: None,
             gateway_secrets: GatewaySecrets::default(),
             management_endpoint: None,
@@ -174,6 +177,10 @@ impl Config {
         if let Some(v) = get("LWS_CHANNEL_RULES") {
             c.channel_rules =
                 ChannelRules::parse(&v).map_err(|source| ConfigError::Policy { var: "LWS_CHANNEL_RULES", source })?;
+        }
+        if let Some(v) = get("LWS_HISTORY") {
+            c.history = crate::history::HistoryRules::parse(&v)
+                .map_err(|source| ConfigError::Policy { var: "LWS_HISTORY", source })?;
         }
         c.api_id = get("LWS_API_ID");
         if let Some(v) = get("LWS_GATEWAY_SECRET") {

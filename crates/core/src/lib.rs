@@ -39,6 +39,7 @@ pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod handlers;
+pub mod history;
 pub mod hooks;
 #[cfg(feature = "lambda")]
 pub mod lambda;
@@ -60,6 +61,7 @@ pub use delivery::{
     DeliveryReport, FailedDelivery, ManagementApi, MetricsSink, SendOptions, SendRequest, Sender, Target, Transport,
     TransportError,
 };
+pub use history::{HistoryRule, HistoryRules, HistoryStore};
 pub use policy::{Access, ChannelCheck, ChannelRules, GATEWAY_SECRET_HEADER, GatewaySecrets, OriginPolicy};
 pub use protocol::{ErrorCode, Inbound, Outbound, Reply};
 pub use routing::{MessageContext, Route, RouteError, Router, TypedRoute};

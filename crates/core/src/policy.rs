@@ -24,6 +24,11 @@ pub enum PolicyParseError {
     /// A channel rule is not `pattern=access`.
     #[error("invalid channel rule {0:?}: expected pattern=access, e.g. public-*=all or staff=groups:admin|staff")]
     Rule(String),
+    /// A history rule is not `pattern=size/window`.
+    #[error(
+        "invalid history rule {0:?}: expected pattern=size/window, e.g. task-*=100/5m (size 1-1000, window up to 24h)"
+    )]
+    History(String),
     /// A gateway secret is too short or has characters a header cannot carry unchanged.
     #[error("each secret must be at least 32 characters of A-Z a-z 0-9 . _ ~ + / = -")]
     Secret,

@@ -291,6 +291,24 @@ fn schemas(contract: &Contract<'_>) -> Schemas {
     for (i, reference) in own.into_iter().enumerate() {
         variants.insert(custom_at + i, reference);
     }
+    // Any message may be sent to a channel with history: its copies carry their place there.
+    for variant in &mut variants {
+        // `{"$ref"}`, or `{"allOf": [{"$ref"}], "properties": {"type"}}` for a built-in type.
+        let type_name = variant.pointer("/properties/type/const").and_then(Value::as_str).map(str::to_owned);
+        let name = referenced(variant).or_else(|| variant.pointer("/allOf/0").and_then(referenced)).map(str::to_owned);
+        let Some(definition) = name.and_then(|name| schemas.get_mut(&name)) else { continue };
+        let type_name = type_name
+            .or_else(|| definition.pointer("/properties/type/const").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_default();
+        if ["reply", "error", "pong", ""].contains(&type_name.as_str()) {
+            continue;
+        }
+        if let Some(properties) = definition.get_mut("properties").and_then(Value::as_object_mut) {
+            for (name, schema) in stream_properties() {
+                properties.entry(name).or_insert(schema);
+            }
+        }
+    }
     let outbound = variants
         .into_iter()
         .map(|variant| {
@@ -307,6 +325,24 @@ fn schemas(contract: &Contract<'_>) -> Schemas {
         })
         .collect();
     Schemas { schemas, actions, outbound }
+}
+
+/// The fields a message sent to a channel with history carries (see [`crate::history`]).
+fn stream_properties() -> Map<String, Value> {
+    let mut fields = Map::new();
+    fields.insert(
+        "channel".into(),
+        json!({ "type": "string", "description": "Set on copies sent to a channel with history: the channel." }),
+    );
+    fields.insert(
+        "seq".into(),
+        json!({ "type": "integer", "minimum": 1, "description": "With `channel`: the message's number in the channel's stream (resume with the last one seen)." }),
+    );
+    fields.insert(
+        "epoch".into(),
+        json!({ "type": "string", "description": "With `channel`: the stream `seq` belongs to." }),
+    );
+    fields
 }
 
 /// `subscribe` → `SubscribeRequest`, `chat_message` → `ChatMessageRequest`.
@@ -781,7 +817,10 @@ mod tests {
         let ts = contract.typescript();
         assert!(ts.contains("export interface PayRequest {"), "{ts}");
         assert!(ts.contains("  amount_cents: number;\n"), "{ts}");
-        assert!(ts.contains("export interface InvoicePaid { invoice: string; type: \"invoice_paid\" }"), "{ts}");
+        let paid = ts.split("export interface InvoicePaid {").nth(1).and_then(|rest| rest.split('}').next());
+        let paid = paid.unwrap_or_default();
+        assert!(paid.contains("invoice: string;") && paid.contains("type: \"invoice_paid\""), "{ts}");
+        assert!(paid.contains("seq?: number;"), "a message sent to a channel with history carries its place: {ts}");
         assert!(!builtin().to_string().contains("invoice"), "another router's contract does not list them");
     }
 

@@ -37,6 +37,9 @@ use crate::routes::{BUILTIN_ROUTES, Functions, Handler, RouteTable, SelectionExp
 use crate::server::{AppSetup, Gateway, GatewayOptions, StoreChoice};
 use crate::template::Template;
 
+/// The history rules `lambda-ws dev` uses when `LWS_HISTORY` is not set.
+pub const DEV_HISTORY: &str = "lobby=100/10m; room-*=100/10m; task-*=100/5m";
+
 /// The options of `lambda-ws dev` (and of your own dev binary).
 #[derive(Debug, Clone, clap::Args)]
 #[non_exhaustive]
@@ -276,6 +279,10 @@ impl Dev {
             );
         }
         let mut config = Config::from_env().map_err(|e| e.to_string())?;
+        if std::env::var_os("LWS_HISTORY").is_none() {
+            // Resume out of the box: the demo's chat, chat rooms and task channels keep history.
+            config.history = lambda_ws::HistoryRules::parse(DEV_HISTORY).unwrap_or_default();
+        }
         if config.default_channel.is_none() {
             config.default_channel = ChannelName::new("lobby").ok();
         }

@@ -8,12 +8,13 @@ use std::fmt;
 use lambda_ws::Router;
 
 /// The routes this repository's `template.yaml` declares, with the function binary that serves each.
-pub const BUILTIN_ROUTES: [(&str, &str); 8] = [
+pub const BUILTIN_ROUTES: [(&str, &str); 9] = [
     ("$connect", "connect"),
     ("$disconnect", "disconnect"),
     ("$default", "default"),
     ("subscribe", "default"),
     ("unsubscribe", "default"),
+    ("history", "default"),
     ("ping", "default"),
     ("chat", "chat"),
     ("chat_message", "chat"),

@@ -13,7 +13,7 @@ mod target;
 mod transport;
 
 pub use metrics::MetricsSink;
-pub use report::{DeliveryReport, FailedDelivery};
+pub use report::{DeliveryReport, FailedDelivery, StreamPosition};
 pub use sender::{SendError, SendOptions, Sender};
 pub use target::{SEND_CONTRACT_VERSION, SendRequest, Target};
 pub use transport::{ConnectionInfo, ManagementApi, Transport, TransportError};

@@ -11,13 +11,14 @@ use bytes::Bytes;
 use futures::stream::{self, BoxStream, FusedStream, StreamExt, TryStreamExt};
 use rand::Rng as _;
 
-use super::report::{DeliveryReport, FailedDelivery};
+use super::report::{DeliveryReport, FailedDelivery, StreamPosition};
 use super::target::Target;
 use super::transport::{Transport, TransportError};
 use crate::clock::Clock;
+use crate::history::{HistoryRule, HistoryRules, HistoryStore, stamp};
 use crate::hooks::{self, DisconnectHook, Ending};
 use crate::protocol::{Outbound, OutboundError};
-use crate::session::{ConnectionId, Recipient};
+use crate::session::{ChannelName, ConnectionId, Recipient};
 use crate::store::{Cursor, Page, Segment, SessionFilter, SessionStore, StoreError};
 
 /// Why a send was refused before any post.
@@ -70,6 +71,14 @@ pub struct Sender {
     clock: Arc<dyn Clock>,
     options: SendOptions,
     disconnect_hook: Option<Arc<dyn DisconnectHook>>,
+    history: Option<HistorySetup>,
+}
+
+/// Where channel streams live and which channels have one.
+#[derive(Debug, Clone)]
+struct HistorySetup {
+    store: Arc<dyn HistoryStore>,
+    rules: HistoryRules,
 }
 
 /// A target resolved to one connection: either a recipient, or an id with no live session.
@@ -95,7 +104,14 @@ impl Sender {
         clock: Arc<dyn Clock>,
         options: SendOptions,
     ) -> Self {
-        Self { sessions, transport, clock, options, disconnect_hook: None }
+        Self { sessions, transport, clock, options, disconnect_hook: None, history: None }
+    }
+
+    /// Appends every message sent to a channel that `rules` names to its stream in `store`
+    /// (see [`crate::history`]). Without rules, nothing changes.
+    pub fn with_history(mut self, store: Arc<dyn HistoryStore>, rules: HistoryRules) -> Self {
+        self.history = (!rules.is_empty()).then_some(HistorySetup { store, rules });
+        self
     }
 
     /// Tells `hook` about every session a send finds gone (410) and removes.
@@ -121,8 +137,78 @@ impl Sender {
         Ok(self.send_payload(target, payload, exclude).await)
     }
 
-    /// Sends an already encoded payload (at most 128 KiB) to `target`.
+    /// Sends an already encoded payload (at most 128 KiB) to `target`. A channel with a history
+    /// rule gets the message appended to its stream first, and every copy carries `channel`,
+    /// `seq` and `epoch`; a multi-channel target sends to each such channel on its own stream
+    /// (a member of two gets a copy from each) and to the others together, each connection once.
     pub async fn send_payload(&self, target: &Target, payload: Bytes, exclude: &[ConnectionId]) -> DeliveryReport {
+        let Some(history) = &self.history else {
+            return self.fan_out(target, payload, exclude).await;
+        };
+        match target {
+            Target::Channel(channel) => match history.rules.rule_for(channel) {
+                Some(rule) => self.send_to_stream(history, channel, rule, payload, exclude).await,
+                None => self.fan_out(target, payload, exclude).await,
+            },
+            Target::Channels(channels) if channels.iter().any(|c| history.rules.rule_for(c).is_some()) => {
+                let started = Instant::now();
+                let mut plain: Vec<ChannelName> = Vec::new();
+                let mut streams = Vec::new();
+                for channel in channels.iter().collect::<HashSet<_>>() {
+                    match history.rules.rule_for(channel) {
+                        Some(rule) => {
+                            streams.push(self.send_to_stream(history, channel, rule, payload.clone(), exclude))
+                        }
+                        None => plain.push(channel.clone()),
+                    }
+                }
+                let plain_target = Target::Channels(plain);
+                let rest = async {
+                    match &plain_target {
+                        Target::Channels(p) if p.is_empty() => DeliveryReport::default(),
+                        _ => self.fan_out(&plain_target, payload.clone(), exclude).await,
+                    }
+                };
+                let (reports, rest) = futures::join!(futures::future::join_all(streams), rest);
+                let mut merged = reports.into_iter().fold(rest, DeliveryReport::merge);
+                merged.duration_ms = started.elapsed().as_millis() as u64;
+                merged
+            }
+            _ => self.fan_out(target, payload, exclude).await,
+        }
+    }
+
+    /// Appends the message to `channel`'s stream, then sends the stamped copy to its members.
+    async fn send_to_stream(
+        &self,
+        history: &HistorySetup,
+        channel: &ChannelName,
+        rule: HistoryRule,
+        payload: Bytes,
+        exclude: &[ConnectionId],
+    ) -> DeliveryReport {
+        let failed = |reason: String| DeliveryReport { incomplete: Some(reason), ..DeliveryReport::default() };
+        let Ok(text) = std::str::from_utf8(&payload) else {
+            return failed("the message is not UTF-8 JSON".into());
+        };
+        let position = match history.store.append(channel, text, rule, self.clock.now_millis()).await {
+            Ok(position) => position,
+            Err(e) => {
+                tracing::error!(channel = %channel, error = %e, "could not append to the channel's history");
+                return failed(format!("history: {e}"));
+            }
+        };
+        let stamped = match stamp(text, channel, &position) {
+            Ok(stamped) => stamped,
+            Err(e) => return failed(format!("the message is not a JSON object: {e}")),
+        };
+        let mut report = self.fan_out(&Target::Channel(channel.clone()), Bytes::from(stamped), exclude).await;
+        report.streams.push(StreamPosition { channel: channel.clone(), seq: position.seq, epoch: position.epoch });
+        report
+    }
+
+    /// Posts `payload` to every recipient of `target` (no stream).
+    async fn fan_out(&self, target: &Target, payload: Bytes, exclude: &[ConnectionId]) -> DeliveryReport {
         let started = Instant::now();
         let deadline = started + self.options.deadline;
         let exclude: HashSet<&ConnectionId> = exclude.iter().collect();
@@ -171,6 +257,15 @@ impl Sender {
         let mut report = DeliveryReport::default();
         record(&mut report, self.deliver(recipient, payload, deadline).await, &AtomicBool::new(false));
         Ok(self.finish(report, started).await)
+    }
+
+    /// Posts an already encoded payload to one recipient, with retries (a replayed message).
+    pub async fn deliver_payload_to(&self, recipient: &Recipient, payload: Bytes) -> DeliveryReport {
+        let started = Instant::now();
+        let deadline = started + self.options.deadline;
+        let mut report = DeliveryReport::default();
+        record(&mut report, self.deliver(recipient, payload, deadline).await, &AtomicBool::new(false));
+        self.finish(report, started).await
     }
 
     /// Posts to one recipient with retries. A 410 is reported as gone; the caller removes the

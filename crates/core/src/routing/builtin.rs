@@ -1,13 +1,16 @@
 //! The built-in actions every router starts from ([`Router::builtin`](super::Router::builtin)):
-//! `subscribe`, `unsubscribe` and `ping`, as typed routes.
+//! `subscribe`, `unsubscribe`, `history` and `ping`, as typed routes.
 
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::json;
 
+use bytes::Bytes;
+
 use super::{MessageContext, RouteError, TypedRoute};
+use crate::history::{self, HistoryRule, Resumed};
 use crate::protocol::{Outbound, Pong};
-use crate::session::ChannelName;
+use crate::session::{ChannelName, Recipient};
 use crate::store::Joined;
 
 /// The request of `subscribe` and `unsubscribe`.
@@ -15,6 +18,30 @@ use crate::store::Joined;
 pub struct ChannelRequest {
     /// The channel.
     pub channel: ChannelName,
+}
+
+/// The request of `subscribe`: the channel, and to resume, the last `seq` seen in it with its
+/// `epoch` (both from the channel's messages or an earlier `subscribe` reply).
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+pub struct Subscription {
+    /// The channel.
+    pub channel: ChannelName,
+    /// The last sequence number seen in the channel: the messages after it are sent first.
+    #[serde(default)]
+    pub since: Option<u64>,
+    /// The stream `since` belongs to.
+    #[serde(default)]
+    pub epoch: Option<String>,
+}
+
+/// The request of `history`: a channel and how many of its latest messages.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+pub struct HistoryQuery {
+    /// The channel.
+    pub channel: ChannelName,
+    /// At most this many (the channel's rule may keep fewer).
+    #[serde(default)]
+    pub limit: Option<u32>,
 }
 
 /// The request of `ping`: nothing.
@@ -29,14 +56,17 @@ pub struct SubscribeRoute;
 
 #[async_trait]
 impl TypedRoute for SubscribeRoute {
-    type Request = ChannelRequest;
+    type Request = Subscription;
 
     fn description(&self) -> &str {
-        "Join a channel, under the same permission check as `$connect`."
+        "Join a channel, under the same permission check as `$connect`. In a channel with history, \
+         the reply carries the stream's `epoch` and `seq`; with `since` (and `epoch`) the messages \
+         after it are sent first, in order, and the reply says whether they close the gap \
+         (`recovered`)."
     }
 
-    async fn handle(&self, ctx: &MessageContext<'_>, request: ChannelRequest) -> Result<Option<Outbound>, RouteError> {
-        let ChannelRequest { channel } = request;
+    async fn handle(&self, ctx: &MessageContext<'_>, request: Subscription) -> Result<Option<Outbound>, RouteError> {
+        let Subscription { channel, since, epoch } = request;
         let app = ctx.app;
         if ctx.session.bound_channel.as_ref().is_some_and(|bound| *bound != channel) {
             return Err(RouteError::forbidden("this connection's token is bound to another channel"));
@@ -48,7 +78,98 @@ impl TypedRoute for SubscribeRoute {
         if app.sessions.join(ctx.session, &channel, max).await? == Joined::Full {
             return Err(RouteError::bad_request(format!("a connection may be in at most {max} channels")));
         }
-        Ok(Some(ctx.reply(json!({ "channel": channel }))))
+        let Some(rule) = app.config.history.rule_for(&channel) else {
+            return Ok(Some(ctx.reply(json!({ "channel": channel }))));
+        };
+        // A member now, so every later send reaches this connection live; what came before is
+        // read after joining, so nothing falls between the two (the client drops a `seq` it has
+        // seen twice).
+        let resumed = catch_up(ctx, &channel, rule, since.unwrap_or(0), epoch.as_deref()).await?;
+        let recipient =
+            Recipient { connection_id: ctx.connection_id().clone(), endpoint: ctx.session.endpoint.clone() };
+        if since.is_some() {
+            let sender = app.sender();
+            for message in &resumed.messages {
+                let report = sender.deliver_payload_to(&recipient, Bytes::from(message.clone())).await;
+                if report.delivered != 1 {
+                    return Err(RouteError::internal("the connection could not be reached"));
+                }
+            }
+        }
+        let mut data = json!({ "channel": channel, "epoch": resumed.epoch, "seq": resumed.seq });
+        if since.is_some() {
+            data["recovered"] = json!(resumed.recovered);
+            data["replayed"] = json!(resumed.messages.len());
+        }
+        Ok(Some(ctx.reply(data)))
+    }
+}
+
+/// The messages after `since` and whether they close the gap. A message whose number was taken
+/// but is not kept yet is in flight (its send stores it, then posts it to members, this
+/// connection included): a short wait gives it time; if only the newest are still missing, they
+/// are left to arrive live.
+async fn catch_up(
+    ctx: &MessageContext<'_>,
+    channel: &ChannelName,
+    rule: HistoryRule,
+    since: u64,
+    epoch: Option<&str>,
+) -> Result<Resumed, RouteError> {
+    let app = ctx.app;
+    let now = app.clock.now_millis();
+    let mut resumed =
+        history::resume(channel, since, epoch, app.history.recent(channel, since, rule, now).await?, now)?;
+    if !resumed.recovered && resumed.tail_only {
+        tokio::time::sleep(IN_FLIGHT_WAIT).await;
+        let now = app.clock.now_millis();
+        let recent = app.history.recent(channel, since, rule, now).await?;
+        resumed = history::resume(channel, since, epoch, recent, now)?;
+        if resumed.tail_only {
+            resumed.recovered = true;
+        }
+    }
+    Ok(resumed)
+}
+
+/// How long a resume waits for a message whose number is taken but which is not kept yet.
+const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// `history {channel, limit}`: the channel's latest kept messages, oldest first, under the same
+/// permission check as `subscribe` (membership is not needed).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HistoryRoute;
+
+#[async_trait]
+impl TypedRoute for HistoryRoute {
+    type Request = HistoryQuery;
+
+    fn description(&self) -> &str {
+        "Read a channel's latest kept messages (a channel with history), under the same permission \
+         check as `subscribe`; the reply's data has `channel`, `epoch`, `seq` and `messages`."
+    }
+
+    async fn handle(&self, ctx: &MessageContext<'_>, request: HistoryQuery) -> Result<Option<Outbound>, RouteError> {
+        let HistoryQuery { channel, limit } = request;
+        let app = ctx.app;
+        if ctx.session.bound_channel.as_ref().is_some_and(|bound| *bound != channel) {
+            return Err(RouteError::forbidden("this connection's token is bound to another channel"));
+        }
+        if !app.may_join(ctx.session.identity.as_ref(), &channel).await {
+            return Err(RouteError::forbidden("channel not allowed"));
+        }
+        let Some(mut rule) = app.config.history.rule_for(&channel) else {
+            return Err(RouteError::bad_request("this channel keeps no history").at_field("channel"));
+        };
+        if let Some(limit) = limit {
+            rule.size = rule.size.min(limit.max(1));
+        }
+        let recent = app.history.recent(&channel, 0, rule, app.clock.now_millis()).await?;
+        let messages = history::stamped(&channel, &recent)?;
+        let messages: Vec<serde_json::Value> = messages.iter().filter_map(|m| serde_json::from_str(m).ok()).collect();
+        Ok(Some(
+            ctx.reply(json!({ "channel": channel, "epoch": recent.epoch, "seq": recent.head, "messages": messages })),
+        ))
     }
 }
 

@@ -39,7 +39,7 @@
 
 mod builtin;
 
-pub use builtin::{PingRoute, SubscribeRoute, UnsubscribeRoute};
+pub use builtin::{HistoryRoute, PingRoute, SubscribeRoute, UnsubscribeRoute};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -347,7 +347,11 @@ impl Router {
 
     /// The built-in actions: `subscribe`, `unsubscribe`, `ping`.
     pub fn builtin() -> Self {
-        Self::new().typed("subscribe", SubscribeRoute).typed("unsubscribe", UnsubscribeRoute).typed("ping", PingRoute)
+        Self::new()
+            .typed("subscribe", SubscribeRoute)
+            .typed("unsubscribe", UnsubscribeRoute)
+            .typed("history", HistoryRoute)
+            .typed("ping", PingRoute)
     }
 
     /// Adds (or replaces) the typed route for `action`.

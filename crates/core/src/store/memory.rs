@@ -13,6 +13,7 @@ use super::{
     Admission, Claim, CounterStore, Cursor, Joined, Page, Segment, SessionFilter, SessionStore, StoreError,
     TokenRecord, TokenStore, UserLimits,
 };
+use crate::history::{Entry, HistoryRule, HistoryStore, Position, Recent};
 use crate::session::{ChannelName, ConnectionId, Recipient, Session};
 
 #[derive(Debug, Default)]
@@ -30,6 +31,8 @@ struct State {
     slots: HashMap<String, HashMap<ConnectionId, i64>>,
     /// user → (rate window, connects counted in it).
     user_connects: HashMap<String, (i64, u32)>,
+    /// channel → its history stream (channels with a history rule that were sent to).
+    streams: HashMap<ChannelName, Stream>,
     tokens: HashMap<String, TokenRecord>,
     counters: HashMap<String, (u64, i64)>,
 }
@@ -355,5 +358,69 @@ impl CounterStore for MemoryStore {
         let entry = s.counters.entry(key.to_owned()).or_insert((0, expires_at));
         entry.0 += 1;
         Ok(entry.0)
+    }
+}
+
+/// One channel's stream in memory: its epoch (new for every store, so a restarted local gateway
+/// starts new streams), the last number given, and the kept messages, oldest first.
+#[derive(Debug)]
+struct Stream {
+    epoch: String,
+    head: u64,
+    head_at: i64,
+    /// (seq, kept until in Unix ms, payload)
+    entries: std::collections::VecDeque<(u64, i64, String)>,
+}
+
+#[async_trait]
+impl HistoryStore for MemoryStore {
+    async fn append(
+        &self,
+        channel: &ChannelName,
+        payload: &str,
+        rule: HistoryRule,
+        now_ms: i64,
+    ) -> Result<Position, StoreError> {
+        let mut s = self.state();
+        let stream = s.streams.entry(channel.clone()).or_insert_with(|| Stream {
+            epoch: crate::history::new_epoch(),
+            head: 0,
+            head_at: now_ms,
+            entries: Default::default(),
+        });
+        stream.head += 1;
+        stream.head_at = now_ms;
+        let keep_until = now_ms.saturating_add(rule.window.as_millis() as i64);
+        stream.entries.push_back((stream.head, keep_until, payload.to_owned()));
+        while stream.entries.len() > rule.size as usize || stream.entries.front().is_some_and(|e| e.1 <= now_ms) {
+            stream.entries.pop_front();
+        }
+        Ok(Position { seq: stream.head, epoch: stream.epoch.clone() })
+    }
+
+    async fn recent(
+        &self,
+        channel: &ChannelName,
+        after: u64,
+        rule: HistoryRule,
+        now_ms: i64,
+    ) -> Result<Recent, StoreError> {
+        let s = self.state();
+        let Some(stream) = s.streams.get(channel) else {
+            return Ok(Recent::default());
+        };
+        let kept: Vec<Entry> = stream
+            .entries
+            .iter()
+            .filter(|(seq, until, _)| *seq > after && *until > now_ms)
+            .map(|(seq, _, payload)| Entry { seq: *seq, payload: payload.clone() })
+            .collect();
+        let skip = kept.len().saturating_sub(rule.size as usize);
+        Ok(Recent {
+            epoch: Some(stream.epoch.clone()),
+            head: stream.head,
+            head_at: stream.head_at,
+            entries: kept.into_iter().skip(skip).collect(),
+        })
     }
 }
