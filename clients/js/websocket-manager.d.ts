@@ -34,7 +34,17 @@ export interface ManagerEvents extends MessageEvents {
   close: { code: number; reason: string };
   message: OutboundMessage | CustomMessage;
   refused: { status: number; message: string };
+  /** A reconnect caught up on every message missed in `channel` (numbers `from` + 1 to `to`). */
+  recovered: { channel: string; from: number; to: number };
+  /** Messages after `from` in `channel` could not be replayed: refetch its state. */
+  gap: { channel: string; from: number; seq: number | null; epoch: string | null };
 }
+
+/** The last message seen in a channel stream. */
+export interface StreamPosition { seq: number; epoch: string }
+
+/** What `history()` resolves with. */
+export interface ChannelHistory { channel: string; epoch: string | null; seq: number; messages: OutboundMessage[] }
 
 export interface ManagerOptions {
   /** WebSocket API URL without query string, e.g. `wss://abc.execute-api.eu-west-1.amazonaws.com/prod`. */
@@ -54,6 +64,8 @@ export interface ManagerOptions {
   stableAfterMs?: number;
   queueLimit?: number;
   replyTimeoutMs?: number;
+  /** Catch up on every (re)connect from the last `seq` seen in each channel (default true). */
+  resume?: boolean;
 }
 
 /** `url` if it is http(s) or relative (resolved against `base`, the page by default), else null. */
@@ -68,7 +80,7 @@ export declare class WebSocketManager {
   readonly channel: string | null;
   /** This connection's id, learned from `pong`. */
   readonly connectionId: string | null;
-  /** A lifecycle event (`open`, `close`, `message`, `refused`; never fired by pushed data) or a message type. */
+  /** A lifecycle event (`open`, `close`, `message`, `refused`, `recovered`, `gap`; never fired by pushed data) or a message type. */
   on<K extends keyof ManagerEvents>(type: K, listener: (event: ManagerEvents[K]) => void): () => void;
   on(type: string, listener: (event: CustomMessage) => void): () => void;
   /** Pushed messages of one `type`, any type (even `open` or `close`). */
@@ -79,6 +91,11 @@ export declare class WebSocketManager {
   changeChannel(name: string): void;
   send(action: string, payload?: Record<string, unknown>): void;
   request(action: string, payload?: Record<string, unknown>, options?: { timeoutMs?: number }): Promise<ReplyMessage | PongMessage>;
+  /** Joins `channel`, and again after every reconnect, catching up from the last message seen. */
   subscribe(channel: string): Promise<ReplyMessage>;
   unsubscribe(channel: string): Promise<ReplyMessage>;
+  /** The latest kept messages of a channel with history. */
+  history(channel: string, limit?: number): Promise<ChannelHistory>;
+  /** The last message seen in each channel stream. */
+  positions(): Record<string, StreamPosition>;
 }

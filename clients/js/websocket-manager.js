@@ -6,6 +6,10 @@
 //   ws.on('chat_message', (m) => console.log(m.username, m.message));
 //   ws.connect();
 //   ws.send('chat', { message: 'hi' });
+//
+// In a channel with history (LWS_HISTORY) every message carries `channel`, `seq` and `epoch`: the
+// client keeps the last `seq` of each channel, catches up on every reconnect, drops a message it
+// has seen, and emits 'recovered' (nothing missed) or 'gap' (refetch over HTTP).
 
 const MAX_MESSAGE_BYTES = 128 * 1024;
 
@@ -21,7 +25,7 @@ export class RefusedError extends Error {
 }
 
 /** Events this client emits itself; a pushed message's `type` never reaches their listeners. */
-const LIFECYCLE = new Set(['open', 'close', 'message', 'refused']);
+const LIFECYCLE = new Set(['open', 'close', 'message', 'refused', 'recovered', 'gap']);
 
 function subscribe(map, name, listener) {
   if (!map.has(name)) map.set(name, new Set());
@@ -64,6 +68,8 @@ export class WebSocketManager {
    * @param {number} [options.stableAfterMs=10000] a connection open this long resets the backoff.
    * @param {number} [options.queueLimit=100] sends kept while disconnected.
    * @param {number} [options.replyTimeoutMs=10000] how long request() waits for its reply.
+   * @param {boolean} [options.resume=true] on every (re)connect, catch up on the channels it is in
+   *   (the connect channel and those joined with subscribe()) from the last `seq` seen in each.
    */
   constructor(options) {
     this.options = {
@@ -75,6 +81,7 @@ export class WebSocketManager {
       stableAfterMs: 10000,
       queueLimit: 100,
       replyTimeoutMs: 10000,
+      resume: true,
       ...options,
     };
     this.channel = this.options.channel ?? null;
@@ -90,15 +97,21 @@ export class WebSocketManager {
     this.stableTimer = null;
     this.lastToken = null;
     this.connectionId = null;
+    this.streams = new Map(); // channel -> { seq, epoch }: the last message seen in each stream
+    this.catchingUp = new Map(); // channel -> messages held until its catch-up answer arrives
+    this.subscribed = new Set(); // channels joined with subscribe(), joined again on reconnect
     this._onOnline = () => this._wake();
     this._onVisible = () => { if (document.visibilityState === 'visible') this._wake(); };
   }
 
   /**
-   * Subscribes to a lifecycle event ('open', 'close', 'message', 'refused') or to a message type
-   * ('toast', 'chat_message', your own types). 'error' hears both: client errors and `error`
-   * messages. Lifecycle events come from this client only: a pushed message whose `type` is
-   * 'open', 'close', 'message' or 'refused' never fires them (listen with onMessage for those).
+   * Subscribes to a lifecycle event ('open', 'close', 'message', 'refused', 'recovered', 'gap')
+   * or to a message type ('toast', 'chat_message', your own types). 'error' hears both: client
+   * errors and `error` messages. Lifecycle events come from this client only: a pushed message
+   * whose `type` is one of them never fires them (listen with onMessage for those). 'recovered'
+   * ({channel, from, to}): a reconnect caught up on everything missed in a channel with history;
+   * 'gap' ({channel, from, seq, epoch}): it could not (the window was exceeded or the stream
+   * restarted), so refetch that channel's state.
    */
   on(name, listener) {
     if (LIFECYCLE.has(name)) return subscribe(this.listeners, name, listener);
@@ -195,8 +208,94 @@ export class WebSocketManager {
     });
   }
 
-  subscribe(channel) { return this.request('subscribe', { channel }); }
-  unsubscribe(channel) { return this.request('unsubscribe', { channel }); }
+  /** Joins `channel` (and again after every reconnect); in a channel with history, from then on
+   * nothing is missed: a reconnect catches up from the last message seen. */
+  subscribe(channel) {
+    this.subscribed.add(channel);
+    return this._catchUp(channel);
+  }
+
+  unsubscribe(channel) {
+    this.subscribed.delete(channel);
+    this.streams.delete(channel);
+    return this.request('unsubscribe', { channel });
+  }
+
+  /** The latest kept messages of a channel with history: resolves with `{channel, epoch, seq, messages}`. */
+  history(channel, limit) {
+    return this.request('history', limit === undefined ? { channel } : { channel, limit }).then((r) => r.data);
+  }
+
+  /** Where this client is in each channel stream: `{ [channel]: { seq, epoch } }`. */
+  positions() {
+    return Object.fromEntries([...this.streams].map(([channel, p]) => [channel, { ...p }]));
+  }
+
+  /**
+   * Asks the server for `channel`'s messages after the last one seen (none seen: just its place),
+   * holding the channel's messages that arrive meanwhile; then delivers them in order, each once,
+   * and emits `recovered` (the gap is closed) or `gap` (it could not be: refetch).
+   */
+  _catchUp(channel) {
+    const running = this.catchingUp.get(channel);
+    if (running) return running.done;
+    const seen = this.streams.get(channel);
+    const held = [];
+    const payload = seen ? { channel, since: seen.seq, epoch: seen.epoch } : { channel };
+    const finish = () => {
+      this.catchingUp.delete(channel);
+      held.sort((a, b) => a.seq - b.seq);
+      for (const message of held) this._deliverInStream(message);
+    };
+    const done = this.request('subscribe', payload).then((reply) => {
+      const data = reply?.data ?? {};
+      const hasStream = typeof data.seq === 'number' && typeof data.epoch === 'string';
+      if (seen && data.recovered === false) {
+        this.streams.set(channel, hasStream ? { seq: data.seq, epoch: data.epoch } : seen);
+        finish();
+        this._emit('gap', { channel, from: seen.seq, seq: data.seq ?? null, epoch: data.epoch ?? null });
+        return reply;
+      }
+      finish();
+      const now = this.streams.get(channel);
+      if (hasStream && (!now || now.epoch !== data.epoch || now.seq < data.seq)) {
+        this.streams.set(channel, { seq: data.seq, epoch: data.epoch });
+      }
+      if (seen && data.recovered === true) this._emit('recovered', { channel, from: seen.seq, to: data.seq });
+      return reply;
+    }, (error) => {
+      finish();
+      throw error;
+    });
+    this.catchingUp.set(channel, { held, done });
+    return done;
+  }
+
+  /** A message with its place in a channel stream: held while catching up, else delivered. */
+  _inStream(message) {
+    const running = this.catchingUp.get(message.channel);
+    if (running) running.held.push(message);
+    else this._deliverInStream(message);
+  }
+
+  _deliverInStream(message) {
+    const seen = this.streams.get(message.channel);
+    if (seen && seen.epoch === message.epoch) {
+      if (message.seq <= seen.seq) return; // delivered already (a replay overlapping live ones)
+      if (message.seq > seen.seq + 1) {
+        // One before it has not arrived (concurrent sends may overtake each other): hold this
+        // one and ask for what came after the last seen, which replays the missing ones.
+        this._catchUp(message.channel).catch((e) => this._emit('error', e));
+        this.catchingUp.get(message.channel)?.held.push(message);
+        return;
+      }
+    }
+    if (seen && seen.epoch !== message.epoch) {
+      this._emit('gap', { channel: message.channel, from: seen.seq, seq: message.seq, epoch: message.epoch });
+    }
+    this.streams.set(message.channel, { seq: message.seq, epoch: message.epoch });
+    this._dispatch(message);
+  }
 
   async _token() {
     if (this.options.getToken) return this.options.getToken({ channel: this.channel });
@@ -247,6 +346,10 @@ export class WebSocketManager {
       const queued = this.queue;
       this.queue = [];
       for (const text of queued) socket.send(text);
+      if (this.options.resume) {
+        const channels = new Set([...(this.channel ? [this.channel] : []), ...this.subscribed]);
+        for (const channel of channels) this._catchUp(channel).catch((e) => this._emit('error', e));
+      }
     };
     socket.onmessage = (event) => this._receive(event.data);
     socket.onclose = (event) => {
@@ -274,6 +377,13 @@ export class WebSocketManager {
       if (message.type === 'error') waiting.reject(Object.assign(new Error(message.message), message));
       else waiting.resolve(message);
     }
+    const inStream = typeof message.channel === 'string' && Number.isInteger(message.seq)
+      && typeof message.epoch === 'string' && !waiting;
+    if (inStream) this._inStream(message);
+    else this._dispatch(message);
+  }
+
+  _dispatch(message) {
     this._emit('message', message);
     if (typeof message.type === 'string') notify(this.typeListeners.get(message.type), message);
   }

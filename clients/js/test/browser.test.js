@@ -281,3 +281,76 @@ test('pushed messages named like lifecycle events do not fire lifecycle listener
   assert.doesNotMatch(await page.textContent('#status'), /refused/);
   await page.close();
 });
+
+/** Drops `page`'s connection and holds its reconnect (its token request) until the returned function is called. */
+async function dropAndHold(page) {
+  let release;
+  const released = new Promise((resolve) => { release = resolve; });
+  await page.route('**/ws-token*', async (route) => { await released; await route.continue(); });
+  const id = await page.evaluate(() => {
+    window.dropped = new Promise((resolve) => {
+      const off = window.demo.on('close', () => { off(); resolve(); });
+    });
+    return window.demo.connectionId;
+  });
+  const deleted = await request('DELETE', `/local/@connections/${encodeURIComponent(id)}`);
+  assert.equal(deleted.status, 204);
+  await page.evaluate(() => window.dropped);
+  return async () => {
+    release();
+    await page.waitForFunction((old) => window.demo.state === 'open' && window.demo.connectionId !== old, id,
+      { timeout: 15000 }).catch(() => {});
+    await page.unroute('**/ws-token*');
+  };
+}
+
+test('progress sent while the page is disconnected arrives after the reconnect, every step in order', async () => {
+  const page = await openPage('resume-user', 'task-resume');
+  await page.evaluate(() => {
+    window.percents = [];
+    window.recoveries = [];
+    window.demo.on('task_progress', (m) => window.percents.push(m.percent));
+    window.demo.on('recovered', (r) => window.recoveries.push(r));
+  });
+  const progress = (percent) => send({ channel: 'task-resume' },
+    { type: 'task_progress', task_id: 'export-7', percent, message: `Exporting ${percent}%`, done: percent === 100 });
+  for (const percent of [10, 20]) assert.equal((await progress(percent)).body.delivered, 1);
+  await page.waitForFunction(() => window.percents.length === 2);
+  const reconnect = await dropAndHold(page);
+  for (const percent of [30, 40, 50, 60, 70, 80, 90, 100]) {
+    assert.equal((await progress(percent)).body.delivered, 0, 'sent while the page is away');
+  }
+  // Ask for a ping once open again, so the page learns its new connection id.
+  await page.evaluate(() => {
+    const off = window.demo.on('open', () => { off(); window.demo.request('ping').then((p) => { window.demo.connectionId = p.connection_id; }); });
+  });
+  await reconnect();
+  await page.waitForFunction(() => window.percents.at(-1) === 100, null, { timeout: 15000 });
+  assert.deepEqual(await page.evaluate(() => window.percents), [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]);
+  await page.waitForSelector('.task.done');
+  assert.equal(await page.$eval('.task progress', (p) => p.value), 100);
+  const recoveries = await page.evaluate(() => window.recoveries);
+  assert.deepEqual(recoveries.map((r) => [r.channel, r.from, r.to]), [['task-resume', 2, 10]]);
+  await page.close();
+});
+
+test('a chat line sent during an outage appears once after the reconnect', async () => {
+  const away = await openPage('away-user', 'room-resume');
+  const here = await openPage('here-user', 'room-resume');
+  await here.evaluate(() => window.demo.send('chat', { message: 'before the outage' }));
+  await away.waitForSelector('#log .line:has-text("before the outage")');
+  const reconnect = await dropAndHold(away);
+  await here.evaluate(() => window.demo.send('chat', { message: 'said while you were away' }));
+  await here.waitForSelector('#log .line:has-text("said while you were away")');
+  await reconnect();
+  await away.waitForSelector('#log .line:has-text("said while you were away")', { timeout: 15000 });
+  await here.evaluate(() => window.demo.send('chat', { message: 'after the outage' }));
+  await away.waitForSelector('#log .line:has-text("after the outage")');
+  const lines = await away.$$eval('#log .line', (all) => all.map((l) => l.textContent));
+  assert.equal(lines.filter((l) => l.includes('said while you were away')).length, 1, lines.join('\n'));
+  assert.equal(lines.filter((l) => l.includes('before the outage')).length, 1, 'no duplicate of what was seen');
+  const order = ['before the outage', 'said while you were away', 'after the outage'].map((t) => lines.findIndex((l) => l.includes(t)));
+  assert.deepEqual([...order].sort((a, b) => a - b), order, 'in order');
+  await away.close();
+  await here.close();
+});

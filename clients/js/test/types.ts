@@ -12,3 +12,8 @@ m.onMessage('toast', (t: ToastMessage) => { void t.level; });
 m.onMessage('open', (custom) => { const t: string = custom.type; void t; });
 const href: string | null = safeHref('/orders/7');
 void href;
+m.on('recovered', (r) => { const n: number = r.to - r.from; void n; });
+m.on('gap', (g) => { const c: string = g.channel; void c; });
+const at: number | undefined = m.positions()['room-1']?.seq;
+void at;
+m.on('task_progress', (t) => { const seq: number | undefined = t.seq; void seq; });
