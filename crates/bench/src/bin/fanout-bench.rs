@@ -15,7 +15,8 @@
 //! seeds the store (memory) or reads a table seeded once per size (DynamoDB), resets the peak-RSS
 //! mark (`/proc/self/clear_refs`), sends one message to the channel, and reports. The baseline in
 //! the same run sends the way the reference Python package does: list every recipient first,
-//! then 10 workers posting one at a time, no retries.
+//! then 10 workers posting one at a time, no retries. With the DynamoDB engine, a 10,000-member send
+//! then runs with channel history on and off, alternating, to show what a stream adds to a send.
 
 // A benchmark reports on stdout.
 #![allow(clippy::print_stdout)]
@@ -34,8 +35,8 @@ use futures::{StreamExt, TryStreamExt, stream};
 use lambda_ws::protocol::{Level, SystemMessage};
 use lambda_ws::testing::SlowPages;
 use lambda_ws::{
-    ChannelName, ConnectionId, DynamoDbStore, ManagementApi, MemoryStore, Outbound, Recipient, SendOptions, Sender,
-    Session, SessionStore, SystemClock, Target, Transport,
+    ChannelName, ConnectionId, DynamoDbStore, HistoryRules, HistoryStore, ManagementApi, MemoryStore, Outbound,
+    Recipient, SendOptions, Sender, Session, SessionStore, SystemClock, Target, Transport,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -51,6 +52,8 @@ const CHANNEL: &str = "fanout";
 const BASELINE_WORKERS: usize = 10;
 /// The baseline is skipped above this size (at 20 ms and 10 workers, 100,000 posts take 200 s).
 const BASELINE_MAX: usize = 10_000;
+/// The channel size of the history on/off comparison (DynamoDB rows).
+const HISTORY_SIZE: usize = 10_000;
 
 fn flag(args: &[String], name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
@@ -156,13 +159,22 @@ async fn run_child(args: &[String]) -> Result<(), Error> {
     let mgmt = flag(args, "--mgmt").ok_or("--mgmt")?;
     let concurrency: usize = flag(args, "--concurrency").and_then(|v| v.parse().ok()).unwrap_or(256);
     let baseline = flag(args, "--mode").as_deref() == Some("baseline");
-    let mut store: Arc<dyn SessionStore> = match flag(args, "--table") {
-        Some(table) => Arc::new(dynamodb(&flag(args, "--dynamodb-endpoint").ok_or("--dynamodb-endpoint")?, &table)),
+    let (mut store, history): (Arc<dyn SessionStore>, Arc<dyn HistoryStore>) = match flag(args, "--table") {
+        Some(table) => {
+            let store = Arc::new(dynamodb(&flag(args, "--dynamodb-endpoint").ok_or("--dynamodb-endpoint")?, &table));
+            (store.clone(), store)
+        }
         None => {
             let store = Arc::new(MemoryStore::new());
             seed(store.as_ref(), n, &mgmt).await?;
-            store
+            (store.clone(), store)
         }
+    };
+    // With --history the channel keeps a stream: each send takes a number and keeps the message.
+    let rules = if args.iter().any(|a| a == "--history") {
+        HistoryRules::parse(&format!("{CHANNEL}=100/5m"))?
+    } else {
+        HistoryRules::default()
     };
     if let Some(ms) = flag(args, "--page-latency-ms").and_then(|v| v.parse().ok()) {
         store = Arc::new(SlowPages::new(store, Duration::from_millis(ms)));
@@ -178,7 +190,7 @@ async fn run_child(args: &[String]) -> Result<(), Error> {
         reference_style(store.as_ref(), transport, payload).await?
     } else {
         let options = SendOptions { concurrency, ..SendOptions::default() };
-        let sender = Sender::new(store, transport, Arc::new(SystemClock), options);
+        let sender = Sender::new(store, transport, Arc::new(SystemClock), options).with_history(history, rules);
         let report = sender.send_payload(&Target::Channel(ChannelName::new(CHANNEL)?), payload, &[]).await;
         (report.delivered, report.failed.len() + usize::from(report.incomplete.is_some()))
     };
@@ -287,6 +299,7 @@ async fn orchestrate(args: &[String]) -> Result<(), Error> {
          baseline {BASELINE_WORKERS} workers without retries, {cores} cores"
     );
     let mut rows = Vec::new();
+    let mut history_table: Option<(String, String)> = None;
     let run_id = std::process::id();
     let slow_pages = format!("memory, {page_latency_ms} ms per page read");
     for store in ["memory", slow_pages.as_str(), "dynamodb"] {
@@ -309,6 +322,9 @@ async fn orchestrate(args: &[String]) -> Result<(), Error> {
                     return Err(format!("seeding {table} failed").into());
                 }
                 println!("  seeded {n} sessions in {:.1} s", seeded.elapsed().as_secs_f64());
+                if n == HISTORY_SIZE {
+                    history_table = Some((table.clone(), endpoint.clone()));
+                }
                 extra = vec!["--table".into(), table, "--dynamodb-endpoint".into(), endpoint.clone()];
             }
             if store == slow_pages {
@@ -350,6 +366,30 @@ async fn orchestrate(args: &[String]) -> Result<(), Error> {
         if delivered as usize != *n || ours["failed"].as_u64() != Some(0) {
             return Err(format!("{store} n={n}: delivered {delivered} of {n}: {ours}").into());
         }
+    }
+    if let Some((table, endpoint)) = history_table {
+        // History on against off, same table, alternating, nine each: what a stream adds to a send
+        // (one send's wall varies by more than that from run to run, so the medians are compared).
+        let n = HISTORY_SIZE;
+        let base = ["--table", table.as_str(), "--dynamodb-endpoint", endpoint.as_str()];
+        let (mut off, mut on) = (Vec::new(), Vec::new());
+        for _ in 0..9 {
+            off.push(measure(&base, n, &mgmt, concurrency).await?["wall_ms"].as_f64().unwrap_or(f64::NAN));
+            let with: Vec<&str> = base.iter().copied().chain(["--history"]).collect();
+            on.push(measure(&with, n, &mgmt, concurrency).await?["wall_ms"].as_f64().unwrap_or(f64::NAN));
+        }
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (off_ms, on_ms) = (median(off.clone()), median(on.clone()));
+        println!();
+        println!("history (dynamodb, {n} recipients, nine sends each, alternating):");
+        println!("| history | walls | median |");
+        println!("|---|---|---|");
+        println!("| off | {} | {off_ms:.0} ms |", off.iter().map(|w| format!("{w:.0}")).collect::<Vec<_>>().join(", "));
+        println!("| on | {} | {on_ms:.0} ms |", on.iter().map(|w| format!("{w:.0}")).collect::<Vec<_>>().join(", "));
+        println!("on / off: {:.3}", on_ms / off_ms);
     }
     let posts = read_post_count(server.addr).await.unwrap_or_default();
     println!();
