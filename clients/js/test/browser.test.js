@@ -69,6 +69,8 @@ async function openPage(user, channel = 'lobby') {
   if (channel !== 'secret') {
     await page.waitForSelector('#status.open');
     await page.waitForFunction(() => window.demo.connectionId);
+    // The catch-up on the connect channel (a channel with history in `lambda-ws dev`) is answered.
+    await page.waitForFunction(() => window.demo.catchingUp.size === 0);
   }
   return page;
 }
