@@ -84,24 +84,28 @@ impl TypedRoute for SubscribeRoute {
         // A member now, so every later send reaches this connection live; what came before is
         // read after joining, so nothing falls between the two (the client drops a `seq` it has
         // seen twice).
-        let resumed = catch_up(ctx, &channel, rule, since.unwrap_or(0), epoch.as_deref()).await?;
+        let Some(since) = since else {
+            // No position to resume from: only the stream's place (no message after the last).
+            let head = app.history.recent(&channel, u64::MAX, rule, app.clock.now_millis()).await?;
+            return Ok(Some(ctx.reply(json!({ "channel": channel, "epoch": head.epoch, "seq": head.head }))));
+        };
+        let resumed = catch_up(ctx, &channel, rule, since, epoch.as_deref()).await?;
         let recipient =
             Recipient { connection_id: ctx.connection_id().clone(), endpoint: ctx.session.endpoint.clone() };
-        if since.is_some() {
-            let sender = app.sender();
-            for message in &resumed.messages {
-                let report = sender.deliver_payload_to(&recipient, Bytes::from(message.clone())).await;
-                if report.delivered != 1 {
-                    return Err(RouteError::internal("the connection could not be reached"));
-                }
+        let sender = app.sender();
+        for message in &resumed.messages {
+            let report = sender.deliver_payload_to(&recipient, Bytes::from(message.clone())).await;
+            if report.delivered != 1 {
+                return Err(RouteError::internal("the connection could not be reached"));
             }
         }
-        let mut data = json!({ "channel": channel, "epoch": resumed.epoch, "seq": resumed.seq });
-        if since.is_some() {
-            data["recovered"] = json!(resumed.recovered);
-            data["replayed"] = json!(resumed.messages.len());
-        }
-        Ok(Some(ctx.reply(data)))
+        Ok(Some(ctx.reply(json!({
+            "channel": channel,
+            "epoch": resumed.epoch,
+            "seq": resumed.seq,
+            "recovered": resumed.recovered,
+            "replayed": resumed.messages.len(),
+        }))))
     }
 }
 
