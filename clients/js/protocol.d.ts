@@ -156,6 +156,40 @@ export interface Inbound {
 /** Severity of a toast or system message. */
 export type Level = "success" | "info" | "warning" | "error";
 
+/** One user present in a channel. */
+export interface Member {
+  /** How many of the user's connections are in the channel. */
+  connections: number;
+  /**
+   * The public part of the session's metadata (the keys `LWS_PRESENCE_METADATA` names), from
+   * the user's latest connection to join.
+   */
+  info?: Record<string, string>;
+  /** The user. */
+  user_id: string;
+}
+
+/** A user's first connection joined a channel with presence (sent to its other members). */
+export interface MemberJoined {
+  /** The channel. */
+  channel: string;
+  /** Who joined: the user, its connection count there and the public part of its metadata. */
+  member: Member;
+  [field: string]: unknown;
+}
+
+/**
+ * A user's last connection left a channel with presence: unsubscribe, `$disconnect`, a 410 a
+ * send found, or clean-up (sent to its remaining members).
+ */
+export interface MemberLeft {
+  /** The channel. */
+  channel: string;
+  /** Who left. */
+  user_id: string;
+  [field: string]: unknown;
+}
+
 /** A notification for the user's inbox or bell. It needs a `message` or a `title` (or both). */
 export interface Notification {
   /** Body text under the heading. */
@@ -195,6 +229,8 @@ export type Outbound =
   | { type: "reply" } & Reply
   | { type: "pong" } & Pong
   | { type: "error" } & ErrorMessage
+  | { type: "member_joined" } & MemberJoined
+  | { type: "member_left" } & MemberLeft
   | {
     type: string;
     [field: string]: unknown;
@@ -220,6 +256,16 @@ export interface Pong {
   connection_id: string;
   /** The client's `ref`, echoed. */
   ref?: string | null;
+  [field: string]: unknown;
+}
+
+/** Ask who is in a channel with presence, under the same permission check as `subscribe`. The reply's data has `channel`, `users`, `connections` (anonymous ones included) and `anonymous`, and `members` (one per user: `user_id`, `connections`, `info`, the public part of its metadata) unless the channel has more users than it lists. */
+export interface PresenceRequest {
+  action: "presence";
+  /** The channel. */
+  channel: ChannelName;
+  /** Correlation id, echoed on the answer. */
+  ref?: string;
   [field: string]: unknown;
 }
 

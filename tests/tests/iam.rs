@@ -98,6 +98,8 @@ impl Function {
             max_connections_per_user: 2,
             // Channels with history: sends to them append to their streams, subscribes read them.
             history: lambda_ws::HistoryRules::parse("lobby=10/5m; news=10/5m").unwrap(),
+            // Channels with presence: joins and leaves are counted there and announced.
+            presence: lambda_ws::PresenceRules::parse("lobby; news").unwrap(),
             rate_limits: lambda_ws::RateLimits { messages_per_connection: 5, ..lambda_ws::RateLimits::default() },
             ..Config::default()
         };
@@ -143,6 +145,9 @@ async fn exercise(binary: &str) -> (BTreeSet<String>, bool) {
             f.token(&f.app, "ann", Some("room-1")).await;
         }
         "connect" => {
+            // A member whose connection is gone: announcing ann's arrival finds it and removes it.
+            f.connected("g1", "bob", "lobby").await;
+            f.server.set_gone("g1");
             for (n, channel) in ["lobby", "news", "lobby"].into_iter().enumerate() {
                 let token = f.token(&f.setup, "ann", None).await;
                 let query = [("ws_token", Some(token.as_str())), ("channel", Some(channel))];
@@ -178,6 +183,9 @@ async fn exercise(binary: &str) -> (BTreeSet<String>, bool) {
                 f.message(&router, "m1", json!({"action":"subscribe","channel":"news"})).await;
                 f.message(&router, "m1", json!({"action":"subscribe","channel":"news"})).await;
                 f.message(&router, "m1", json!({"action":"unsubscribe","channel":"news"})).await;
+                // From another connection: m1's messages are counted up to its limit of 5.
+                f.connected("m3", "cat", "lobby").await;
+                f.message(&router, "m3", json!({"action":"presence","channel":"lobby"})).await;
             }
             f.server.set_gone("m2");
             f.message(&router, "m1", json!({"action":"chat","message":"hi"})).await;

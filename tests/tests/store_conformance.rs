@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use lambda_ws::history::{HistoryRule, HistoryStore};
-use lambda_ws::store::{Admission, Claim, Joined, Segment, SessionFilter, UserLimits};
+use lambda_ws::presence::{Member, Presence, PresenceStore, Present};
+use lambda_ws::store::{Admission, Claim, Joined, Removed, Segment, SessionFilter, UserLimits};
 use lambda_ws::{
     ChannelName, ConnectionId, CounterStore, Cursor, Identity, Page, Recipient, Session, SessionStore, StoreError,
     TokenRecord, TokenStore,
@@ -16,8 +17,8 @@ use lambda_ws_e2e::fresh_dynamodb_store;
 
 const NOW: i64 = 1_795_446_000;
 
-trait Store: SessionStore + TokenStore + CounterStore + HistoryStore {}
-impl<T: SessionStore + TokenStore + CounterStore + HistoryStore> Store for T {}
+trait Store: SessionStore + TokenStore + CounterStore + HistoryStore + PresenceStore {}
+impl<T: SessionStore + TokenStore + CounterStore + HistoryStore + PresenceStore> Store for T {}
 
 fn id(n: usize) -> ConnectionId {
     ConnectionId::new(format!("conn{n:05}=")).unwrap()
@@ -42,6 +43,18 @@ fn session(n: usize, user: Option<&str>, expires_at: i64) -> Session {
         metadata: BTreeMap::from([("plan".to_owned(), "pro".to_owned())]),
         bound_channel: n.is_multiple_of(3).then(|| ch("lobby")),
     }
+}
+
+/// Removes `id`'s session; what the store says it removed, channels sorted.
+async fn remove(store: &dyn Store, id: &ConnectionId) -> Option<Removed> {
+    let mut removed = store.remove_session(id).await.unwrap()?;
+    removed.channels.sort();
+    Some(removed)
+}
+
+/// What removing `session`, in `channels` (sorted), says.
+fn removed(session: &Session, channels: &[&str]) -> Removed {
+    Removed::of(session, channels.iter().map(|c| ch(c)).collect())
 }
 
 /// Reads every page, checking each respects the limit.
@@ -76,7 +89,7 @@ async fn put_get_remove(store: Arc<dyn Store>) {
         Session { identity: None, user_agent: None, metadata: BTreeMap::new(), ..session(2, None, NOW + 100) };
     store.put_session(&anonymous).await.unwrap();
     assert_eq!(store.get_session(&anonymous.connection_id, NOW).await.unwrap(), Some(anonymous.clone()));
-    assert_eq!(store.remove_session(&s.connection_id).await.unwrap(), Some(s.clone()));
+    assert_eq!(remove(&*store, &s.connection_id).await, Some(removed(&s, &[])));
     assert_eq!(store.get_session(&s.connection_id, NOW).await.unwrap(), None);
     assert_eq!(store.remove_session(&s.connection_id).await.unwrap(), None, "removal is idempotent");
     assert!(store.get_session(&anonymous.connection_id, NOW).await.unwrap().is_some(), "others untouched");
@@ -118,7 +131,7 @@ async fn memberships(store: Arc<dyn Store>) {
     assert!(store.leave(&a.connection_id, &ch("blue")).await.unwrap());
     assert!(!store.leave(&a.connection_id, &ch("blue")).await.unwrap(), "second leave reports absence");
     assert_eq!(store.channels_of(&a.connection_id, NOW).await.unwrap(), vec![ch("red")]);
-    store.remove_session(&a.connection_id).await.unwrap();
+    assert_eq!(remove(&*store, &a.connection_id).await, Some(removed(&a, &["red"])), "says its channels");
     assert!(store.channel_page(&ch("red"), None, 10, NOW).await.unwrap().items.is_empty(), "memberships removed");
     assert!(store.channels_of(&a.connection_id, NOW).await.unwrap().is_empty());
     assert_eq!(
@@ -418,7 +431,7 @@ async fn a_session_opens_with_its_connect_channel(store: Arc<dyn Store>) {
     assert_eq!(store.channels_of(&a.connection_id, NOW).await.unwrap(), vec![ch("room-two")]);
     assert_eq!(store.join(&a, &ch("room-three"), 2).await.unwrap(), Joined::New, "its place is free");
     assert_eq!(store.get_session(&a.connection_id, NOW).await.unwrap(), Some(a.clone()), "session unchanged");
-    assert_eq!(store.remove_session(&a.connection_id).await.unwrap(), Some(a.clone()));
+    assert_eq!(remove(&*store, &a.connection_id).await, Some(removed(&a, &["room-three", "room-two"])));
     for name in ["room-one", "room-two", "room-three"] {
         assert!(store.channel_page(&ch(name), None, 10, NOW).await.unwrap().items.is_empty(), "{name} emptied");
     }
@@ -539,6 +552,87 @@ async fn history_keeps_a_window_by_size_and_time(store: Arc<dyn Store>) {
     assert_eq!(store.recent(&channel, 0, rule(5, 60), later).await.unwrap().head, 8, "numbers go on");
 }
 
+/// Sessions removed in a batch (a send's 410s, clean-up) say whose they were and their channels.
+async fn a_batch_removal_says_who_left_which_channels(store: Arc<dyn Store>) {
+    let a = session(170, Some("ann"), NOW + 100);
+    let b = session(171, None, NOW + 100);
+    store.open_session(&a, Some(&ch("room-a")), false).await.unwrap();
+    store.join(&a, &ch("room-b"), 16).await.unwrap();
+    store.open_session(&b, Some(&ch("room-a")), false).await.unwrap();
+    let mut gone = store.remove_sessions(&[a.connection_id.clone(), b.connection_id.clone(), id(179)]).await.unwrap();
+    gone.sort_by(|x, y| x.connection_id.cmp(&y.connection_id));
+    for r in &mut gone {
+        r.channels.sort();
+    }
+    assert_eq!(gone, vec![removed(&a, &["room-a", "room-b"]), removed(&b, &["room-a"])], "the unknown one is left out");
+}
+
+fn presence<'a>(session: &'a Session, info: &'a BTreeMap<String, String>, expires_at: i64) -> Presence<'a> {
+    Presence { session, info, expires_at }
+}
+
+fn member(user: &str, connections: usize, info: &[(&str, &str)]) -> Member {
+    let info = info.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    Member { user_id: user.to_owned(), connections, info }
+}
+
+/// One entry per user with its connection count and public metadata; anonymous connections
+/// counted, not listed; counts only above the listing size; first and last by user.
+async fn presence_lists_users_and_counts_connections(store: Arc<dyn Store>) {
+    let room = ch("room-p");
+    let ann = BTreeMap::from([("name".to_owned(), "Ann".to_owned())]);
+    let none = BTreeMap::new();
+    let (a1, a2) = (session(200, Some("ann"), NOW + 100), session(201, Some("ann"), NOW + 100));
+    let (b1, x1) = (session(202, Some("bob"), NOW + 100), session(203, None, NOW + 100));
+    assert!(store.enter(&room, presence(&a1, &ann, NOW + 100), NOW).await.unwrap(), "ann's first connection");
+    assert!(!store.enter(&room, presence(&a2, &ann, NOW + 100), NOW).await.unwrap(), "ann's second");
+    assert!(store.enter(&room, presence(&b1, &none, NOW + 100), NOW).await.unwrap(), "bob's first");
+    assert!(!store.enter(&room, presence(&x1, &none, NOW + 100), NOW).await.unwrap(), "anonymous is never first");
+    let everyone = Present {
+        users: 2,
+        connections: 4,
+        anonymous: 1,
+        members: Some(vec![member("ann", 2, &[("name", "Ann")]), member("bob", 1, &[])]),
+    };
+    assert_eq!(store.present(&room, 10, NOW).await.unwrap(), everyone);
+    assert_eq!(store.present(&room, 1, NOW).await.unwrap(), Present { members: None, ..everyone }, "counts only");
+    assert_eq!(store.present(&ch("room-q"), 10, NOW).await.unwrap().users, 0, "another channel");
+    assert!(!store.exit(&room, &a1.connection_id, Some("ann")).await.unwrap(), "ann has another");
+    assert!(!store.exit(&room, &a1.connection_id, Some("ann")).await.unwrap(), "not counted twice");
+    assert!(store.exit(&room, &a2.connection_id, Some("ann")).await.unwrap(), "ann's last");
+    assert!(!store.exit(&room, &x1.connection_id, None).await.unwrap());
+    assert!(!store.exit(&room, &a2.connection_id, Some("ann")).await.unwrap(), "gone already");
+    let left = store.present(&room, 10, NOW).await.unwrap();
+    assert_eq!(left, Present { users: 1, connections: 1, anonymous: 0, members: Some(vec![member("bob", 1, &[])]) });
+    // An entry whose time passed without a leave (connections that ended without a word) is
+    // not listed, and the next connection of its user is first again.
+    assert!(store.enter(&room, presence(&a1, &ann, NOW + 10), NOW).await.unwrap());
+    let later = store.present(&room, 10, NOW + 20).await.unwrap();
+    assert_eq!(later.members, Some(vec![member("bob", 1, &[])]), "ann's entry expired");
+    assert!(store.enter(&room, presence(&a2, &ann, NOW + 100), NOW + 20).await.unwrap(), "first again");
+    let now = store.present(&room, 10, NOW + 20).await.unwrap();
+    let expected = vec![member("ann", 1, &[("name", "Ann")]), member("bob", 1, &[])];
+    assert_eq!(now.members, Some(expected), "the stale connection is not counted");
+}
+
+/// Of 16 concurrent first connections of one user exactly one is first; of their 16 concurrent
+/// leaves exactly one is last.
+async fn presence_first_and_last_hold_under_concurrency(store: Arc<dyn Store>) {
+    let room = ch("room-c");
+    let info = BTreeMap::new();
+    let sessions: Vec<Session> = (300..316).map(|n| session(n, Some("cat"), NOW + 100)).collect();
+    let entered = futures::future::join_all(
+        sessions.iter().map(|s| store.enter(&room, Presence { session: s, info: &info, expires_at: NOW + 100 }, NOW)),
+    )
+    .await;
+    assert_eq!(entered.into_iter().filter(|first| *first.as_ref().unwrap()).count(), 1, "one first");
+    assert_eq!(store.present(&room, 10, NOW).await.unwrap().connections, 16);
+    let left =
+        futures::future::join_all(sessions.iter().map(|s| store.exit(&room, &s.connection_id, Some("cat")))).await;
+    assert_eq!(left.into_iter().filter(|last| *last.as_ref().unwrap()).count(), 1, "one last");
+    assert_eq!(store.present(&room, 10, NOW).await.unwrap(), Present { members: Some(vec![]), ..Present::default() });
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -579,6 +673,9 @@ conformance!(
     last_seen_follows_messages_at_most_one_write_a_minute,
     sequences_are_gap_free_under_concurrent_senders,
     history_keeps_a_window_by_size_and_time,
+    a_batch_removal_says_who_left_which_channels,
+    presence_lists_users_and_counts_connections,
+    presence_first_and_last_hold_under_concurrency,
 );
 
 #[tokio::test]
@@ -644,7 +741,7 @@ async fn dynamodb_removes_sessions_written_by_the_previous_data_model() {
         store.claim_connection(&session(911, Some("legacy"), NOW + 100), limits, NOW).await.unwrap(),
         Claim::Full
     );
-    assert_eq!(store.remove_session(&old.connection_id).await.unwrap(), Some(old.clone()));
+    assert_eq!(remove(&*store, &old.connection_id).await, Some(removed(&old, &["old-room"])));
     assert!(store.channel_page(&ch("old-room"), None, 10, NOW).await.unwrap().items.is_empty(), "membership gone");
     assert!(
         claimed(store.claim_connection(&session(911, Some("legacy"), NOW + 100), limits, NOW).await.unwrap()),

@@ -51,6 +51,7 @@ fn every_route_reaches_an_in_process_handler() {
             ("chat_message", "chat"),
             ("history", "default"),
             ("ping", "default"),
+            ("presence", "default"),
             ("subscribe", "default"),
             ("unsubscribe", "default"),
         ]

@@ -178,8 +178,10 @@ pub async fn cleanup(
         }
     }
     if !options.dry_run && !doomed.is_empty() {
-        summary.removed = app.sessions.remove_sessions(&doomed).await?;
-        crate::hooks::tell_all(app.disconnect_hook.as_deref(), &doomed, crate::hooks::Ending::CleanedUp).await;
+        let removed = app.sessions.remove_sessions(&doomed).await?;
+        summary.removed = removed.len();
+        crate::hooks::tell_all(app.disconnect_hook.as_deref(), &removed, crate::hooks::Ending::CleanedUp).await;
+        app.sender().leave_presence(&removed).await;
     }
     tracing::info!(?summary, "clean-up done");
     Ok(summary)

@@ -8,6 +8,7 @@ use crate::delivery::{ManagementApi, MetricsSink, SendOptions, Sender, Transport
 use crate::history::HistoryStore;
 use crate::hooks::{ConnectHook, DisconnectHook};
 use crate::policy::ChannelCheck;
+use crate::presence::{PresenceStore, Tracker};
 use crate::session::{ChannelName, Identity};
 use crate::store::dynamodb::DynamoDbStore;
 use crate::store::{CounterStore, SessionStore, TokenStore};
@@ -25,6 +26,8 @@ pub struct App {
     pub counters: Arc<dyn CounterStore>,
     /// Channel streams (history for resume) of the channels `config.history` names.
     pub history: Arc<dyn HistoryStore>,
+    /// Who is in the channels `config.presence` names.
+    pub presence: Arc<dyn PresenceStore>,
     /// How posts reach connections.
     pub transport: Arc<dyn Transport>,
     /// Wall-clock time.
@@ -40,16 +43,18 @@ pub struct App {
 }
 
 impl App {
-    /// An app over one store that keeps sessions, tokens, counters and channel streams alike.
+    /// An app over one store that keeps sessions, tokens, counters, channel streams and presence
+    /// alike.
     pub fn new<S>(config: Config, store: Arc<S>, transport: Arc<dyn Transport>) -> Self
     where
-        S: SessionStore + TokenStore + CounterStore + HistoryStore + 'static,
+        S: SessionStore + TokenStore + CounterStore + HistoryStore + PresenceStore + 'static,
     {
         Self {
             config: Arc::new(config),
             sessions: store.clone(),
             tokens: store.clone(),
             history: store.clone(),
+            presence: store.clone(),
             counters: store,
             transport,
             clock: Arc::new(SystemClock),
@@ -123,10 +128,27 @@ impl App {
         let options = SendOptions { concurrency: self.config.send_concurrency, ..SendOptions::default() };
         let sender = Sender::new(self.sessions.clone(), self.transport.clone(), self.clock.clone(), options)
             .with_history(self.history.clone(), self.config.history.clone());
+        let sender = match self.presence_tracker() {
+            Some(tracker) => sender.with_presence(tracker),
+            None => sender,
+        };
         match &self.disconnect_hook {
             Some(hook) => sender.with_disconnect_hook(hook.clone()),
             None => sender,
         }
+    }
+
+    /// Presence for the channels `config.presence` names (`None` when none has presence).
+    pub fn presence_tracker(&self) -> Option<Tracker> {
+        let config = &self.config;
+        (!config.presence.is_empty()).then(|| {
+            Tracker::new(
+                self.presence.clone(),
+                config.presence.clone(),
+                config.presence_metadata.clone(),
+                config.session_ttl.as_secs() as i64,
+            )
+        })
     }
 
     /// Whether `identity` may join `channel`: the configured rules, then the application check.

@@ -92,6 +92,11 @@ pub struct Config {
     pub channel_rules: ChannelRules,
     /// Which channels keep history for resume (`LWS_HISTORY`, e.g. `task-*=100/5m`; unset = none).
     pub history: crate::history::HistoryRules,
+    /// Which channels have presence (`LWS_PRESENCE`, e.g. `room-*; lobby=500`; unset = none).
+    pub presence: crate::presence::PresenceRules,
+    /// The metadata keys members of a presence channel see of each other
+    /// (`LWS_PRESENCE_METADATA`, comma-separated; unset = none: members see user ids only).
+    pub presence_metadata: Vec<String>,
     /// Expected `requestContext.apiId` (`LWS_API_ID`); events from another API are refused.
     pub api_id: Option<String>,
     /// Shared secrets one of which `$connect` events must carry in the `X-Lws-Gateway-Secret`
@@ -136,6 +141,8 @@ impl Default for Config {
             default_channel: None,
             channel_rules: ChannelRules::default(),
             history: crate::history::HistoryRules::default(),
+            presence: crate::presence::PresenceRules::default(),
+            presence_metadata: Vec::new(),
             api_id: None,
             gateway_secrets: GatewaySecrets::default(),
             management_endpoint: None,
@@ -181,6 +188,13 @@ impl Config {
         if let Some(v) = get("LWS_HISTORY") {
             c.history = crate::history::HistoryRules::parse(&v)
                 .map_err(|source| ConfigError::Policy { var: "LWS_HISTORY", source })?;
+        }
+        if let Some(v) = get("LWS_PRESENCE") {
+            c.presence = crate::presence::PresenceRules::parse(&v)
+                .map_err(|source| ConfigError::Policy { var: "LWS_PRESENCE", source })?;
+        }
+        if let Some(v) = get("LWS_PRESENCE_METADATA") {
+            c.presence_metadata = v.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned).collect();
         }
         c.api_id = get("LWS_API_ID");
         if let Some(v) = get("LWS_GATEWAY_SECRET") {
@@ -286,6 +300,8 @@ mod tests {
             ("LWS_DEFAULT_CHANNEL", "lobby"),
             ("LWS_CHANNEL_RULES", "*=authenticated"),
             ("LWS_API_ID", "abc123"),
+            ("LWS_PRESENCE", "room-*=20"),
+            ("LWS_PRESENCE_METADATA", "name, avatar"),
             ("LWS_MANAGEMENT_ENDPOINT", "https://ws.example.com/prod/"),
             ("LWS_SEND_CONCURRENCY", "8"),
             ("LWS_SESSION_TTL_SECS", "600"),
@@ -301,6 +317,9 @@ mod tests {
         assert_eq!(c.token_ttl, Duration::from_secs(30));
         assert_eq!(c.default_channel.as_ref().map(ChannelName::as_str), Some("lobby"));
         assert_eq!(c.api_id.as_deref(), Some("abc123"));
+        let room = ChannelName::new("room-1").expect("name");
+        assert_eq!(c.presence.rule_for(&room), Some(crate::presence::PresenceRule { listed: 20 }));
+        assert_eq!(c.presence_metadata, ["name", "avatar"]);
         assert_eq!(c.management_endpoint.as_deref(), Some("https://ws.example.com/prod"));
         assert_eq!((c.send_concurrency, c.max_channels_per_connection), (8, 4));
         assert_eq!(c.session_ttl, Duration::from_secs(600));
@@ -318,6 +337,7 @@ mod tests {
             ("LWS_REQUIRE_TOKEN", "perhaps"),
             ("LWS_DEFAULT_CHANNEL", "bad name"),
             ("LWS_CHANNEL_RULES", "nope"),
+            ("LWS_PRESENCE", "room-*=0"),
             ("LWS_ALLOWED_ORIGINS", "example.com"),
             ("LWS_SEND_CONCURRENCY", "0"),
         ] {

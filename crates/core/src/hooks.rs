@@ -112,7 +112,7 @@ pub enum Ending {
 pub struct Ended {
     /// Its connection id.
     pub connection_id: ConnectionId,
-    /// Its user, when known (always for `$disconnect`).
+    /// Its user, if it had one.
     pub user_id: Option<String>,
     /// How it ended.
     pub ending: Ending,
@@ -126,10 +126,12 @@ pub trait DisconnectHook: Send + Sync + fmt::Debug {
     async fn on_disconnect(&self, ended: &Ended);
 }
 
-/// Tells `hook` that each of `ids` ended the same way.
-pub(crate) async fn tell_all(hook: Option<&dyn DisconnectHook>, ids: &[ConnectionId], ending: Ending) {
+/// Tells `hook` that each of the `removed` sessions ended the same way.
+pub(crate) async fn tell_all(hook: Option<&dyn DisconnectHook>, removed: &[crate::store::Removed], ending: Ending) {
     let Some(hook) = hook else { return };
-    for id in ids {
-        hook.on_disconnect(&Ended { connection_id: id.clone(), user_id: None, ending: ending.clone() }).await;
+    for r in removed {
+        let ended =
+            Ended { connection_id: r.connection_id.clone(), user_id: r.user_id.clone(), ending: ending.clone() };
+        hook.on_disconnect(&ended).await;
     }
 }

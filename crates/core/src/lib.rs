@@ -44,6 +44,7 @@ pub mod hooks;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod policy;
+pub mod presence;
 pub mod protocol;
 pub mod rate;
 pub mod routing;
@@ -63,12 +64,15 @@ pub use delivery::{
 };
 pub use history::{HistoryRule, HistoryRules, HistoryStore};
 pub use policy::{Access, ChannelCheck, ChannelRules, GATEWAY_SECRET_HEADER, GatewaySecrets, OriginPolicy};
+pub use presence::{Member, PresenceRule, PresenceRules, PresenceStore};
 pub use protocol::{ErrorCode, Inbound, Outbound, Reply};
 pub use routing::{MessageContext, Route, RouteError, Router, TypedRoute};
 pub use session::{ChannelName, ConnectionId, Identity, Recipient, Session};
 pub use store::dynamodb::DynamoDbStore;
 pub use store::memory::MemoryStore;
-pub use store::{Admission, CounterStore, Cursor, Joined, Page, SessionStore, StoreError, TokenRecord, TokenStore};
+pub use store::{
+    Admission, CounterStore, Cursor, Joined, Page, Removed, SessionStore, StoreError, TokenRecord, TokenStore,
+};
 
 /// Re-exported so custom routes and checks can use `#[async_trait]` without another dependency line.
 pub use async_trait::async_trait;

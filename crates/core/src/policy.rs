@@ -29,6 +29,11 @@ pub enum PolicyParseError {
         "invalid history rule {0:?}: expected pattern=size/window, e.g. task-*=100/5m (size 1-1000, window up to 24h)"
     )]
     History(String),
+    /// A presence rule is not `pattern` or `pattern=listed`.
+    #[error(
+        "invalid presence rule {0:?}: expected pattern or pattern=listed, e.g. room-* or lobby=500 (listed 1-1000)"
+    )]
+    Presence(String),
     /// A gateway secret is too short or has characters a header cannot carry unchanged.
     #[error("each secret must be at least 32 characters of A-Z a-z 0-9 . _ ~ + / = -")]
     Secret,

@@ -489,6 +489,31 @@ pub struct Pong {
     pub extra: Extra,
 }
 
+/// A user's first connection joined a channel with presence (sent to its other members).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct MemberJoined {
+    /// The channel.
+    pub channel: String,
+    /// Who joined: the user, its connection count there and the public part of its metadata.
+    pub member: crate::presence::Member,
+    /// Any other field, delivered as sent.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// A user's last connection left a channel with presence: unsubscribe, `$disconnect`, a 410 a
+/// send found, or clean-up (sent to its remaining members).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct MemberLeft {
+    /// The channel.
+    pub channel: String,
+    /// Who left.
+    pub user_id: String,
+    /// Any other field, delivered as sent.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
 /// A typed error sent to a client in a session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ErrorMessage {
@@ -535,6 +560,10 @@ pub enum Outbound {
     Pong(Pong),
     /// `{"type":"error",...}`
     Error(ErrorMessage),
+    /// `{"type":"member_joined",...}`
+    MemberJoined(MemberJoined),
+    /// `{"type":"member_left",...}`
+    MemberLeft(MemberLeft),
     /// Any other JSON object carrying its own string `type`; see [`Outbound::custom`].
     #[serde(untagged)]
     #[schemars(schema_with = "crate::schema::custom_message")]
@@ -542,8 +571,19 @@ pub enum Outbound {
 }
 
 /// The `type` values the typed variants use; a custom message may not reuse them.
-pub const BUILTIN_TYPES: [&str; 9] =
-    ["toast", "task_progress", "resource_updated", "notification", "chat_message", "system", "reply", "pong", "error"];
+pub const BUILTIN_TYPES: [&str; 11] = [
+    "toast",
+    "task_progress",
+    "resource_updated",
+    "notification",
+    "chat_message",
+    "system",
+    "reply",
+    "pong",
+    "error",
+    "member_joined",
+    "member_left",
+];
 
 /// What a typed field accepts, for the field-by-field check and its error text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -555,6 +595,7 @@ enum Expect {
     Count,
     Flag,
     Code,
+    Member,
     Any,
 }
 
@@ -568,6 +609,7 @@ impl Expect {
             Self::Count => value.is_u64(),
             Self::Flag => value.is_boolean(),
             Self::Code => serde_json::from_value::<ErrorCode>(value.clone()).is_ok(),
+            Self::Member => serde_json::from_value::<crate::presence::Member>(value.clone()).is_ok(),
             Self::Any => true,
         }
     }
@@ -581,6 +623,7 @@ impl Expect {
             Self::Count => "a non-negative integer",
             Self::Flag => "true or false",
             Self::Code => "an error code (bad_request, forbidden, internal, ...)",
+            Self::Member => "a member: {user_id, connections, info}",
             Self::Any => "any JSON value",
         }
     }
@@ -618,6 +661,8 @@ fn fields_of(message_type: &str) -> Option<&'static [FieldSpec]> {
         "reply" => &[("action", false, Text), ("ref", false, Text), ("data", false, Any), ("message", false, Text)],
         "pong" => &[("connection_id", true, Text), ("ref", false, Text)],
         "error" => &[("code", true, Code), ("message", true, Text), ("field", false, Text), ("ref", false, Text)],
+        "member_joined" => &[("channel", true, Text), ("member", true, Member)],
+        "member_left" => &[("channel", true, Text), ("user_id", true, Text)],
         _ => return None,
     })
 }
@@ -765,6 +810,8 @@ impl Outbound {
             "system" => serde_json::from_value(value).map(Self::System),
             "reply" => serde_json::from_value(value).map(Self::Reply),
             "pong" => serde_json::from_value(value).map(Self::Pong),
+            "member_joined" => serde_json::from_value(value).map(Self::MemberJoined),
+            "member_left" => serde_json::from_value(value).map(Self::MemberLeft),
             _ => serde_json::from_value(value).map(Self::Error),
         };
         // The field check above accepts only what the structs parse; this is a safety net.
@@ -783,6 +830,8 @@ impl Outbound {
             Self::Reply(_) => "reply",
             Self::Pong(_) => "pong",
             Self::Error(_) => "error",
+            Self::MemberJoined(_) => "member_joined",
+            Self::MemberLeft(_) => "member_left",
             Self::Custom(m) => m.get("type").and_then(Value::as_str).unwrap_or(""),
         }
     }
@@ -799,6 +848,8 @@ impl Outbound {
             Self::Reply(m) => Some(&m.extra),
             Self::Pong(m) => Some(&m.extra),
             Self::Error(m) => Some(&m.extra),
+            Self::MemberJoined(m) => Some(&m.extra),
+            Self::MemberLeft(m) => Some(&m.extra),
             Self::Custom(_) => None,
         }
     }

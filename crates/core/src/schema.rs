@@ -300,7 +300,8 @@ fn schemas(contract: &Contract<'_>) -> Schemas {
         let type_name = type_name
             .or_else(|| definition.pointer("/properties/type/const").and_then(Value::as_str).map(str::to_owned))
             .unwrap_or_default();
-        if ["reply", "error", "pong", ""].contains(&type_name.as_str()) {
+        // Presence events take no number: they are not stream messages.
+        if ["reply", "error", "pong", "member_joined", "member_left", ""].contains(&type_name.as_str()) {
             continue;
         }
         if let Some(properties) = definition.get_mut("properties").and_then(Value::as_object_mut) {

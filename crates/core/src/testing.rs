@@ -72,7 +72,7 @@ use crate::handlers;
 use crate::routing::Router;
 use crate::session::{ChannelName, ConnectionId, Identity, Recipient, Session};
 use crate::store::{
-    Admission, Claim, Cursor, Joined, Page, Segment, SessionFilter, SessionStore, StoreError, UserLimits,
+    Admission, Claim, Cursor, Joined, Page, Removed, Segment, SessionFilter, SessionStore, StoreError, UserLimits,
 };
 use crate::{App, Clock as _, Config, ManualClock, MemoryStore, token};
 
@@ -202,11 +202,11 @@ impl SessionStore for SlowPages {
         self.inner.get_session(id, now).await
     }
 
-    async fn remove_session(&self, id: &ConnectionId) -> Result<Option<Session>, StoreError> {
+    async fn remove_session(&self, id: &ConnectionId) -> Result<Option<Removed>, StoreError> {
         self.inner.remove_session(id).await
     }
 
-    async fn remove_sessions(&self, ids: &[ConnectionId]) -> Result<usize, StoreError> {
+    async fn remove_sessions(&self, ids: &[ConnectionId]) -> Result<Vec<Removed>, StoreError> {
         self.inner.remove_sessions(ids).await
     }
 

@@ -8,13 +8,14 @@ use std::fmt;
 use lambda_ws::Router;
 
 /// The routes this repository's `template.yaml` declares, with the function binary that serves each.
-pub const BUILTIN_ROUTES: [(&str, &str); 9] = [
+pub const BUILTIN_ROUTES: [(&str, &str); 10] = [
     ("$connect", "connect"),
     ("$disconnect", "disconnect"),
     ("$default", "default"),
     ("subscribe", "default"),
     ("unsubscribe", "default"),
     ("history", "default"),
+    ("presence", "default"),
     ("ping", "default"),
     ("chat", "chat"),
     ("chat_message", "chat"),

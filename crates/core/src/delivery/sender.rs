@@ -17,9 +17,10 @@ use super::transport::{Transport, TransportError};
 use crate::clock::Clock;
 use crate::history::{HistoryRule, HistoryRules, HistoryStore, stamp};
 use crate::hooks::{self, DisconnectHook, Ending};
-use crate::protocol::{Outbound, OutboundError};
-use crate::session::{ChannelName, ConnectionId, Recipient};
-use crate::store::{Cursor, Page, Segment, SessionFilter, SessionStore, StoreError};
+use crate::presence::{Member, Tracker};
+use crate::protocol::{Extra, MemberJoined, MemberLeft, Outbound, OutboundError};
+use crate::session::{ChannelName, ConnectionId, Recipient, Session};
+use crate::store::{Cursor, Page, Removed, Segment, SessionFilter, SessionStore, StoreError};
 
 /// Why a send was refused before any post.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,6 +73,7 @@ pub struct Sender {
     options: SendOptions,
     disconnect_hook: Option<Arc<dyn DisconnectHook>>,
     history: Option<HistorySetup>,
+    presence: Option<Tracker>,
 }
 
 /// Where channel streams live and which channels have one.
@@ -104,7 +106,7 @@ impl Sender {
         clock: Arc<dyn Clock>,
         options: SendOptions,
     ) -> Self {
-        Self { sessions, transport, clock, options, disconnect_hook: None, history: None }
+        Self { sessions, transport, clock, options, disconnect_hook: None, history: None, presence: None }
     }
 
     /// Appends every message sent to a channel that `rules` names to its stream in `store`
@@ -112,6 +114,82 @@ impl Sender {
     pub fn with_history(mut self, store: Arc<dyn HistoryStore>, rules: HistoryRules) -> Self {
         self.history = (!rules.is_empty()).then_some(HistorySetup { store, rules });
         self
+    }
+
+    /// Keeps presence with `tracker`: a session a send finds gone leaves the channels with presence
+    /// it was in, and their members hear `member_left` for a user who has no connection left there.
+    pub fn with_presence(mut self, tracker: Tracker) -> Self {
+        self.presence = Some(tracker);
+        self
+    }
+
+    /// The presence this sender keeps, if any channel has presence.
+    pub fn presence(&self) -> Option<&Tracker> {
+        self.presence.as_ref()
+    }
+
+    /// Counts `session` in `channel`'s presence, if the channel has presence; for its user's first
+    /// connection there, tells the channel's other members `member_joined`.
+    pub async fn enter_presence(&self, session: &Session, channel: &ChannelName) -> Result<(), StoreError> {
+        let Some(tracker) = self.presence.as_ref().filter(|t| t.rule_for(channel).is_some()) else {
+            return Ok(());
+        };
+        if let Some(member) = tracker.enter(channel, session, self.clock.now_secs()).await? {
+            self.announce_joined(channel, member, &session.connection_id).await;
+        }
+        Ok(())
+    }
+
+    /// Tells `channel`'s members but `joiner` that `member` joined (not a stream message: presence
+    /// events take no number and are not kept).
+    pub async fn announce_joined(&self, channel: &ChannelName, member: Member, joiner: &ConnectionId) {
+        let message =
+            Outbound::MemberJoined(MemberJoined { channel: channel.to_string(), member, extra: Extra::new() });
+        self.announce(channel, &message, std::slice::from_ref(joiner)).await;
+    }
+
+    /// Takes removed sessions (or left memberships) out of the presence of their channels that
+    /// have presence, and tells each channel's remaining members `member_left` for every user
+    /// with no connection left there. Failures are logged: the entries expire in time.
+    pub async fn leave_presence(&self, removed: &[Removed]) {
+        let Some(tracker) = &self.presence else { return };
+        let exits: Vec<(&ChannelName, &Removed)> = removed
+            .iter()
+            .flat_map(|r| r.channels.iter().filter(|c| tracker.rule_for(c).is_some()).map(move |c| (c, r)))
+            .collect();
+        let mut left: Vec<(ChannelName, String)> = Vec::new();
+        for batch in exits.chunks(8) {
+            let answers = futures::future::join_all(
+                batch.iter().map(|(c, r)| tracker.exit(c, &r.connection_id, r.user_id.as_deref())),
+            )
+            .await;
+            for ((channel, r), answer) in batch.iter().zip(answers) {
+                match answer {
+                    Ok(true) => left.extend(r.user_id.clone().map(|user| ((*channel).clone(), user))),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(
+                        channel = %channel, connection_id = %r.connection_id, error = %e, "could not leave presence"
+                    ),
+                }
+            }
+        }
+        for (channel, user_id) in left {
+            let message =
+                Outbound::MemberLeft(MemberLeft { channel: channel.to_string(), user_id, extra: Extra::new() });
+            self.announce(&channel, &message, &[]).await;
+        }
+    }
+
+    /// Sends a presence event to a channel's members, outside its stream.
+    async fn announce(&self, channel: &ChannelName, message: &Outbound, exclude: &[ConnectionId]) {
+        match message.encode() {
+            // Boxed: a 410 found here removes sessions, which may announce again.
+            Ok(payload) => {
+                let report = Box::pin(self.fan_out(&Target::Channel(channel.clone()), payload, exclude)).await;
+                tracing::debug!(channel = %channel, kind = message.type_name(), delivered = report.delivered, "presence event sent");
+            }
+            Err(e) => tracing::error!(channel = %channel, error = %e, "presence event could not be encoded"),
+        }
     }
 
     /// Tells `hook` about every session a send finds gone (410) and removes.
@@ -240,7 +318,10 @@ impl Sender {
     async fn finish(&self, mut report: DeliveryReport, started: Instant) -> DeliveryReport {
         if !report.gone.is_empty() {
             match self.sessions.remove_sessions(&report.gone).await {
-                Ok(_) => hooks::tell_all(self.disconnect_hook.as_deref(), &report.gone, Ending::Gone).await,
+                Ok(removed) => {
+                    hooks::tell_all(self.disconnect_hook.as_deref(), &removed, Ending::Gone).await;
+                    Box::pin(self.leave_presence(&removed)).await;
+                }
                 Err(e) => tracing::warn!(gone = report.gone.len(), error = %e, "could not remove gone sessions"),
             }
         }

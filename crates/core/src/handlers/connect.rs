@@ -71,7 +71,9 @@ impl From<crate::store::StoreError> for ConnectRefusal {
 ///
 /// Three store round trips in the common case: the per-IP count and the token together; the
 /// user's count and slot in one conditional write; the session with its connect channel in one
-/// write. A refused connect writes no session, membership or slot.
+/// write (and, in a channel with presence, the presence entry beside it). A refused connect
+/// writes no session, membership or slot. A user's first connection in a channel with presence
+/// is announced to its members (`member_joined`).
 pub async fn connect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
     match try_connect(app, event).await {
         Ok((session, subprotocol)) => {
@@ -232,6 +234,33 @@ async fn try_connect(
         Claim::RateLimited => return Err(ConnectRefusal::RateLimited),
         Claim::Full => return Err(ConnectRefusal::TooManyConnections),
     };
-    app.sessions.open_session(&session, channel.as_ref(), slot).await?;
-    Ok((session, subprotocol))
+    // In a channel with presence, the connection is counted there at the same time; a user's
+    // first connection there is announced once both writes hold.
+    let sender = app.sender();
+    let tracker = sender.presence().filter(|t| channel.as_ref().is_some_and(|c| t.rule_for(c).is_some()));
+    let (opened, entered) = futures::join!(app.sessions.open_session(&session, channel.as_ref(), slot), async {
+        match (tracker, &channel) {
+            (Some(tracker), Some(channel)) => tracker.enter(channel, &session, now).await,
+            _ => Ok(None),
+        }
+    });
+    match (opened, entered) {
+        (Ok(()), Ok(joined)) => {
+            if let (Some(member), Some(channel)) = (joined, &channel) {
+                sender.announce_joined(channel, member, &session.connection_id).await;
+            }
+            Ok((session, subprotocol))
+        }
+        (opened, entered) => {
+            // Refused: undo whichever write held, so nothing is left of the connection.
+            if opened.is_ok()
+                && let Some(removed) = app.sessions.remove_session(&session.connection_id).await.ok().flatten()
+            {
+                sender.leave_presence(&[removed]).await;
+            } else if let (Ok(_), Some(tracker), Some(channel)) = (&entered, tracker, &channel) {
+                let _ = tracker.exit(channel, &session.connection_id, session.user_id()).await;
+            }
+            Err(opened.and(entered.map(|_| ())).err().map_or(ConnectRefusal::Unavailable, ConnectRefusal::from))
+        }
+    }
 }

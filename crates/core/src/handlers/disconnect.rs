@@ -1,4 +1,5 @@
-//! `$disconnect`: forget the session and its memberships.
+//! `$disconnect`: forget the session and its memberships; a user whose last connection was in a
+//! channel with presence leaves it (`member_left`).
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use serde_json::json;
@@ -22,11 +23,14 @@ pub async fn disconnect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> A
     };
     match app.sessions.remove_session(&id).await {
         Ok(found) => {
-            if let (Some(hook), Some(session)) = (&app.disconnect_hook, &found) {
+            if let (Some(hook), Some(removed)) = (&app.disconnect_hook, &found) {
                 let ending =
                     Ending::Disconnected { status: ctx.disconnect_status_code, reason: ctx.disconnect_reason.clone() };
-                let user_id = session.user_id().map(str::to_owned);
+                let user_id = removed.user_id.clone();
                 hook.on_disconnect(&Ended { connection_id: id.clone(), user_id, ending }).await;
+            }
+            if let Some(removed) = &found {
+                app.sender().leave_presence(std::slice::from_ref(removed)).await;
             }
             tracing::info!(
                 connection_id = %id,

@@ -1,5 +1,5 @@
 //! The built-in actions every router starts from ([`Router::builtin`](super::Router::builtin)):
-//! `subscribe`, `unsubscribe`, `history` and `ping`, as typed routes.
+//! `subscribe`, `unsubscribe`, `history`, `presence` and `ping`, as typed routes.
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -11,7 +11,7 @@ use super::{MessageContext, RouteError, TypedRoute};
 use crate::history::{self, HistoryRule, Resumed};
 use crate::protocol::{Outbound, Pong};
 use crate::session::{ChannelName, Recipient};
-use crate::store::Joined;
+use crate::store::{Joined, Removed};
 
 /// The request of `subscribe` and `unsubscribe`.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -75,8 +75,12 @@ impl TypedRoute for SubscribeRoute {
             return Err(RouteError::forbidden("channel not allowed"));
         }
         let max = app.config.max_channels_per_connection;
-        if app.sessions.join(ctx.session, &channel, max).await? == Joined::Full {
-            return Err(RouteError::bad_request(format!("a connection may be in at most {max} channels")));
+        match app.sessions.join(ctx.session, &channel, max).await? {
+            Joined::Full => {
+                return Err(RouteError::bad_request(format!("a connection may be in at most {max} channels")));
+            }
+            Joined::New => app.sender().enter_presence(ctx.session, &channel).await?,
+            Joined::Already => {}
         }
         let Some(rule) = app.config.history.rule_for(&channel) else {
             return Ok(Some(ctx.reply(json!({ "channel": channel }))));
@@ -177,6 +181,48 @@ impl TypedRoute for HistoryRoute {
     }
 }
 
+/// `presence {channel}`: who is in a channel with presence, under the same permission check as
+/// `subscribe` (membership is not needed).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PresenceRoute;
+
+#[async_trait]
+impl TypedRoute for PresenceRoute {
+    type Request = ChannelRequest;
+
+    fn description(&self) -> &str {
+        "Ask who is in a channel with presence, under the same permission check as `subscribe`. The \
+         reply's data has `channel`, `users`, `connections` (anonymous ones included) and \
+         `anonymous`, and `members` (one per user: `user_id`, `connections`, `info`, the public part \
+         of its metadata) unless the channel has more users than it lists."
+    }
+
+    async fn handle(&self, ctx: &MessageContext<'_>, request: ChannelRequest) -> Result<Option<Outbound>, RouteError> {
+        let ChannelRequest { channel } = request;
+        let app = ctx.app;
+        if ctx.session.bound_channel.as_ref().is_some_and(|bound| *bound != channel) {
+            return Err(RouteError::forbidden("this connection's token is bound to another channel"));
+        }
+        if !app.may_join(ctx.session.identity.as_ref(), &channel).await {
+            return Err(RouteError::forbidden("channel not allowed"));
+        }
+        let Some(rule) = app.config.presence.rule_for(&channel) else {
+            return Err(RouteError::bad_request("this channel has no presence").at_field("channel"));
+        };
+        let present = app.presence.present(&channel, rule.listed, app.clock.now_secs()).await?;
+        let mut data = json!({
+            "channel": channel,
+            "users": present.users,
+            "connections": present.connections,
+            "anonymous": present.anonymous,
+        });
+        if let (Some(members), Some(object)) = (present.members, data.as_object_mut()) {
+            object.insert("members".into(), json!(members));
+        }
+        Ok(Some(ctx.reply(data)))
+    }
+}
+
 /// `unsubscribe {channel}`: leave a channel.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct UnsubscribeRoute;
@@ -190,7 +236,12 @@ impl TypedRoute for UnsubscribeRoute {
     }
 
     async fn handle(&self, ctx: &MessageContext<'_>, request: ChannelRequest) -> Result<Option<Outbound>, RouteError> {
-        let was_member = ctx.app.sessions.leave(ctx.connection_id(), &request.channel).await?;
+        let app = ctx.app;
+        let was_member = app.sessions.leave(ctx.connection_id(), &request.channel).await?;
+        if was_member {
+            let left = Removed::of(ctx.session, vec![request.channel.clone()]);
+            app.sender().leave_presence(&[left]).await;
+        }
         Ok(Some(ctx.reply(json!({ "channel": request.channel, "was_member": was_member }))))
     }
 }

@@ -39,7 +39,7 @@
 
 mod builtin;
 
-pub use builtin::{HistoryRoute, PingRoute, SubscribeRoute, UnsubscribeRoute};
+pub use builtin::{HistoryRoute, PingRoute, PresenceRoute, SubscribeRoute, UnsubscribeRoute};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -345,12 +345,13 @@ impl Router {
         Self::default()
     }
 
-    /// The built-in actions: `subscribe`, `unsubscribe`, `ping`.
+    /// The built-in actions: `subscribe`, `unsubscribe`, `history`, `presence`, `ping`.
     pub fn builtin() -> Self {
         Self::new()
             .typed("subscribe", SubscribeRoute)
             .typed("unsubscribe", UnsubscribeRoute)
             .typed("history", HistoryRoute)
+            .typed("presence", PresenceRoute)
             .typed("ping", PingRoute)
     }
 

@@ -30,10 +30,12 @@ use aws_sdk_dynamodb::types::{
 use futures::{StreamExt as _, TryStreamExt as _};
 
 use super::{
-    Admission, Claim, CounterStore, Cursor, Joined, LAST_SEEN_EVERY_MS, Page, Segment, SessionFilter, SessionStore,
-    StoreError, TokenRecord, TokenStore, UserLimits,
+    Admission, Claim, CounterStore, Cursor, Joined, LAST_SEEN_EVERY_MS, Page, Removed, Segment, SessionFilter,
+    SessionStore, StoreError, TokenRecord, TokenStore, UserLimits,
 };
 use crate::history::{Entry, HistoryRule, HistoryStore, Position, Recent};
+use crate::hooks::Metadata;
+use crate::presence::{Member, Presence, PresenceStore, Present};
 use crate::session::{ChannelName, ConnectionId, Identity, Recipient, Session};
 
 /// Name of the channel index.
@@ -66,6 +68,14 @@ const ENTRY_PREFIX: &str = "m#";
 /// How long a stream head outlives its last message (30 days): a channel sent to again within
 /// that keeps its epoch.
 const STREAM_TTL_SECS: i64 = 30 * 24 * 3600;
+/// A channel's presence partition (`pres#<channel>`): an item per user (`u#<user>`, the set
+/// `conns` of its connections there, `info`) and per anonymous connection (`a#<connection>`).
+/// Neither carries `user_id` or `channel`, so neither index lists them.
+const PRESENCE_PREFIX: &str = "pres#";
+const PRESENT_USER_PREFIX: &str = "u#";
+const PRESENT_ANONYMOUS_PREFIX: &str = "a#";
+/// The presence item attribute holding its connections (a string set).
+const CONNS: &str = "conns";
 const CONN_PREFIX: &str = "conn#";
 const CHAN_PREFIX: &str = "chan#";
 const TOKEN_PREFIX: &str = "token#";
@@ -90,6 +100,8 @@ struct ConnectionItems {
     user_id: Option<String>,
     /// The keys of every item (session and memberships).
     keys: Vec<Item>,
+    /// The channels of its memberships (the session item's connect channel included).
+    channels: Vec<String>,
 }
 
 /// Sessions, tokens and counters in one DynamoDB table.
@@ -125,7 +137,7 @@ impl DynamoDbStore {
                 .consistent_read(true)
                 .set_exclusive_start_key(start);
             if !with_session {
-                query = query.projection_expression("pk, sk, user_id");
+                query = query.projection_expression("pk, sk, user_id, #ch").expression_attribute_names("#ch", CHANNEL);
             }
             let out = query.send().await.map_err(sdk_error)?;
             for item in out.items.unwrap_or_default() {
@@ -135,6 +147,7 @@ impl DynamoDbStore {
                         found.session = Some(session_from(&item)?);
                     }
                 }
+                found.channels.extend(get_s(&item, CHANNEL).map(str::to_owned));
                 let key = ["pk", "sk"].into_iter().filter_map(|k| item.get(k).map(|v| (k.to_owned(), v.clone())));
                 found.keys.push(key.collect());
             }
@@ -412,7 +425,7 @@ impl SessionStore for DynamoDbStore {
         Ok(session.filter(|s| !s.is_expired(now)))
     }
 
-    async fn remove_session(&self, id: &ConnectionId) -> Result<Option<Session>, StoreError> {
+    async fn remove_session(&self, id: &ConnectionId) -> Result<Option<Removed>, StoreError> {
         // The session item goes first and says what else there is: the channels joined after
         // `$connect` (their own items) and whether it holds a user's connection slot. A
         // connection in only its connect channel, without a slot, is one call.
@@ -436,7 +449,11 @@ impl SessionStore for DynamoDbStore {
         let written_with_set = item.contains_key(SLOT);
         let memberships = async {
             if !written_with_set {
-                return self.delete_keys(self.items_of(id, false).await?.keys).await;
+                let found = self.items_of(id, false).await?;
+                let mut channels = found.channels;
+                channels.extend(get_s(&item, CHANNEL).map(str::to_owned));
+                self.delete_keys(found.keys).await?;
+                return Ok(channels);
             }
             let inline = get_s(&item, CHANNEL);
             let keys: Vec<Item> = match item.get(CHANNELS) {
@@ -452,7 +469,11 @@ impl SessionStore for DynamoDbStore {
                     .collect(),
                 _ => Vec::new(),
             };
-            self.delete_keys(keys).await
+            self.delete_keys(keys).await?;
+            Ok(match item.get(CHANNELS) {
+                Some(AttributeValue::Ss(set)) => set.clone(),
+                _ => Vec::new(),
+            })
         };
         let holds_slot = matches!(item.get(SLOT), Some(AttributeValue::Bool(true))) || !written_with_set;
         let slot = async {
@@ -461,21 +482,28 @@ impl SessionStore for DynamoDbStore {
                 _ => Ok(()),
             }
         };
-        futures::try_join!(memberships, slot)?;
-        Ok(Some(session))
+        let (channels, ()) = futures::try_join!(memberships, slot)?;
+        Ok(Some(Removed::of(&session, channel_names(channels)?)))
     }
 
-    async fn remove_sessions(&self, ids: &[ConnectionId]) -> Result<usize, StoreError> {
+    async fn remove_sessions(&self, ids: &[ConnectionId]) -> Result<Vec<Removed>, StoreError> {
         // Keys of all the connections' items (a few queries at a time), then 25-item batch deletes.
         let found: Vec<(ConnectionId, ConnectionItems)> = futures::stream::iter(ids.to_vec())
             .map(|id| async move { Ok::<_, StoreError>((id.clone(), self.items_of(&id, false).await?)) })
             .buffer_unordered(8)
             .try_collect()
             .await?;
-        let removed = found.iter().filter(|(_, items)| !items.keys.is_empty()).count();
+        let mut removed = Vec::new();
         let mut users: Vec<(String, ConnectionId)> = Vec::new();
         let mut keys = Vec::new();
         for (id, items) in found {
+            if items.keys.is_empty() {
+                continue;
+            }
+            let mut channels = channel_names(items.channels)?;
+            channels.sort_unstable();
+            channels.dedup();
+            removed.push(Removed { connection_id: id.clone(), user_id: items.user_id.clone(), channels });
             users.extend(items.user_id.map(|user| (user, id)));
             keys.extend(items.keys);
         }
@@ -797,7 +825,7 @@ impl SessionStore for DynamoDbStore {
             Some(names) => names,
             None => self.membership_names(id, now).await?,
         };
-        names.into_iter().map(|name| ChannelName::new(name).map_err(corrupt)).collect()
+        channel_names(names)
     }
 
     async fn channel_page(
@@ -1039,6 +1067,11 @@ fn get_n(item: &Item, name: &str) -> Result<i64, StoreError> {
         .ok_or_else(|| StoreError::Corrupt(format!("missing number {name}")))
 }
 
+/// Stored channel names, validated.
+fn channel_names(names: Vec<String>) -> Result<Vec<ChannelName>, StoreError> {
+    names.into_iter().map(|name| ChannelName::new(name).map_err(corrupt)).collect()
+}
+
 fn page_limit(limit: usize) -> i32 {
     limit.clamp(1, 1000) as i32
 }
@@ -1179,6 +1212,19 @@ fn decode_cursor(cursor: Option<&Cursor>) -> Result<Option<Item>, StoreError> {
     Ok(Some(map.into_iter().map(|(k, v)| (k, AttributeValue::S(v))).collect()))
 }
 
+/// Where a channel's presence lives.
+fn presence_pk(channel: &ChannelName) -> AttributeValue {
+    s(&format!("{PRESENCE_PREFIX}{channel}"))
+}
+
+/// A presence item's sort key: the user's, or an anonymous connection's.
+fn presence_sk(id: &ConnectionId, user_id: Option<&str>) -> AttributeValue {
+    match user_id {
+        Some(user) => s(&format!("{PRESENT_USER_PREFIX}{user}")),
+        None => s(&format!("{PRESENT_ANONYMOUS_PREFIX}{id}")),
+    }
+}
+
 /// Where a channel's stream lives: `hist#<channel>`, its head item and one item per kept message.
 fn stream_pk(channel: &ChannelName) -> AttributeValue {
     s(&format!("{HISTORY_PREFIX}{channel}"))
@@ -1287,5 +1333,168 @@ impl HistoryStore for DynamoDbStore {
             head_at: get_n(&head, "head_at").unwrap_or(0),
             entries: kept,
         })
+    }
+}
+
+#[async_trait]
+impl PresenceStore for DynamoDbStore {
+    async fn enter(&self, channel: &ChannelName, presence: Presence<'_>, now: i64) -> Result<bool, StoreError> {
+        let session = presence.session;
+        let id = &session.connection_id;
+        let Some(user) = session.user_id() else {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", presence_pk(channel))
+                .item("sk", presence_sk(id, None))
+                .item(TTL_ATTRIBUTE, n(presence.expires_at))
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            return Ok(false);
+        };
+        // One atomic ADD to the user's set; the old item says whether it was empty.
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", presence_pk(channel))
+            .key("sk", presence_sk(id, Some(user)))
+            .expression_attribute_names("#conns", CONNS)
+            .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+            .expression_attribute_names("#info", "info")
+            .expression_attribute_values(":id", AttributeValue::Ss(vec![id.as_str().to_owned()]))
+            .expression_attribute_values(":exp", n(presence.expires_at))
+            .return_values(ReturnValue::AllOld);
+        update = if presence.info.is_empty() {
+            update.update_expression("ADD #conns :id SET #exp = :exp REMOVE #info")
+        } else {
+            let info = presence.info.iter().map(|(k, v)| (k.clone(), s(v))).collect();
+            update
+                .update_expression("ADD #conns :id SET #exp = :exp, #info = :info")
+                .expression_attribute_values(":info", AttributeValue::M(info))
+        };
+        let old = update.send().await.map_err(sdk_error)?.attributes.unwrap_or_default();
+        let stale = get_n(&old, TTL_ATTRIBUTE).is_ok_and(|exp| exp <= now);
+        let had = matches!(old.get(CONNS), Some(AttributeValue::Ss(set)) if !set.is_empty());
+        if stale && had {
+            // Left by connections that ended without a word: none of them is here any more.
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", presence_pk(channel))
+                .key("sk", presence_sk(id, Some(user)))
+                .update_expression("SET #conns = :id")
+                .expression_attribute_names("#conns", CONNS)
+                .expression_attribute_values(":id", AttributeValue::Ss(vec![id.as_str().to_owned()]))
+                .send()
+                .await
+                .map_err(sdk_error)?;
+        }
+        Ok(stale || !had)
+    }
+
+    async fn exit(&self, channel: &ChannelName, id: &ConnectionId, user_id: Option<&str>) -> Result<bool, StoreError> {
+        let key = (presence_pk(channel), presence_sk(id, user_id));
+        if user_id.is_none() {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key("pk", key.0)
+                .key("sk", key.1)
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            return Ok(false);
+        }
+        // One atomic DELETE from the user's set, if the connection is in it; an emptied set is
+        // gone from the new item (DynamoDB keeps no empty sets), which makes this the last.
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", key.0.clone())
+            .key("sk", key.1.clone())
+            .update_expression("DELETE #conns :id")
+            .condition_expression("contains(#conns, :name)")
+            .expression_attribute_names("#conns", CONNS)
+            .expression_attribute_values(":id", AttributeValue::Ss(vec![id.as_str().to_owned()]))
+            .expression_attribute_values(":name", s(id.as_str()))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        let new = match result {
+            Ok(out) => out.attributes.unwrap_or_default(),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => return Ok(false),
+            Err(e) => return Err(sdk_error(e)),
+        };
+        if new.contains_key(CONNS) {
+            return Ok(false);
+        }
+        // The user's last connection: drop the item, unless another joined meanwhile.
+        let dropped = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", key.0)
+            .key("sk", key.1)
+            .condition_expression("attribute_not_exists(#conns)")
+            .expression_attribute_names("#conns", CONNS)
+            .send()
+            .await;
+        unless_condition_failed(dropped)?;
+        Ok(true)
+    }
+
+    async fn present(&self, channel: &ChannelName, listed: usize, now: i64) -> Result<Present, StoreError> {
+        let mut present = Present { members: Some(Vec::new()), ..Present::default() };
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .filter_expression("#exp > :now")
+                .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+                .expression_attribute_values(":pk", presence_pk(channel))
+                .expression_attribute_values(":now", n(now))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            for item in out.items.unwrap_or_default() {
+                let sk = get_s(&item, "sk").unwrap_or_default();
+                if sk.starts_with(PRESENT_ANONYMOUS_PREFIX) {
+                    present.anonymous += 1;
+                    present.connections += 1;
+                    continue;
+                }
+                let Some(user) = sk.strip_prefix(PRESENT_USER_PREFIX) else { continue };
+                let connections = match item.get(CONNS) {
+                    Some(AttributeValue::Ss(set)) if !set.is_empty() => set.len(),
+                    _ => continue,
+                };
+                present.users += 1;
+                present.connections += connections;
+                if present.users > listed {
+                    present.members = None;
+                }
+                if let Some(members) = &mut present.members {
+                    let info: Metadata = match item.get("info") {
+                        Some(AttributeValue::M(map)) => {
+                            map.iter().filter_map(|(k, v)| v.as_s().ok().map(|v| (k.clone(), v.clone()))).collect()
+                        }
+                        _ => Metadata::new(),
+                    };
+                    members.push(Member { user_id: user.to_owned(), connections, info });
+                }
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(present);
+            }
+        }
     }
 }

@@ -10,10 +10,12 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{
-    Admission, Claim, CounterStore, Cursor, Joined, Page, Segment, SessionFilter, SessionStore, StoreError,
+    Admission, Claim, CounterStore, Cursor, Joined, Page, Removed, Segment, SessionFilter, SessionStore, StoreError,
     TokenRecord, TokenStore, UserLimits,
 };
 use crate::history::{Entry, HistoryRule, HistoryStore, Position, Recent};
+use crate::hooks::Metadata;
+use crate::presence::{Member, Presence, PresenceStore, Present};
 use crate::session::{ChannelName, ConnectionId, Recipient, Session};
 
 #[derive(Debug, Default)]
@@ -33,6 +35,8 @@ struct State {
     user_connects: HashMap<String, (i64, u32)>,
     /// channel → its history stream (channels with a history rule that were sent to).
     streams: HashMap<ChannelName, Stream>,
+    /// channel → who is present (channels with a presence rule).
+    presence: HashMap<ChannelName, ChannelPresence>,
     tokens: HashMap<String, TokenRecord>,
     counters: HashMap<String, (u64, i64)>,
 }
@@ -115,7 +119,7 @@ impl SessionStore for MemoryStore {
         Ok(self.state().sessions.get(id).filter(|s| !s.is_expired(now)).cloned())
     }
 
-    async fn remove_session(&self, id: &ConnectionId) -> Result<Option<Session>, StoreError> {
+    async fn remove_session(&self, id: &ConnectionId) -> Result<Option<Removed>, StoreError> {
         let mut s = self.state();
         let session = s.sessions.remove(id);
         s.message_counts.remove(id);
@@ -133,15 +137,16 @@ impl SessionStore for MemoryStore {
                 }
             }
         }
-        for channel in s.memberships.remove(id).unwrap_or_default() {
-            if let Some(members) = s.channels.get_mut(&channel) {
+        let channels = s.memberships.remove(id).unwrap_or_default();
+        for channel in &channels {
+            if let Some(members) = s.channels.get_mut(channel) {
                 members.remove(id);
                 if members.is_empty() {
-                    s.channels.remove(&channel);
+                    s.channels.remove(channel);
                 }
             }
         }
-        Ok(session)
+        Ok(session.map(|session| Removed::of(&session, channels)))
     }
 
     async fn join(&self, session: &Session, channel: &ChannelName, max: usize) -> Result<Joined, StoreError> {
@@ -421,6 +426,100 @@ impl HistoryStore for MemoryStore {
             head: stream.head,
             head_at: stream.head_at,
             entries: kept.into_iter().skip(skip).collect(),
+        })
+    }
+}
+
+/// One channel's presence: an entry per user (its connections, public metadata and expiry) and
+/// the anonymous connections with theirs.
+#[derive(Debug, Default)]
+struct ChannelPresence {
+    users: BTreeMap<String, UserEntry>,
+    anonymous: HashMap<ConnectionId, i64>,
+}
+
+#[derive(Debug)]
+struct UserEntry {
+    connections: BTreeSet<ConnectionId>,
+    info: Metadata,
+    expires_at: i64,
+}
+
+#[async_trait]
+impl PresenceStore for MemoryStore {
+    async fn enter(&self, channel: &ChannelName, presence: Presence<'_>, now: i64) -> Result<bool, StoreError> {
+        let mut s = self.state();
+        let present = s.presence.entry(channel.clone()).or_default();
+        let id = presence.session.connection_id.clone();
+        let Some(user) = presence.session.user_id() else {
+            present.anonymous.insert(id, presence.expires_at);
+            return Ok(false);
+        };
+        let entry = present.users.entry(user.to_owned()).or_insert_with(|| UserEntry {
+            connections: BTreeSet::new(),
+            info: Metadata::new(),
+            expires_at: i64::MIN,
+        });
+        if entry.expires_at <= now {
+            // Left by connections that ended without a word: none of them is here any more.
+            entry.connections.clear();
+        }
+        let first = entry.connections.is_empty();
+        entry.connections.insert(id);
+        entry.info = presence.info.clone();
+        entry.expires_at = presence.expires_at;
+        Ok(first)
+    }
+
+    async fn exit(&self, channel: &ChannelName, id: &ConnectionId, user_id: Option<&str>) -> Result<bool, StoreError> {
+        let mut s = self.state();
+        let Some(present) = s.presence.get_mut(channel) else {
+            return Ok(false);
+        };
+        let last = match user_id {
+            None => {
+                present.anonymous.remove(id);
+                false
+            }
+            Some(user) => {
+                let Some(entry) = present.users.get_mut(user) else {
+                    return Ok(false);
+                };
+                let last = entry.connections.remove(id) && entry.connections.is_empty();
+                if entry.connections.is_empty() {
+                    present.users.remove(user);
+                }
+                last
+            }
+        };
+        if present.users.is_empty() && present.anonymous.is_empty() {
+            s.presence.remove(channel);
+        }
+        Ok(last)
+    }
+
+    async fn present(&self, channel: &ChannelName, listed: usize, now: i64) -> Result<Present, StoreError> {
+        let s = self.state();
+        let Some(present) = s.presence.get(channel) else {
+            return Ok(Present { members: Some(Vec::new()), ..Present::default() });
+        };
+        let live: Vec<(&String, &UserEntry)> =
+            present.users.iter().filter(|(_, e)| e.expires_at > now && !e.connections.is_empty()).collect();
+        let anonymous = present.anonymous.values().filter(|until| **until > now).count();
+        let members = (live.len() <= listed).then(|| {
+            live.iter()
+                .map(|(user, e)| Member {
+                    user_id: (*user).clone(),
+                    connections: e.connections.len(),
+                    info: e.info.clone(),
+                })
+                .collect()
+        });
+        Ok(Present {
+            users: live.len(),
+            connections: live.iter().map(|(_, e)| e.connections.len()).sum::<usize>() + anonymous,
+            anonymous,
+            members,
         })
     }
 }

@@ -127,15 +127,16 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     /// The live session of `id`, if any.
     async fn get_session(&self, id: &ConnectionId, now: i64) -> Result<Option<Session>, StoreError>;
 
-    /// Deletes the session and all its memberships; returns the session if it existed.
-    async fn remove_session(&self, id: &ConnectionId) -> Result<Option<Session>, StoreError>;
+    /// Deletes the session and all its memberships; says who it was and which channels it was
+    /// in, if it existed.
+    async fn remove_session(&self, id: &ConnectionId) -> Result<Option<Removed>, StoreError>;
 
-    /// Deletes several sessions with their memberships (stale connections found by a fan-out);
-    /// returns how many existed. Stores batch the deletes where they can.
-    async fn remove_sessions(&self, ids: &[ConnectionId]) -> Result<usize, StoreError> {
-        let mut removed = 0;
+    /// Deletes several sessions with their memberships (stale connections found by a fan-out,
+    /// clean-up); returns those that existed. Stores batch the deletes where they can.
+    async fn remove_sessions(&self, ids: &[ConnectionId]) -> Result<Vec<Removed>, StoreError> {
+        let mut removed = Vec::new();
         for id in ids {
-            removed += usize::from(self.remove_session(id).await?.is_some());
+            removed.extend(self.remove_session(id).await?);
         }
         Ok(removed)
     }
@@ -209,6 +210,25 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
         limit: usize,
         now: i64,
     ) -> Result<Page<ConnectionId>, StoreError>;
+}
+
+/// A session [`SessionStore::remove_session`] deleted: whose it was and the channels it was in
+/// (what presence needs to say a user left).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removed {
+    /// Its connection id.
+    pub connection_id: ConnectionId,
+    /// Its user, if it had one.
+    pub user_id: Option<String>,
+    /// The channels it was in, in no particular order.
+    pub channels: Vec<ChannelName>,
+}
+
+impl Removed {
+    /// What removing `session`, in `channels`, removed.
+    pub fn of(session: &Session, channels: Vec<ChannelName>) -> Self {
+        Self { connection_id: session.connection_id.clone(), user_id: session.user_id().map(str::to_owned), channels }
+    }
 }
 
 /// What [`SessionStore::admit_message`] found.

@@ -1,0 +1,215 @@
+//! Presence: who is in a channel.
+//!
+//! A rule (`LWS_PRESENCE`, e.g. `room-*; lobby=500`) gives the channels its pattern matches
+//! presence: the store keeps one entry per user in the channel (the user's connections there and
+//! the public part of the session's metadata) and one per anonymous connection. A `presence
+//! {channel}` action answers the members, one per user with a connection count, or, in a channel
+//! with more users than the rule lists (100 unless the rule says), the counts only. Anonymous
+//! connections are counted, never listed.
+//!
+//! When a user's first connection joins such a channel its other members receive
+//! `member_joined`; when the user's last connection leaves (unsubscribe, `$disconnect`, a 410 a
+//! send found, or clean-up), `member_left`. A user's second tab changes only the count.
+//!
+//! The public part of the metadata is the keys `LWS_PRESENCE_METADATA` names: a
+//! [`ConnectHook`](crate::hooks::ConnectHook) may attach more (a tenant, a role) that members do
+//! not see.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::hooks::Metadata;
+use crate::policy::PolicyParseError;
+use crate::session::{ChannelName, ConnectionId, Session};
+use crate::store::StoreError;
+
+/// Users a presence answer lists unless a rule says otherwise.
+pub const DEFAULT_LISTED: usize = 100;
+/// The most users a rule may list.
+pub const MAX_LISTED: usize = 1000;
+
+/// How a channel's presence is answered: members listed up to `listed` users, counts beyond.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresenceRule {
+    /// The most users an answer lists (1–1000).
+    pub listed: usize,
+}
+
+/// Which channels have presence (`LWS_PRESENCE`): `pattern[=listed]` rules separated by `;`,
+/// first match wins; a pattern is a name or a prefix ending in `*`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PresenceRules(pub Vec<(String, PresenceRule)>);
+
+impl PresenceRules {
+    /// Parses `room-*; lobby=500`.
+    pub fn parse(text: &str) -> Result<Self, PolicyParseError> {
+        let mut rules = Vec::new();
+        for raw in text.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            let bad = || PolicyParseError::Presence(raw.to_owned());
+            let (pattern, listed) = match raw.split_once('=') {
+                Some((pattern, listed)) => {
+                    let listed: usize =
+                        listed.trim().parse().ok().filter(|n| (1..=MAX_LISTED).contains(n)).ok_or_else(bad)?;
+                    (pattern.trim(), listed)
+                }
+                None => (raw, DEFAULT_LISTED),
+            };
+            let stem = pattern.strip_suffix('*').unwrap_or(pattern);
+            if stem.contains('*') || (!stem.is_empty() && ChannelName::new(stem).is_err()) {
+                return Err(bad());
+            }
+            rules.push((pattern.to_owned(), PresenceRule { listed }));
+        }
+        Ok(Self(rules))
+    }
+
+    /// The rule for `channel`, if it has presence.
+    pub fn rule_for(&self, channel: &ChannelName) -> Option<PresenceRule> {
+        let name = channel.as_str();
+        self.0
+            .iter()
+            .find(|(pattern, _)| match pattern.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => pattern == name,
+            })
+            .map(|(_, rule)| *rule)
+    }
+
+    /// Whether no channel has presence.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// One user present in a channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Member {
+    /// The user.
+    pub user_id: String,
+    /// How many of the user's connections are in the channel.
+    pub connections: usize,
+    /// The public part of the session's metadata (the keys `LWS_PRESENCE_METADATA` names), from
+    /// the user's latest connection to join.
+    #[serde(default)]
+    pub info: Metadata,
+}
+
+/// A channel's presence, as [`PresenceStore::present`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Present {
+    /// Users present.
+    pub users: usize,
+    /// Connections present, anonymous ones included.
+    pub connections: usize,
+    /// Anonymous connections present.
+    pub anonymous: usize,
+    /// The users, ordered by id; `None` when there are more than the listing allows.
+    pub members: Option<Vec<Member>>,
+}
+
+/// A connection that entered a channel's presence.
+#[derive(Debug, Clone, Copy)]
+pub struct Presence<'a> {
+    /// The connection's session.
+    pub session: &'a Session,
+    /// The public part of its metadata.
+    pub info: &'a Metadata,
+    /// Until when the user's entry is kept (Unix seconds) if nothing removes it; each enter sets
+    /// it, so it must be the latest any connection of the user in the channel can live (the
+    /// [`Tracker`] gives now plus the session TTL).
+    pub expires_at: i64,
+}
+
+/// Where presence lives. Implemented by both stores; tested by the same conformance suite.
+///
+/// A user's entry holds the ids of its connections in the channel, changed atomically, so of
+/// concurrent first joins exactly one is first and of concurrent last leaves exactly one is last.
+#[async_trait]
+pub trait PresenceStore: Send + Sync + std::fmt::Debug {
+    /// Counts the connection in `channel`; returns whether it is its user's first there (always
+    /// `false` for an anonymous connection). `now` is Unix seconds: an entry whose time has passed
+    /// counts as empty.
+    async fn enter(&self, channel: &ChannelName, presence: Presence<'_>, now: i64) -> Result<bool, StoreError>;
+
+    /// Takes the connection out of `channel`; returns whether it was its user's last there
+    /// (`false` when it was not counted, and for an anonymous connection).
+    async fn exit(&self, channel: &ChannelName, id: &ConnectionId, user_id: Option<&str>) -> Result<bool, StoreError>;
+
+    /// Who is in `channel`: the counts, and the members when there are at most `listed` users.
+    async fn present(&self, channel: &ChannelName, listed: usize, now: i64) -> Result<Present, StoreError>;
+}
+
+/// Presence as the sender and the handlers keep it: the store, which channels have presence,
+/// the public metadata keys and how long an entry may live.
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    store: Arc<dyn PresenceStore>,
+    rules: PresenceRules,
+    public: Arc<[String]>,
+    ttl_secs: i64,
+}
+
+impl Tracker {
+    /// Presence in `store` for the channels `rules` names, showing the metadata keys `public`;
+    /// an entry lives at most `ttl_secs` (the session TTL) past its last join.
+    pub fn new(store: Arc<dyn PresenceStore>, rules: PresenceRules, public: Vec<String>, ttl_secs: i64) -> Self {
+        Self { store, rules, public: public.into(), ttl_secs }
+    }
+
+    /// The rule for `channel`, if it has presence.
+    pub fn rule_for(&self, channel: &ChannelName) -> Option<PresenceRule> {
+        self.rules.rule_for(channel)
+    }
+
+    /// Counts `session` in `channel` (which has presence); returns the member to announce when it
+    /// is its user's first connection there.
+    pub async fn enter(
+        &self,
+        channel: &ChannelName,
+        session: &Session,
+        now: i64,
+    ) -> Result<Option<Member>, StoreError> {
+        let info = public_info(session, &self.public);
+        let presence = Presence { session, info: &info, expires_at: now.saturating_add(self.ttl_secs) };
+        let first = self.store.enter(channel, presence, now).await?;
+        Ok(match (first, session.user_id()) {
+            (true, Some(user)) => Some(Member { user_id: user.to_owned(), connections: 1, info }),
+            _ => None,
+        })
+    }
+
+    /// Takes a connection out of `channel`; returns whether its user is gone from it.
+    pub async fn exit(
+        &self,
+        channel: &ChannelName,
+        id: &ConnectionId,
+        user_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.store.exit(channel, id, user_id).await
+    }
+}
+
+/// The public part of `session`'s metadata: the keys `public` names.
+pub fn public_info(session: &Session, public: &[String]) -> Metadata {
+    session.metadata.iter().filter(|(k, _)| public.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_parse_with_and_without_a_listing_size() {
+        let rules = PresenceRules::parse("room-*; lobby=500 ;").expect("valid");
+        let rule = |name: &str| rules.rule_for(&ChannelName::new(name).expect("name"));
+        assert_eq!(rule("room-1"), Some(PresenceRule { listed: DEFAULT_LISTED }));
+        assert_eq!(rule("lobby"), Some(PresenceRule { listed: 500 }));
+        assert_eq!(rule("lobby-2"), None);
+        for bad in ["room-*=0", "room-*=1001", "a*b", "bad name", "x=many"] {
+            assert!(PresenceRules::parse(bad).is_err(), "{bad}");
+        }
+        assert!(PresenceRules::parse("").expect("empty").is_empty());
+    }
+}
