@@ -16,17 +16,20 @@ export type SystemMessage = OfType<'system'>;
 export type ReplyMessage = OfType<'reply'>;
 export type PongMessage = OfType<'pong'>;
 export type ErrorMessage = OfType<'error'>;
+export type MemberJoinedMessage = OfType<'member_joined'>;
+export type MemberLeftMessage = OfType<'member_left'>;
+export type { Member } from './protocol';
 /** Any application message with its own `type`. */
 export interface CustomMessage { type: string; [field: string]: unknown }
 
 export type OutboundMessage =
   | ToastMessage | TaskProgressMessage | ResourceUpdatedMessage | NotificationMessage | ChatMessage
-  | SystemMessage | ReplyMessage | PongMessage | ErrorMessage;
+  | SystemMessage | ReplyMessage | PongMessage | ErrorMessage | MemberJoinedMessage | MemberLeftMessage;
 
 export interface MessageEvents {
   toast: ToastMessage; task_progress: TaskProgressMessage; resource_updated: ResourceUpdatedMessage;
   notification: NotificationMessage; chat_message: ChatMessage; system: SystemMessage; reply: ReplyMessage;
-  pong: PongMessage; error: ErrorMessage | Error;
+  pong: PongMessage; error: ErrorMessage | Error; member_joined: MemberJoinedMessage; member_left: MemberLeftMessage;
 }
 
 export interface ManagerEvents extends MessageEvents {
@@ -38,6 +41,21 @@ export interface ManagerEvents extends MessageEvents {
   recovered: { channel: string; from: number; to: number };
   /** Messages after `from` in `channel` could not be replayed: refetch its state. */
   gap: { channel: string; from: number; seq: number | null; epoch: string | null };
+  /** The members of a channel asked for with `presence()` changed (or were fetched again). */
+  presence: ChannelPresence;
+}
+
+/** Who is in a channel with presence. */
+export interface ChannelPresence {
+  channel: string;
+  /** Users present. */
+  users: number;
+  /** Connections present, anonymous ones included. */
+  connections: number;
+  /** Anonymous connections present (counted, never listed). */
+  anonymous: number;
+  /** One per user, sorted by id; absent when the channel has more users than it lists. */
+  members?: import('./protocol').Member[];
 }
 
 /** The last message seen in a channel stream. */
@@ -80,7 +98,7 @@ export declare class WebSocketManager {
   readonly channel: string | null;
   /** This connection's id, learned from `pong`. */
   readonly connectionId: string | null;
-  /** A lifecycle event (`open`, `close`, `message`, `refused`, `recovered`, `gap`; never fired by pushed data) or a message type. */
+  /** A lifecycle event (`open`, `close`, `message`, `refused`, `recovered`, `gap`, `presence`; never fired by pushed data) or a message type. */
   on<K extends keyof ManagerEvents>(type: K, listener: (event: ManagerEvents[K]) => void): () => void;
   on(type: string, listener: (event: CustomMessage) => void): () => void;
   /** Pushed messages of one `type`, any type (even `open` or `close`). */
@@ -98,4 +116,10 @@ export declare class WebSocketManager {
   history(channel: string, limit?: number): Promise<ChannelHistory>;
   /** The last message seen in each channel stream. */
   positions(): Record<string, StreamPosition>;
+  /** Who is in a channel with presence; kept current from then on, and fetched again after every reconnect. */
+  presence(channel: string): Promise<ChannelPresence>;
+  /** The last known presence of a channel asked for with `presence()`, or null before its first answer. */
+  members(channel: string): ChannelPresence | null;
+  /** Stops keeping a channel's presence. */
+  forgetPresence(channel: string): void;
 }

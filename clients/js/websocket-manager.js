@@ -10,6 +10,10 @@
 // In a channel with history (LWS_HISTORY) every message carries `channel`, `seq` and `epoch`: the
 // client keeps the last `seq` of each channel, catches up on every reconnect, drops a message it
 // has seen, and emits 'recovered' (nothing missed) or 'gap' (refetch over HTTP).
+//
+// In a channel with presence (LWS_PRESENCE), presence(channel) asks who is there and keeps the
+// answer current from member_joined / member_left, fetching it again after every reconnect;
+// 'presence' fires with the channel's members whenever they change.
 
 const MAX_MESSAGE_BYTES = 128 * 1024;
 
@@ -25,7 +29,7 @@ export class RefusedError extends Error {
 }
 
 /** Events this client emits itself; a pushed message's `type` never reaches their listeners. */
-const LIFECYCLE = new Set(['open', 'close', 'message', 'refused', 'recovered', 'gap']);
+const LIFECYCLE = new Set(['open', 'close', 'message', 'refused', 'recovered', 'gap', 'presence']);
 
 function subscribe(map, name, listener) {
   if (!map.has(name)) map.set(name, new Set());
@@ -100,18 +104,21 @@ export class WebSocketManager {
     this.streams = new Map(); // channel -> { seq, epoch }: the last message seen in each stream
     this.catchingUp = new Map(); // channel -> messages held until its catch-up answer arrives
     this.subscribed = new Set(); // channels joined with subscribe(), joined again on reconnect
+    this.present = new Map(); // channel -> { users, connections, anonymous, members: Map | null, fetching }
     this._onOnline = () => this._wake();
     this._onVisible = () => { if (document.visibilityState === 'visible') this._wake(); };
   }
 
   /**
-   * Subscribes to a lifecycle event ('open', 'close', 'message', 'refused', 'recovered', 'gap')
+   * Subscribes to a lifecycle event ('open', 'close', 'message', 'refused', 'recovered', 'gap',
+   * 'presence')
    * or to a message type ('toast', 'chat_message', your own types). 'error' hears both: client
    * errors and `error` messages. Lifecycle events come from this client only: a pushed message
    * whose `type` is one of them never fires them (listen with onMessage for those). 'recovered'
    * ({channel, from, to}): a reconnect caught up on everything missed in a channel with history;
    * 'gap' ({channel, from, seq, epoch}): it could not (the window was exceeded or the stream
-   * restarted), so refetch that channel's state.
+   * restarted), so refetch that channel's state. 'presence' ({channel, users, connections,
+   * anonymous, members}): the members of a channel asked for with presence() changed.
    */
   on(name, listener) {
     if (LIFECYCLE.has(name)) return subscribe(this.listeners, name, listener);
@@ -224,6 +231,88 @@ export class WebSocketManager {
   /** The latest kept messages of a channel with history: resolves with `{channel, epoch, seq, messages}`. */
   history(channel, limit) {
     return this.request('history', limit === undefined ? { channel } : { channel, limit }).then((r) => r.data);
+  }
+
+  /**
+   * Who is in a channel with presence: resolves with `{channel, users, connections, anonymous,
+   * members}` (`members` absent when the channel has more users than it lists) and from then on
+   * keeps it current from `member_joined` / `member_left`, fetching it again after every
+   * reconnect (events missed while away). Each change fires 'presence' with the same shape.
+   */
+  presence(channel) {
+    const tracked = this.present.get(channel) ?? { fetching: null, events: [] };
+    this.present.set(channel, tracked);
+    if (tracked.fetching) return tracked.fetching;
+    tracked.events = [];
+    tracked.fetching = this.request('presence', { channel }).then((reply) => {
+      const data = reply.data ?? {};
+      Object.assign(tracked, {
+        users: data.users ?? 0,
+        connections: data.connections ?? 0,
+        anonymous: data.anonymous ?? 0,
+        members: Array.isArray(data.members) ? new Map(data.members.map((m) => [m.user_id, m])) : null,
+        fetching: null,
+      });
+      // Events that arrived while the answer was on its way, in order: applying one twice is
+      // harmless (a join sets, a leave deletes).
+      for (const event of tracked.events.splice(0)) this._applyPresence(tracked, event);
+      const snapshot = this.members(channel);
+      this._emit('presence', snapshot);
+      return snapshot;
+    }, (error) => {
+      tracked.fetching = null;
+      // Never answered (no presence there, not allowed): not asked again on reconnect.
+      if (tracked.users === undefined) this.present.delete(channel);
+      throw error;
+    });
+    return tracked.fetching;
+  }
+
+  /** Stops keeping `channel`'s presence. */
+  forgetPresence(channel) {
+    this.present.delete(channel);
+  }
+
+  /**
+   * The last known presence of a channel asked for with presence(): `{channel, users,
+   * connections, anonymous, members}` (members sorted by user id, absent above the listing size),
+   * or null before its first answer.
+   */
+  members(channel) {
+    const tracked = this.present.get(channel);
+    if (!tracked || tracked.users === undefined) return null;
+    const { users, connections, anonymous, members } = tracked;
+    const answer = { channel, users, connections, anonymous };
+    if (members) answer.members = [...members.values()].sort((a, b) => (a.user_id < b.user_id ? -1 : 1));
+    return answer;
+  }
+
+  _presenceEvent(message) {
+    const tracked = this.present.get(message.channel);
+    if (!tracked) return;
+    if (tracked.fetching) {
+      tracked.events.push(message);
+      return;
+    }
+    if (this._applyPresence(tracked, message)) this._emit('presence', this.members(message.channel));
+  }
+
+  /** Applies one member_joined / member_left; returns whether anything changed. */
+  _applyPresence(tracked, message) {
+    if (message.type === 'member_joined') {
+      const known = tracked.members?.has(message.member.user_id);
+      if (known) return false;
+      tracked.users += 1;
+      tracked.connections += message.member.connections ?? 1;
+      tracked.members?.set(message.member.user_id, message.member);
+      return true;
+    }
+    const member = tracked.members?.get(message.user_id);
+    if (tracked.members && !member) return false;
+    tracked.users = Math.max(0, tracked.users - 1);
+    tracked.connections = Math.max(0, tracked.connections - (member?.connections ?? 1));
+    tracked.members?.delete(message.user_id);
+    return true;
   }
 
   /** Where this client is in each channel stream: `{ [channel]: { seq, epoch } }`. */
@@ -350,6 +439,8 @@ export class WebSocketManager {
         const channels = new Set([...(this.channel ? [this.channel] : []), ...this.subscribed]);
         for (const channel of channels) this._catchUp(channel).catch((e) => this._emit('error', e));
       }
+      // Who came and went while away: ask again.
+      for (const channel of this.present.keys()) this.presence(channel).catch((e) => this._emit('error', e));
     };
     socket.onmessage = (event) => this._receive(event.data);
     socket.onclose = (event) => {
@@ -384,6 +475,9 @@ export class WebSocketManager {
   }
 
   _dispatch(message) {
+    if ((message.type === 'member_joined' || message.type === 'member_left') && typeof message.channel === 'string') {
+      this._presenceEvent(message);
+    }
     this._emit('message', message);
     if (typeof message.type === 'string') notify(this.typeListeners.get(message.type), message);
   }

@@ -71,6 +71,10 @@ async function openPage(user, channel = 'lobby') {
     await page.waitForFunction(() => window.demo.connectionId);
     // The catch-up on the connect channel (a channel with history in `lambda-ws dev`) is answered.
     await page.waitForFunction(() => window.demo.catchingUp.size === 0);
+    // So is its presence (`lambda-ws dev` gives lobby and room-* presence).
+    if (channel === 'lobby' || channel.startsWith('room-')) {
+      await page.waitForFunction((c) => window.demo.members(c) !== null, channel);
+    }
   }
   return page;
 }
@@ -268,7 +272,10 @@ test('pushed messages named like lifecycle events do not fire lifecycle listener
   const page = await openPage('lifecycle-user');
   await page.evaluate(() => {
     window.fired = { open: 0, close: 0, refused: 0, message: 0, pushedOpen: 0, pushedRefused: 0 };
-    for (const name of ['open', 'close', 'refused', 'message']) window.demo.on(name, () => { window.fired[name] += 1; });
+    for (const name of ['open', 'close', 'refused']) window.demo.on(name, () => { window.fired[name] += 1; });
+    // Only the forged messages: other pages coming and going in the lobby push member events.
+    const forged = new Set(['open', 'close', 'refused', 'message']);
+    window.demo.on('message', (m) => { if (forged.has(m.type)) window.fired.message += 1; });
     window.demo.onMessage('open', () => { window.fired.pushedOpen += 1; });
     window.demo.onMessage('refused', () => { window.fired.pushedRefused += 1; });
   });
@@ -355,4 +362,23 @@ test('a chat line sent during an outage appears once after the reconnect', async
   assert.deepEqual([...order].sort((a, b) => a - b), order, 'in order');
   await away.close();
   await here.close();
+});
+
+test("a second page opening and closing updates the first page's member list", async () => {
+  const first = await openPage('ann-here', 'room-presence');
+  const listed = (page) => page.$$eval('#members li', (items) => items.map((li) => li.dataset.user));
+  await first.waitForSelector('#members li[data-user="ann-here"]');
+  const second = await openPage('bob-arrives', 'room-presence');
+  await first.waitForSelector('#members li[data-user="bob-arrives"]', { timeout: 10000 });
+  assert.deepEqual(await listed(first), ['ann-here', 'bob-arrives']);
+  assert.deepEqual(await listed(second), ['ann-here', 'bob-arrives'], 'the newcomer sees everyone');
+  assert.match(await first.textContent('#members-count'), /2 people, 2 tabs/);
+  // Bob's second tab changes no one's list; closing it neither.
+  const again = await openPage('bob-arrives', 'room-presence');
+  await again.close();
+  await second.close();
+  await first.waitForSelector('#members li[data-user="bob-arrives"]', { state: 'detached', timeout: 10000 });
+  assert.deepEqual(await listed(first), ['ann-here']);
+  assert.match(await first.textContent('#members-count'), /1 person, 1 tab/);
+  await first.close();
 });

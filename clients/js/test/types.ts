@@ -17,3 +17,6 @@ m.on('gap', (g) => { const c: string = g.channel; void c; });
 const at: number | undefined = m.positions()['room-1']?.seq;
 void at;
 m.on('task_progress', (t) => { const seq: number | undefined = t.seq; void seq; });
+m.on('presence', (p) => { const who: string[] = (p.members ?? []).map((member) => member.user_id); void who; });
+m.on('member_left', (left) => { const u: string = left.user_id; void u; });
+void m.presence('room-1').then((p) => { const n: number = p.users + p.connections; void n; });

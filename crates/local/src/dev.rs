@@ -40,6 +40,9 @@ use crate::template::Template;
 /// The history rules `lambda-ws dev` uses when `LWS_HISTORY` is not set.
 pub const DEV_HISTORY: &str = "lobby=100/10m; room-*=100/10m; task-*=100/5m";
 
+/// The presence rules `lambda-ws dev` uses when `LWS_PRESENCE` is not set.
+pub const DEV_PRESENCE: &str = "lobby; room-*";
+
 /// The options of `lambda-ws dev` (and of your own dev binary).
 #[derive(Debug, Clone, clap::Args)]
 #[non_exhaustive]
@@ -282,6 +285,10 @@ impl Dev {
         if std::env::var_os("LWS_HISTORY").is_none() {
             // Resume out of the box: the demo's chat, chat rooms and task channels keep history.
             config.history = lambda_ws::HistoryRules::parse(DEV_HISTORY).unwrap_or_default();
+        }
+        if std::env::var_os("LWS_PRESENCE").is_none() {
+            // Who is here, out of the box: the demo's chat and chat rooms list their members.
+            config.presence = lambda_ws::PresenceRules::parse(DEV_PRESENCE).unwrap_or_default();
         }
         if config.default_channel.is_none() {
             config.default_channel = ChannelName::new("lobby").ok();
