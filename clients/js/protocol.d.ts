@@ -1,8 +1,37 @@
 // The lambda-ws wire types, generated from the Rust types by `lambda-ws schema --typescript`.
 // Do not edit: change the Rust types and generate again (the test command checks it).
 
+/**
+ * A channel's latest kept messages, as the `history` action and the sender's history query
+ * answer them.
+ */
+export interface ChannelHistory {
+  /** The channel. */
+  channel: ChannelName;
+  /** Its stream (`null` when nothing was ever sent to it). */
+  epoch?: string | null;
+  /** The kept messages, oldest first, each with its `channel`, `seq` and `epoch`. */
+  messages: unknown[];
+  /** The last sequence number allocated. */
+  seq: number;
+}
+
 /** A channel name. */
 export type ChannelName = string;
+
+/** Who is in a channel, as the `presence` action and the sender's presence query answer it. */
+export interface ChannelPresence {
+  /** Anonymous connections present (counted, never listed). */
+  anonymous: number;
+  /** The channel. */
+  channel: ChannelName;
+  /** Connections present, anonymous ones included. */
+  connections: number;
+  /** One per user, by id; absent when the channel has more users than its rule lists. */
+  members?: Member[] | null;
+  /** Users present. */
+  users: number;
+}
 
 /** The request of `subscribe` and `unsubscribe`. */
 export interface ChannelRequest {
@@ -269,6 +298,19 @@ export interface PresenceRequest {
   [field: string]: unknown;
 }
 
+/** What a `SenderQuery` reads. */
+export type Query =
+  | { history: {
+    /** The channel. */
+    channel: ChannelName;
+    /** At most this many (the channel's rule may keep fewer). */
+    limit?: number | null;
+  } }
+  | { presence: {
+    /** The channel. */
+    channel: ChannelName;
+  } };
+
 /**
  * The answer to one inbound message, correlated by `ref`; or a plain reply to the current
  * connection (`{"type":"reply","message":"Received."}`).
@@ -310,6 +352,22 @@ export interface SendRequest {
   message: Outbound;
   /** Who to deliver to. */
   target: Target;
+  /** Contract version; absent means the current one. */
+  version?: number | null;
+}
+
+/**
+ * A question to the sender instead of a send: what code that may invoke the sender (a backend
+ * Lambda) may read of a channel, as a browser would with the `history` and `presence` actions.
+ *
+ * ```json
+ * {"version": 1, "query": {"history": {"channel": "room-1", "limit": 20}}}
+ * {"query": {"presence": {"channel": "room-1"}}}
+ * ```
+ */
+export interface SenderQuery {
+  /** What to read. */
+  query: Query;
   /** Contract version; absent means the current one. */
   version?: number | null;
 }

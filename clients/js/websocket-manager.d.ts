@@ -1,6 +1,6 @@
 // Types for websocket-manager.js: the lambda-ws protocol as the browser sees it.
 
-import type { Outbound } from './protocol';
+import type { ChannelPresence, Outbound } from './protocol';
 
 // The message types are generated from the server's Rust types (protocol.d.ts); these are the
 // names this client has always exported.
@@ -45,18 +45,8 @@ export interface ManagerEvents extends MessageEvents {
   presence: ChannelPresence;
 }
 
-/** Who is in a channel with presence. */
-export interface ChannelPresence {
-  channel: string;
-  /** Users present. */
-  users: number;
-  /** Connections present, anonymous ones included. */
-  connections: number;
-  /** Anonymous connections present (counted, never listed). */
-  anonymous: number;
-  /** One per user, sorted by id; absent when the channel has more users than it lists. */
-  members?: import('./protocol').Member[];
-}
+/** Who is in a channel with presence, as the `presence` action answers it. */
+export type { ChannelPresence } from './protocol';
 
 /** The last message seen in a channel stream. */
 export interface StreamPosition { seq: number; epoch: string }

@@ -1024,3 +1024,40 @@ async fn clean_up_announces_the_users_it_removes_and_large_channels_answer_count
     let answer = h.send_message("q2", r#"{"action":"presence","channel":"room-2"}"#).await;
     assert_eq!(answer[0]["data"]["members"], json!([{"user_id":"eve","connections":1,"info":{"name":"EVE"}}]));
 }
+
+/// Backend code reads what browsers read: the sender answers history and presence queries.
+#[tokio::test]
+async fn the_sender_answers_history_and_presence_queries() {
+    let config = Config {
+        history: lambda_ws::HistoryRules::parse("room-*=3/5m").unwrap(),
+        presence: lambda_ws::PresenceRules::parse("room-*").unwrap(),
+        ..base_config()
+    };
+    let h = Harness::new(config).await;
+    h.connected("s1", "ann", "room-9").await;
+    for n in 1..=4 {
+        progress(&h, "room-9", n * 10).await;
+    }
+    let history = handlers::send(&h.app, json!({"version":1,"query":{"history":{"channel":"room-9","limit":2}}})).await;
+    assert_eq!(history["seq"], 4, "{history}");
+    let percents: Vec<u64> =
+        history["messages"].as_array().unwrap().iter().map(|m| m["percent"].as_u64().unwrap()).collect();
+    assert_eq!(percents, vec![30, 40], "the latest two, oldest first");
+    assert_eq!(history["messages"][1]["seq"], 4);
+    let presence = handlers::send(&h.app, json!({"query":{"presence":{"channel":"room-9"}}})).await;
+    assert_eq!(
+        presence,
+        json!({"channel":"room-9","users":1,"connections":1,"anonymous":0,"members":[{"user_id":"ann","connections":1,"info":{}}]})
+    );
+    let none = handlers::send(&h.app, json!({"query":{"presence":{"channel":"lobby"}}})).await;
+    assert_eq!(none["error"]["code"], "bad_request", "{none}");
+    let bad = handlers::send(&h.app, json!({"query":{"history":{"channel":"not a channel"}}})).await;
+    assert_eq!(bad["error"]["code"], "bad_request", "{bad}");
+    let batch = handlers::send(
+        &h.app,
+        json!([{"query":{"presence":{"channel":"room-9"}}},
+        {"target":{"channel":"room-9"},"message":{"type":"system","level":"info","message":"m"}}]),
+    )
+    .await;
+    assert_eq!((batch[0]["users"].as_u64(), batch[1]["delivered"].as_u64()), (Some(1), Some(1)), "{batch}");
+}

@@ -5,13 +5,14 @@ use std::sync::Arc;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::delivery::{ManagementApi, MetricsSink, SendOptions, Sender, Transport};
+use crate::history::ChannelHistory;
 use crate::history::HistoryStore;
 use crate::hooks::{ConnectHook, DisconnectHook};
 use crate::policy::ChannelCheck;
-use crate::presence::{PresenceStore, Tracker};
+use crate::presence::{ChannelPresence, PresenceStore, Tracker};
 use crate::session::{ChannelName, Identity};
 use crate::store::dynamodb::DynamoDbStore;
-use crate::store::{CounterStore, SessionStore, TokenStore};
+use crate::store::{CounterStore, SessionStore, StoreError, TokenStore};
 
 /// Configuration plus the store, transport and clock the handlers use. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -149,6 +150,42 @@ impl App {
                 config.session_ttl.as_secs() as i64,
             )
         })
+    }
+
+    /// The latest kept messages of `channel` (at most `limit`), oldest first, stamped with their
+    /// place; `None` when the channel keeps no history.
+    pub async fn channel_history(
+        &self,
+        channel: &ChannelName,
+        limit: Option<u32>,
+    ) -> Result<Option<ChannelHistory>, StoreError> {
+        let Some(mut rule) = self.config.history.rule_for(channel) else {
+            return Ok(None);
+        };
+        if let Some(limit) = limit {
+            rule.size = rule.size.min(limit.max(1));
+        }
+        let recent = self.history.recent(channel, 0, rule, self.clock.now_millis()).await?;
+        let messages = crate::history::stamped(channel, &recent)?
+            .iter()
+            .map(|m| serde_json::from_str(m).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect::<Result<_, _>>()?;
+        Ok(Some(ChannelHistory { channel: channel.clone(), epoch: recent.epoch, seq: recent.head, messages }))
+    }
+
+    /// Who is in `channel`; `None` when the channel has no presence.
+    pub async fn channel_presence(&self, channel: &ChannelName) -> Result<Option<ChannelPresence>, StoreError> {
+        let Some(rule) = self.config.presence.rule_for(channel) else {
+            return Ok(None);
+        };
+        let present = self.presence.present(channel, rule.listed, self.clock.now_secs()).await?;
+        Ok(Some(ChannelPresence {
+            channel: channel.clone(),
+            users: present.users,
+            connections: present.connections,
+            anonymous: present.anonymous,
+            members: present.members,
+        }))
     }
 
     /// Whether `identity` may join `channel`: the configured rules, then the application check.

@@ -143,6 +143,20 @@ pub trait HistoryStore: Send + Sync + std::fmt::Debug {
     ) -> Result<Recent, StoreError>;
 }
 
+/// A channel's latest kept messages, as the `history` action and the sender's history query
+/// answer them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
+pub struct ChannelHistory {
+    /// The channel.
+    pub channel: ChannelName,
+    /// Its stream (`null` when nothing was ever sent to it).
+    pub epoch: Option<String>,
+    /// The last sequence number allocated.
+    pub seq: u64,
+    /// The kept messages, oldest first, each with its `channel`, `seq` and `epoch`.
+    pub messages: Vec<Value>,
+}
+
 /// A new stream's epoch: 12 random characters of `[0-9a-v]`.
 pub fn new_epoch() -> String {
     use rand::RngCore as _;

@@ -109,6 +109,22 @@ pub struct Present {
     pub members: Option<Vec<Member>>,
 }
 
+/// Who is in a channel, as the `presence` action and the sender's presence query answer it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct ChannelPresence {
+    /// The channel.
+    pub channel: ChannelName,
+    /// Users present.
+    pub users: usize,
+    /// Connections present, anonymous ones included.
+    pub connections: usize,
+    /// Anonymous connections present (counted, never listed).
+    pub anonymous: usize,
+    /// One per user, by id; absent when the channel has more users than its rule lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<Member>>,
+}
+
 /// A connection that entered a channel's presence.
 #[derive(Debug, Clone, Copy)]
 pub struct Presence<'a> {

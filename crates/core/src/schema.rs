@@ -11,7 +11,7 @@ use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde_json::{Map, Value, json};
 
-use crate::delivery::{DeliveryReport, SEND_CONTRACT_VERSION, SendRequest};
+use crate::delivery::{DeliveryReport, SEND_CONTRACT_VERSION, SendRequest, SenderQuery};
 use crate::protocol::{BUILTIN_TYPES, Inbound, MAX_MESSAGE_BYTES, Outbound, OutboundMessage};
 use crate::routing::{RouteSpec, Router};
 use crate::session::{ChannelName, ConnectionId};
@@ -261,6 +261,9 @@ fn schemas(contract: &Contract<'_>) -> Schemas {
     let _ = generator.subschema_for::<Inbound>();
     let _ = generator.subschema_for::<SendRequest>();
     let _ = generator.subschema_for::<DeliveryReport>();
+    let _ = generator.subschema_for::<SenderQuery>();
+    let _ = generator.subschema_for::<crate::history::ChannelHistory>();
+    let _ = generator.subschema_for::<crate::presence::ChannelPresence>();
     let own: Vec<(&str, Value)> = contract.outbound.iter().map(|o| (o.0, o.1(&mut generator).to_value())).collect();
     let specs: Vec<(String, RouteSpec, Option<Value>)> = contract
         .router
@@ -449,6 +452,15 @@ fn document(contract: &Contract<'_>) -> Value {
             "title": "Delivery report",
             "summary": "The sender's answer to one request.",
             "payload": { "$ref": "#/components/schemas/DeliveryReport" },
+        }),
+    );
+    messages.insert(
+        "sender_query".into(),
+        json!({
+            "name": "sender_query",
+            "title": "Sender query",
+            "summary": "Instead of a send: read a channel's history or presence (answered with ChannelHistory or ChannelPresence).",
+            "payload": { "$ref": "#/components/schemas/SenderQuery" },
         }),
     );
     let wire = format!(

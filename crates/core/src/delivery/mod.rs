@@ -15,5 +15,5 @@ mod transport;
 pub use metrics::MetricsSink;
 pub use report::{DeliveryReport, FailedDelivery, StreamPosition};
 pub use sender::{SendError, SendOptions, Sender};
-pub use target::{SEND_CONTRACT_VERSION, SendRequest, Target};
+pub use target::{Query, SEND_CONTRACT_VERSION, SendRequest, SenderQuery, Target};
 pub use transport::{ConnectionInfo, ManagementApi, Transport, TransportError};

@@ -89,6 +89,45 @@ impl SendRequest {
     }
 }
 
+/// A question to the sender instead of a send: what code that may invoke the sender (a backend
+/// Lambda) may read of a channel, as a browser would with the `history` and `presence` actions.
+///
+/// ```json
+/// {"version": 1, "query": {"history": {"channel": "room-1", "limit": 20}}}
+/// {"query": {"presence": {"channel": "room-1"}}}
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SenderQuery {
+    /// Contract version; absent means the current one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// What to read.
+    pub query: Query,
+}
+
+/// What a [`SenderQuery`] reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum Query {
+    /// The latest kept messages of a channel with history, oldest first: answered with
+    /// `{channel, epoch, seq, messages}`.
+    History {
+        /// The channel.
+        channel: ChannelName,
+        /// At most this many (the channel's rule may keep fewer).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
+    /// Who is in a channel with presence: answered with `{channel, users, connections,
+    /// anonymous, members?}`.
+    Presence {
+        /// The channel.
+        channel: ChannelName,
+    },
+}
+
 fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ConnectionId>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]

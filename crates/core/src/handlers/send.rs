@@ -4,13 +4,15 @@
 //! - one [`SendRequest`] → one report (or `{"error":…}`);
 //! - a JSON array of requests (a batch) → an array of reports/errors, in order;
 //! - an SQS event whose records' bodies are requests → `{"batchItemFailures":[…]}`, so that
-//!   with `ReportBatchItemFailures` only the records that could not be sent come back.
+//!   with `ReportBatchItemFailures` only the records that could not be sent come back;
+//! - a [`SenderQuery`] (`{"query": {"history": {…}}}` or `{"query": {"presence": {…}}}`), alone or
+//!   in a batch → the channel's history or presence, as the browser actions answer them.
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use serde_json::Value;
 
 use crate::App;
-use crate::delivery::{DeliveryReport, SEND_CONTRACT_VERSION, SendError, SendRequest};
+use crate::delivery::{DeliveryReport, Query, SEND_CONTRACT_VERSION, SendError, SendRequest, SenderQuery};
 use crate::protocol::{ErrorCode, ErrorEnvelope, OutboundError};
 
 /// Handles a sender event: a request, a batch of requests, or an SQS event (see the module docs).
@@ -41,6 +43,12 @@ fn is_sqs_event(event: &Value) -> bool {
 }
 
 async fn send_one(app: &App, request: Value) -> Value {
+    if request.get("query").is_some() {
+        return match serde_json::from_value::<SenderQuery>(request) {
+            Ok(query) => answer_query(app, &query).await,
+            Err(e) => error(ErrorCode::BadRequest, &format!("invalid query: {e}")),
+        };
+    }
     match serde_json::from_value::<SendRequest>(request) {
         Ok(request) => send_response(app, &request).await,
         Err(e) => error(ErrorCode::BadRequest, &format!("invalid send request: {e}")),
@@ -116,6 +124,38 @@ async fn deliver(app: &App, request: &SendRequest) -> Result<DeliveryReport, Val
             Err(error(code, &e.to_string()))
         }
     }
+}
+
+/// Answers a history or presence query: the channel's, or an error for a channel without it.
+pub async fn answer_query(app: &App, query: &SenderQuery) -> Value {
+    if let Some(v) = query.version.filter(|v| *v != SEND_CONTRACT_VERSION) {
+        return error(
+            ErrorCode::BadRequest,
+            &format!("unsupported version {v}; this sender speaks {SEND_CONTRACT_VERSION}"),
+        );
+    }
+    let answer = match &query.query {
+        Query::History { channel, limit } => app.channel_history(channel, *limit).await.map(|h| h.map(|h| json(&h))),
+        Query::Presence { channel } => app.channel_presence(channel).await.map(|p| p.map(|p| json(&p))),
+    };
+    match answer {
+        Ok(Some(answer)) => answer,
+        Ok(None) => {
+            let kind = match query.query {
+                Query::History { .. } => "keeps no history",
+                _ => "has no presence",
+            };
+            error(ErrorCode::BadRequest, &format!("this channel {kind}"))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "a sender query failed");
+            error(ErrorCode::Internal, "temporarily unavailable")
+        }
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or_else(|e| internal(&e))
 }
 
 fn internal(e: &serde_json::Error) -> Value {

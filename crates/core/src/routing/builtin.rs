@@ -166,18 +166,10 @@ impl TypedRoute for HistoryRoute {
         if !app.may_join(ctx.session.identity.as_ref(), &channel).await {
             return Err(RouteError::forbidden("channel not allowed"));
         }
-        let Some(mut rule) = app.config.history.rule_for(&channel) else {
-            return Err(RouteError::bad_request("this channel keeps no history").at_field("channel"));
-        };
-        if let Some(limit) = limit {
-            rule.size = rule.size.min(limit.max(1));
+        match app.channel_history(&channel, limit).await? {
+            Some(history) => Ok(Some(ctx.reply(json!(history)))),
+            None => Err(RouteError::bad_request("this channel keeps no history").at_field("channel")),
         }
-        let recent = app.history.recent(&channel, 0, rule, app.clock.now_millis()).await?;
-        let messages = history::stamped(&channel, &recent)?;
-        let messages: Vec<serde_json::Value> = messages.iter().filter_map(|m| serde_json::from_str(m).ok()).collect();
-        Ok(Some(
-            ctx.reply(json!({ "channel": channel, "epoch": recent.epoch, "seq": recent.head, "messages": messages })),
-        ))
     }
 }
 
@@ -206,20 +198,10 @@ impl TypedRoute for PresenceRoute {
         if !app.may_join(ctx.session.identity.as_ref(), &channel).await {
             return Err(RouteError::forbidden("channel not allowed"));
         }
-        let Some(rule) = app.config.presence.rule_for(&channel) else {
-            return Err(RouteError::bad_request("this channel has no presence").at_field("channel"));
-        };
-        let present = app.presence.present(&channel, rule.listed, app.clock.now_secs()).await?;
-        let mut data = json!({
-            "channel": channel,
-            "users": present.users,
-            "connections": present.connections,
-            "anonymous": present.anonymous,
-        });
-        if let (Some(members), Some(object)) = (present.members, data.as_object_mut()) {
-            object.insert("members".into(), json!(members));
+        match app.channel_presence(&channel).await? {
+            Some(presence) => Ok(Some(ctx.reply(json!(presence)))),
+            None => Err(RouteError::bad_request("this channel has no presence").at_field("channel")),
         }
-        Ok(Some(ctx.reply(data)))
     }
 }
 
