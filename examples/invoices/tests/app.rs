@@ -79,3 +79,34 @@ async fn a_bad_request_names_its_field() {
     let answers = h.send(&ann, json!({"action": "comment", "ref": "r"})).await;
     assert_eq!(answers[0]["message"], "missing field `invoice`");
 }
+
+/// With the template's presence settings (`invoices-*`, members see each other's `client`), a
+/// tenant's channel lists who has it open, with the part of the hook's metadata that is public:
+/// the client, not the tenant.
+#[tokio::test]
+async fn presence_shows_the_public_part_of_what_the_hook_attaches() {
+    let config = Config {
+        presence: lambda_ws::PresenceRules::parse("invoices-*").unwrap(),
+        presence_metadata: vec!["client".to_owned()],
+        ..Config::default()
+    };
+    let h = TestHarness::new(config).with_router(routes());
+    let app = setup(h.app().clone());
+    let h = h.with_app(app);
+    let ann = h.connect_with(member("ann", "acme"), Some("invoices-acme")).await.unwrap();
+    let _bob = h.connect_with(member("bob", "acme"), Some("invoices-acme")).await.unwrap();
+    let joined = h.take_received(&ann);
+    assert_eq!(
+        joined,
+        vec![json!({"type": "member_joined", "channel": "invoices-acme",
+            "member": {"user_id": "bob", "connections": 1, "info": {"client": "web"}}})]
+    );
+    let answers = h.send(&ann, json!({"action": "presence", "channel": "invoices-acme"})).await;
+    assert_eq!(
+        answers[0]["data"]["members"][0],
+        json!({"user_id": "ann", "connections": 1, "info": {"client": "web"}})
+    );
+    let refused = h.connect_with(member("eve", "globex"), None).await.unwrap();
+    let answers = h.send(&refused, json!({"action": "presence", "channel": "invoices-acme"})).await;
+    assert_eq!(answers[0]["code"], "forbidden", "another tenant may not look: {answers:?}");
+}
