@@ -19,7 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::policy::PolicyParseError;
+use crate::policy::{PolicyParseError, pattern_matches, valid_pattern};
 use crate::session::ChannelName;
 use crate::store::StoreError;
 
@@ -45,8 +45,7 @@ impl HistoryRules {
             let bad = || PolicyParseError::History(raw.to_owned());
             let (pattern, keep) = raw.split_once('=').ok_or_else(bad)?;
             let pattern = pattern.trim();
-            let stem = pattern.strip_suffix('*').unwrap_or(pattern);
-            if stem.contains('*') || (!stem.is_empty() && ChannelName::new(stem).is_err()) {
+            if !valid_pattern(pattern) {
                 return Err(bad());
             }
             let (size, window) = keep.trim().split_once('/').ok_or_else(bad)?;
@@ -59,14 +58,7 @@ impl HistoryRules {
 
     /// The rule for `channel`, if it keeps history.
     pub fn rule_for(&self, channel: &ChannelName) -> Option<HistoryRule> {
-        let name = channel.as_str();
-        self.0
-            .iter()
-            .find(|(pattern, _)| match pattern.strip_suffix('*') {
-                Some(prefix) => name.starts_with(prefix),
-                None => pattern == name,
-            })
-            .map(|(_, rule)| *rule)
+        self.0.iter().find(|(pattern, _)| pattern_matches(pattern, channel.as_str())).map(|(_, rule)| *rule)
     }
 
     /// Whether no channel keeps history.

@@ -200,11 +200,24 @@ pub struct ChannelRule {
 
 impl ChannelRule {
     fn matches(&self, channel: &str) -> bool {
-        match self.pattern.strip_suffix('*') {
-            Some(prefix) => channel.starts_with(prefix),
-            None => self.pattern == channel,
-        }
+        pattern_matches(&self.pattern, channel)
     }
+}
+
+/// Whether a channel pattern (a name, or a prefix ending in `*`) matches `channel`. The channel
+/// rules, history rules and presence rules all use it.
+pub fn pattern_matches(pattern: &str, channel: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => channel.starts_with(prefix),
+        None => pattern == channel,
+    }
+}
+
+/// Whether `pattern` is a channel name, or a prefix of one followed by a single `*` (`*` alone
+/// matches every channel).
+pub fn valid_pattern(pattern: &str) -> bool {
+    let stem = pattern.strip_suffix('*').unwrap_or(pattern);
+    !stem.contains('*') && (stem.is_empty() || ChannelName::new(stem).is_ok())
 }
 
 /// Ordered channel rules; the first rule whose pattern matches decides.
@@ -224,8 +237,7 @@ impl ChannelRules {
             let bad = || PolicyParseError::Rule(raw.to_owned());
             let (pattern, access) = raw.split_once('=').ok_or_else(bad)?;
             let pattern = pattern.trim();
-            let stem = pattern.strip_suffix('*').unwrap_or(pattern);
-            if stem.contains('*') || (!stem.is_empty() && ChannelName::new(stem).is_err()) {
+            if !valid_pattern(pattern) {
                 return Err(bad());
             }
             let access = access.parse().map_err(|()| bad())?;

@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::hooks::Metadata;
-use crate::policy::PolicyParseError;
+use crate::policy::{PolicyParseError, pattern_matches, valid_pattern};
 use crate::session::{ChannelName, ConnectionId, Session};
 use crate::store::StoreError;
 
@@ -56,8 +56,7 @@ impl PresenceRules {
                 }
                 None => (raw, DEFAULT_LISTED),
             };
-            let stem = pattern.strip_suffix('*').unwrap_or(pattern);
-            if stem.contains('*') || (!stem.is_empty() && ChannelName::new(stem).is_err()) {
+            if !valid_pattern(pattern) {
                 return Err(bad());
             }
             rules.push((pattern.to_owned(), PresenceRule { listed }));
@@ -67,14 +66,7 @@ impl PresenceRules {
 
     /// The rule for `channel`, if it has presence.
     pub fn rule_for(&self, channel: &ChannelName) -> Option<PresenceRule> {
-        let name = channel.as_str();
-        self.0
-            .iter()
-            .find(|(pattern, _)| match pattern.strip_suffix('*') {
-                Some(prefix) => name.starts_with(prefix),
-                None => pattern == name,
-            })
-            .map(|(_, rule)| *rule)
+        self.0.iter().find(|(pattern, _)| pattern_matches(pattern, channel.as_str())).map(|(_, rule)| *rule)
     }
 
     /// Whether no channel has presence.

@@ -68,12 +68,7 @@ impl TypedRoute for SubscribeRoute {
     async fn handle(&self, ctx: &MessageContext<'_>, request: Subscription) -> Result<Option<Outbound>, RouteError> {
         let Subscription { channel, since, epoch } = request;
         let app = ctx.app;
-        if ctx.session.bound_channel.as_ref().is_some_and(|bound| *bound != channel) {
-            return Err(RouteError::forbidden("this connection's token is bound to another channel"));
-        }
-        if !app.may_join(ctx.session.identity.as_ref(), &channel).await {
-            return Err(RouteError::forbidden("channel not allowed"));
-        }
+        may_use(ctx, &channel).await?;
         let max = app.config.max_channels_per_connection;
         match app.sessions.join(ctx.session, &channel, max).await? {
             Joined::Full => {
@@ -111,6 +106,18 @@ impl TypedRoute for SubscribeRoute {
             "replayed": resumed.messages.len(),
         }))))
     }
+}
+
+/// Whether this connection may join (or read) `channel`: not bound to another by its token, and
+/// admitted by the channel rules and the application's check, as on `$connect`.
+async fn may_use(ctx: &MessageContext<'_>, channel: &ChannelName) -> Result<(), RouteError> {
+    if ctx.session.bound_channel.as_ref().is_some_and(|bound| bound != channel) {
+        return Err(RouteError::forbidden("this connection's token is bound to another channel"));
+    }
+    if !ctx.app.may_join(ctx.session.identity.as_ref(), channel).await {
+        return Err(RouteError::forbidden("channel not allowed"));
+    }
+    Ok(())
 }
 
 /// The messages after `since` and whether they close the gap. A message whose number was taken
@@ -160,12 +167,7 @@ impl TypedRoute for HistoryRoute {
     async fn handle(&self, ctx: &MessageContext<'_>, request: HistoryQuery) -> Result<Option<Outbound>, RouteError> {
         let HistoryQuery { channel, limit } = request;
         let app = ctx.app;
-        if ctx.session.bound_channel.as_ref().is_some_and(|bound| *bound != channel) {
-            return Err(RouteError::forbidden("this connection's token is bound to another channel"));
-        }
-        if !app.may_join(ctx.session.identity.as_ref(), &channel).await {
-            return Err(RouteError::forbidden("channel not allowed"));
-        }
+        may_use(ctx, &channel).await?;
         match app.channel_history(&channel, limit).await? {
             Some(history) => Ok(Some(ctx.reply(json!(history)))),
             None => Err(RouteError::bad_request("this channel keeps no history").at_field("channel")),
@@ -192,12 +194,7 @@ impl TypedRoute for PresenceRoute {
     async fn handle(&self, ctx: &MessageContext<'_>, request: ChannelRequest) -> Result<Option<Outbound>, RouteError> {
         let ChannelRequest { channel } = request;
         let app = ctx.app;
-        if ctx.session.bound_channel.as_ref().is_some_and(|bound| *bound != channel) {
-            return Err(RouteError::forbidden("this connection's token is bound to another channel"));
-        }
-        if !app.may_join(ctx.session.identity.as_ref(), &channel).await {
-            return Err(RouteError::forbidden("channel not allowed"));
-        }
+        may_use(ctx, &channel).await?;
         match app.channel_presence(&channel).await? {
             Some(presence) => Ok(Some(ctx.reply(json!(presence)))),
             None => Err(RouteError::bad_request("this channel has no presence").at_field("channel")),
