@@ -597,22 +597,25 @@ async fn presence_lists_users_and_counts_connections(store: Arc<dyn Store>) {
     assert_eq!(store.present(&room, 10, NOW).await.unwrap(), everyone);
     assert_eq!(store.present(&room, 1, NOW).await.unwrap(), Present { members: None, ..everyone }, "counts only");
     assert_eq!(store.present(&ch("room-q"), 10, NOW).await.unwrap().users, 0, "another channel");
-    assert!(!store.exit(&room, &a1.connection_id, Some("ann")).await.unwrap(), "ann has another");
-    assert!(!store.exit(&room, &a1.connection_id, Some("ann")).await.unwrap(), "not counted twice");
-    assert!(store.exit(&room, &a2.connection_id, Some("ann")).await.unwrap(), "ann's last");
-    assert!(!store.exit(&room, &x1.connection_id, None).await.unwrap());
-    assert!(!store.exit(&room, &a2.connection_id, Some("ann")).await.unwrap(), "gone already");
+    assert!(!store.exit(&room, &a1.connection_id, Some("ann"), NOW).await.unwrap(), "ann has another");
+    assert!(!store.exit(&room, &a1.connection_id, Some("ann"), NOW).await.unwrap(), "not counted twice");
+    assert!(store.exit(&room, &a2.connection_id, Some("ann"), NOW).await.unwrap(), "ann's last");
+    assert!(!store.exit(&room, &x1.connection_id, None, NOW).await.unwrap());
+    assert!(!store.exit(&room, &a2.connection_id, Some("ann"), NOW).await.unwrap(), "gone already");
     let left = store.present(&room, 10, NOW).await.unwrap();
     assert_eq!(left, Present { users: 1, connections: 1, anonymous: 0, members: Some(vec![member("bob", 1, &[])]) });
-    // An entry whose time passed without a leave (connections that ended without a word) is
-    // not listed, and the next connection of its user is first again.
-    assert!(store.enter(&room, presence(&a1, &ann, NOW + 10), NOW).await.unwrap());
+    // A connection whose session expired without a leave (clean-up has not come by) counts as
+    // gone: not counted, not listed, and it does not hold its user in the channel.
+    let stale = session(204, Some("ann"), NOW + 10);
+    assert!(store.enter(&room, presence(&stale, &ann, NOW + 100), NOW).await.unwrap(), "ann is back");
     let later = store.present(&room, 10, NOW + 20).await.unwrap();
-    assert_eq!(later.members, Some(vec![member("bob", 1, &[])]), "ann's entry expired");
-    assert!(store.enter(&room, presence(&a2, &ann, NOW + 100), NOW + 20).await.unwrap(), "first again");
+    assert_eq!(later.members, Some(vec![member("bob", 1, &[])]), "ann's only connection expired");
+    assert!(store.enter(&room, presence(&a2, &ann, NOW + 200), NOW + 20).await.unwrap(), "first again");
     let now = store.present(&room, 10, NOW + 20).await.unwrap();
     let expected = vec![member("ann", 1, &[("name", "Ann")]), member("bob", 1, &[])];
-    assert_eq!(now.members, Some(expected), "the stale connection is not counted");
+    assert_eq!(now.members, Some(expected), "the expired connection is not counted");
+    assert!(store.exit(&room, &a2.connection_id, Some("ann"), NOW + 20).await.unwrap(), "last: the other expired");
+    assert_eq!(store.present(&room, 10, NOW + 20).await.unwrap().users, 1);
 }
 
 /// Of 16 concurrent first connections of one user exactly one is first; of their 16 concurrent
@@ -628,7 +631,7 @@ async fn presence_first_and_last_hold_under_concurrency(store: Arc<dyn Store>) {
     assert_eq!(entered.into_iter().filter(|first| *first.as_ref().unwrap()).count(), 1, "one first");
     assert_eq!(store.present(&room, 10, NOW).await.unwrap().connections, 16);
     let left =
-        futures::future::join_all(sessions.iter().map(|s| store.exit(&room, &s.connection_id, Some("cat")))).await;
+        futures::future::join_all(sessions.iter().map(|s| store.exit(&room, &s.connection_id, Some("cat"), NOW))).await;
     assert_eq!(left.into_iter().filter(|last| *last.as_ref().unwrap()).count(), 1, "one last");
     assert_eq!(store.present(&room, 10, NOW).await.unwrap(), Present { members: Some(vec![]), ..Present::default() });
 }

@@ -126,24 +126,34 @@ pub struct Presence<'a> {
     pub info: &'a Metadata,
     /// Until when the user's entry is kept (Unix seconds) if nothing removes it; each enter sets
     /// it, so it must be the latest any connection of the user in the channel can live (the
-    /// [`Tracker`] gives now plus the session TTL).
+    /// [`Tracker`] gives now plus the session TTL). Each connection counts until its own
+    /// session's `expires_at`.
     pub expires_at: i64,
 }
 
 /// Where presence lives. Implemented by both stores; tested by the same conformance suite.
 ///
-/// A user's entry holds the ids of its connections in the channel, changed atomically, so of
-/// concurrent first joins exactly one is first and of concurrent last leaves exactly one is last.
+/// A user's entry holds each of its connections in the channel with that connection's expiry
+/// (its session's), changed atomically, so of concurrent first joins exactly one is first and of
+/// concurrent last leaves exactly one is last. A connection whose time has passed (it ended
+/// without a word and clean-up has not come by) counts as gone: it is not counted, and it does
+/// not keep the user's last live connection from being the last.
 #[async_trait]
 pub trait PresenceStore: Send + Sync + std::fmt::Debug {
-    /// Counts the connection in `channel`; returns whether it is its user's first there (always
-    /// `false` for an anonymous connection). `now` is Unix seconds: an entry whose time has passed
-    /// counts as empty.
+    /// Counts the connection in `channel` until its session expires; returns whether it is its
+    /// user's first live connection there (always `false` for an anonymous connection). `now` is
+    /// Unix seconds.
     async fn enter(&self, channel: &ChannelName, presence: Presence<'_>, now: i64) -> Result<bool, StoreError>;
 
-    /// Takes the connection out of `channel`; returns whether it was its user's last there
-    /// (`false` when it was not counted, and for an anonymous connection).
-    async fn exit(&self, channel: &ChannelName, id: &ConnectionId, user_id: Option<&str>) -> Result<bool, StoreError>;
+    /// Takes the connection out of `channel`; returns whether its user has no live connection
+    /// left there (`false` when it was not counted, and for an anonymous connection).
+    async fn exit(
+        &self,
+        channel: &ChannelName,
+        id: &ConnectionId,
+        user_id: Option<&str>,
+        now: i64,
+    ) -> Result<bool, StoreError>;
 
     /// Who is in `channel`: the counts, and the members when there are at most `listed` users.
     async fn present(&self, channel: &ChannelName, listed: usize, now: i64) -> Result<Present, StoreError>;
@@ -188,14 +198,15 @@ impl Tracker {
         })
     }
 
-    /// Takes a connection out of `channel`; returns whether its user is gone from it.
+    /// Takes a connection out of `channel` at `now`; returns whether its user is gone from it.
     pub async fn exit(
         &self,
         channel: &ChannelName,
         id: &ConnectionId,
         user_id: Option<&str>,
+        now: i64,
     ) -> Result<bool, StoreError> {
-        self.store.exit(channel, id, user_id).await
+        self.store.exit(channel, id, user_id, now).await
     }
 }
 

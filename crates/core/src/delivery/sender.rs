@@ -158,9 +158,10 @@ impl Sender {
             .flat_map(|r| r.channels.iter().filter(|c| tracker.rule_for(c).is_some()).map(move |c| (c, r)))
             .collect();
         let mut left: Vec<(ChannelName, String)> = Vec::new();
+        let now = self.clock.now_secs();
         for batch in exits.chunks(8) {
             let answers = futures::future::join_all(
-                batch.iter().map(|(c, r)| tracker.exit(c, &r.connection_id, r.user_id.as_deref())),
+                batch.iter().map(|(c, r)| tracker.exit(c, &r.connection_id, r.user_id.as_deref(), now)),
             )
             .await;
             for ((channel, r), answer) in batch.iter().zip(answers) {

@@ -258,7 +258,7 @@ async fn try_connect(
             {
                 sender.leave_presence(&[removed]).await;
             } else if let (Ok(_), Some(tracker), Some(channel)) = (&entered, tracker, &channel) {
-                let _ = tracker.exit(channel, &session.connection_id, session.user_id()).await;
+                let _ = tracker.exit(channel, &session.connection_id, session.user_id(), now).await;
             }
             Err(opened.and(entered.map(|_| ())).err().map_or(ConnectRefusal::Unavailable, ConnectRefusal::from))
         }

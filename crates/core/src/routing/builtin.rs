@@ -74,7 +74,13 @@ impl TypedRoute for SubscribeRoute {
             Joined::Full => {
                 return Err(RouteError::bad_request(format!("a connection may be in at most {max} channels")));
             }
-            Joined::New => app.sender().enter_presence(ctx.session, &channel).await?,
+            Joined::New => {
+                if let Err(e) = app.sender().enter_presence(ctx.session, &channel).await {
+                    // Not counted there: leave again, so that a retry joins, and is counted, anew.
+                    let _ = app.sessions.leave(ctx.connection_id(), &channel).await;
+                    return Err(e.into());
+                }
+            }
             Joined::Already => {}
         }
         let Some(rule) = app.config.history.rule_for(&channel) else {

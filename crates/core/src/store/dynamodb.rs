@@ -68,14 +68,18 @@ const ENTRY_PREFIX: &str = "m#";
 /// How long a stream head outlives its last message (30 days): a channel sent to again within
 /// that keeps its epoch.
 const STREAM_TTL_SECS: i64 = 30 * 24 * 3600;
-/// A channel's presence partition (`pres#<channel>`): an item per user (`u#<user>`, the set
-/// `conns` of its connections there, `info`) and per anonymous connection (`a#<connection>`).
-/// Neither carries `user_id` or `channel`, so neither index lists them.
+/// A channel's presence partition (`pres#<channel>`): an item per user (`u#<user>`: an attribute
+/// `c_<connection id>` per connection there, holding the connection's expiry, and `info`, `v`)
+/// and per anonymous connection (`a#<connection>`). Neither carries `user_id` or `channel`, so
+/// neither index lists them.
 const PRESENCE_PREFIX: &str = "pres#";
 const PRESENT_USER_PREFIX: &str = "u#";
 const PRESENT_ANONYMOUS_PREFIX: &str = "a#";
-/// The presence item attribute holding its connections (a string set).
-const CONNS: &str = "conns";
+/// A user's presence item's attribute per connection (`c_<connection id>`: its expiry).
+const PRESENT_CONNECTION_PREFIX: &str = "c_";
+/// A user's presence item's version, added to by every change (a last leave deletes the item
+/// only if nothing changed since).
+const VERSION: &str = "v";
 const CONN_PREFIX: &str = "conn#";
 const CHAN_PREFIX: &str = "chan#";
 const TOKEN_PREFIX: &str = "token#";
@@ -1225,6 +1229,19 @@ fn presence_sk(id: &ConnectionId, user_id: Option<&str>) -> AttributeValue {
     }
 }
 
+/// The attribute of a user's presence item that holds `id`'s expiry.
+fn connection_attribute(id: &ConnectionId) -> String {
+    format!("{PRESENT_CONNECTION_PREFIX}{id}")
+}
+
+/// How many connections of a user's presence item have not expired at `now`.
+fn live_connections(item: &Item, now: i64) -> usize {
+    item.iter()
+        .filter(|(name, _)| name.starts_with(PRESENT_CONNECTION_PREFIX))
+        .filter(|(_, until)| until.as_n().ok().and_then(|n| n.parse::<i64>().ok()).is_some_and(|until| until > now))
+        .count()
+}
+
 /// Where a channel's stream lives: `hist#<channel>`, its head item and one item per kept message.
 fn stream_pk(channel: &ChannelName) -> AttributeValue {
     s(&format!("{HISTORY_PREFIX}{channel}"))
@@ -1347,54 +1364,48 @@ impl PresenceStore for DynamoDbStore {
                 .table_name(&self.table)
                 .item("pk", presence_pk(channel))
                 .item("sk", presence_sk(id, None))
-                .item(TTL_ATTRIBUTE, n(presence.expires_at))
+                .item(TTL_ATTRIBUTE, n(session.expires_at))
                 .send()
                 .await
                 .map_err(sdk_error)?;
             return Ok(false);
         };
-        // One atomic ADD to the user's set; the old item says whether it was empty.
-        let mut update = self
+        // One atomic write: the connection's attribute (its expiry), the entry's expiry, the
+        // public metadata and the version; the item as it was says whether any connection of
+        // the user was live there.
+        let update = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", presence_pk(channel))
             .key("sk", presence_sk(id, Some(user)))
-            .expression_attribute_names("#conns", CONNS)
+            .expression_attribute_names("#c", connection_attribute(id))
             .expression_attribute_names("#exp", TTL_ATTRIBUTE)
             .expression_attribute_names("#info", "info")
-            .expression_attribute_values(":id", AttributeValue::Ss(vec![id.as_str().to_owned()]))
+            .expression_attribute_names("#v", VERSION)
+            .expression_attribute_values(":c", n(session.expires_at))
             .expression_attribute_values(":exp", n(presence.expires_at))
+            .expression_attribute_values(":one", n(1))
             .return_values(ReturnValue::AllOld);
-        update = if presence.info.is_empty() {
-            update.update_expression("ADD #conns :id SET #exp = :exp REMOVE #info")
+        let update = if presence.info.is_empty() {
+            update.update_expression("SET #c = :c, #exp = :exp REMOVE #info ADD #v :one")
         } else {
             let info = presence.info.iter().map(|(k, v)| (k.clone(), s(v))).collect();
             update
-                .update_expression("ADD #conns :id SET #exp = :exp, #info = :info")
+                .update_expression("SET #c = :c, #exp = :exp, #info = :info ADD #v :one")
                 .expression_attribute_values(":info", AttributeValue::M(info))
         };
         let old = update.send().await.map_err(sdk_error)?.attributes.unwrap_or_default();
-        let stale = get_n(&old, TTL_ATTRIBUTE).is_ok_and(|exp| exp <= now);
-        let had = matches!(old.get(CONNS), Some(AttributeValue::Ss(set)) if !set.is_empty());
-        if stale && had {
-            // Left by connections that ended without a word: none of them is here any more.
-            self.client
-                .update_item()
-                .table_name(&self.table)
-                .key("pk", presence_pk(channel))
-                .key("sk", presence_sk(id, Some(user)))
-                .update_expression("SET #conns = :id")
-                .expression_attribute_names("#conns", CONNS)
-                .expression_attribute_values(":id", AttributeValue::Ss(vec![id.as_str().to_owned()]))
-                .send()
-                .await
-                .map_err(sdk_error)?;
-        }
-        Ok(stale || !had)
+        Ok(live_connections(&old, now) == 0)
     }
 
-    async fn exit(&self, channel: &ChannelName, id: &ConnectionId, user_id: Option<&str>) -> Result<bool, StoreError> {
+    async fn exit(
+        &self,
+        channel: &ChannelName,
+        id: &ConnectionId,
+        user_id: Option<&str>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         let key = (presence_pk(channel), presence_sk(id, user_id));
         if user_id.is_none() {
             self.client
@@ -1407,19 +1418,19 @@ impl PresenceStore for DynamoDbStore {
                 .map_err(sdk_error)?;
             return Ok(false);
         }
-        // One atomic DELETE from the user's set, if the connection is in it; an emptied set is
-        // gone from the new item (DynamoDB keeps no empty sets), which makes this the last.
+        // One atomic removal of the connection's attribute, if it is there; the item as it is
+        // now says whether a live connection of the user is left.
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", key.0.clone())
             .key("sk", key.1.clone())
-            .update_expression("DELETE #conns :id")
-            .condition_expression("contains(#conns, :name)")
-            .expression_attribute_names("#conns", CONNS)
-            .expression_attribute_values(":id", AttributeValue::Ss(vec![id.as_str().to_owned()]))
-            .expression_attribute_values(":name", s(id.as_str()))
+            .update_expression("REMOVE #c ADD #v :one")
+            .condition_expression("attribute_exists(#c)")
+            .expression_attribute_names("#c", connection_attribute(id))
+            .expression_attribute_names("#v", VERSION)
+            .expression_attribute_values(":one", n(1))
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
@@ -1428,18 +1439,21 @@ impl PresenceStore for DynamoDbStore {
             Err(e) if e.code() == Some("ConditionalCheckFailedException") => return Ok(false),
             Err(e) => return Err(sdk_error(e)),
         };
-        if new.contains_key(CONNS) {
+        if live_connections(&new, now) > 0 {
             return Ok(false);
         }
-        // The user's last connection: drop the item, unless another joined meanwhile.
+        // The user's last live connection: drop the entry (and any connections left by sessions
+        // that ended without a word), unless it changed meanwhile (another joined).
+        let version = get_n(&new, VERSION)?;
         let dropped = self
             .client
             .delete_item()
             .table_name(&self.table)
             .key("pk", key.0)
             .key("sk", key.1)
-            .condition_expression("attribute_not_exists(#conns)")
-            .expression_attribute_names("#conns", CONNS)
+            .condition_expression("#v = :v")
+            .expression_attribute_names("#v", VERSION)
+            .expression_attribute_values(":v", n(version))
             .send()
             .await;
         unless_condition_failed(dropped)?;
@@ -1472,10 +1486,10 @@ impl PresenceStore for DynamoDbStore {
                     continue;
                 }
                 let Some(user) = sk.strip_prefix(PRESENT_USER_PREFIX) else { continue };
-                let connections = match item.get(CONNS) {
-                    Some(AttributeValue::Ss(set)) if !set.is_empty() => set.len(),
-                    _ => continue,
-                };
+                let connections = live_connections(&item, now);
+                if connections == 0 {
+                    continue;
+                }
                 present.users += 1;
                 present.connections += connections;
                 if present.users > listed {

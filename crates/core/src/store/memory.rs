@@ -430,8 +430,8 @@ impl HistoryStore for MemoryStore {
     }
 }
 
-/// One channel's presence: an entry per user (its connections, public metadata and expiry) and
-/// the anonymous connections with theirs.
+/// One channel's presence: an entry per user (its connections with their expiries, its public
+/// metadata, the entry's expiry) and the anonymous connections with theirs.
 #[derive(Debug, Default)]
 struct ChannelPresence {
     users: BTreeMap<String, UserEntry>,
@@ -440,9 +440,16 @@ struct ChannelPresence {
 
 #[derive(Debug)]
 struct UserEntry {
-    connections: BTreeSet<ConnectionId>,
+    connections: BTreeMap<ConnectionId, i64>,
     info: Metadata,
     expires_at: i64,
+}
+
+impl UserEntry {
+    /// Connections whose sessions have not expired at `now`.
+    fn live(&self, now: i64) -> usize {
+        self.connections.values().filter(|until| **until > now).count()
+    }
 }
 
 #[async_trait]
@@ -450,28 +457,31 @@ impl PresenceStore for MemoryStore {
     async fn enter(&self, channel: &ChannelName, presence: Presence<'_>, now: i64) -> Result<bool, StoreError> {
         let mut s = self.state();
         let present = s.presence.entry(channel.clone()).or_default();
-        let id = presence.session.connection_id.clone();
-        let Some(user) = presence.session.user_id() else {
-            present.anonymous.insert(id, presence.expires_at);
+        let session = presence.session;
+        let id = session.connection_id.clone();
+        let Some(user) = session.user_id() else {
+            present.anonymous.insert(id, session.expires_at);
             return Ok(false);
         };
         let entry = present.users.entry(user.to_owned()).or_insert_with(|| UserEntry {
-            connections: BTreeSet::new(),
+            connections: BTreeMap::new(),
             info: Metadata::new(),
             expires_at: i64::MIN,
         });
-        if entry.expires_at <= now {
-            // Left by connections that ended without a word: none of them is here any more.
-            entry.connections.clear();
-        }
-        let first = entry.connections.is_empty();
-        entry.connections.insert(id);
+        let first = entry.expires_at <= now || entry.live(now) == 0;
+        entry.connections.insert(id, session.expires_at);
         entry.info = presence.info.clone();
         entry.expires_at = presence.expires_at;
         Ok(first)
     }
 
-    async fn exit(&self, channel: &ChannelName, id: &ConnectionId, user_id: Option<&str>) -> Result<bool, StoreError> {
+    async fn exit(
+        &self,
+        channel: &ChannelName,
+        id: &ConnectionId,
+        user_id: Option<&str>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         let mut s = self.state();
         let Some(present) = s.presence.get_mut(channel) else {
             return Ok(false);
@@ -485,8 +495,8 @@ impl PresenceStore for MemoryStore {
                 let Some(entry) = present.users.get_mut(user) else {
                     return Ok(false);
                 };
-                let last = entry.connections.remove(id) && entry.connections.is_empty();
-                if entry.connections.is_empty() {
+                let last = entry.connections.remove(id).is_some() && entry.live(now) == 0;
+                if entry.live(now) == 0 {
                     present.users.remove(user);
                 }
                 last
@@ -503,21 +513,22 @@ impl PresenceStore for MemoryStore {
         let Some(present) = s.presence.get(channel) else {
             return Ok(Present { members: Some(Vec::new()), ..Present::default() });
         };
-        let live: Vec<(&String, &UserEntry)> =
-            present.users.iter().filter(|(_, e)| e.expires_at > now && !e.connections.is_empty()).collect();
+        let live: Vec<(&String, &UserEntry, usize)> = present
+            .users
+            .iter()
+            .filter(|(_, e)| e.expires_at > now)
+            .map(|(user, e)| (user, e, e.live(now)))
+            .filter(|(_, _, n)| *n > 0)
+            .collect();
         let anonymous = present.anonymous.values().filter(|until| **until > now).count();
         let members = (live.len() <= listed).then(|| {
             live.iter()
-                .map(|(user, e)| Member {
-                    user_id: (*user).clone(),
-                    connections: e.connections.len(),
-                    info: e.info.clone(),
-                })
+                .map(|(user, e, n)| Member { user_id: (*user).clone(), connections: *n, info: e.info.clone() })
                 .collect()
         });
         Ok(Present {
             users: live.len(),
-            connections: live.iter().map(|(_, e)| e.connections.len()).sum::<usize>() + anonymous,
+            connections: live.iter().map(|(_, _, n)| n).sum::<usize>() + anonymous,
             anonymous,
             members,
         })
