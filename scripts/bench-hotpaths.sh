@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Hot-path benchmark: $connect, a message, $disconnect and a channel send with a fixed latency on
 # every DynamoDB call, with the sequential store round trips and consumed capacity of each, for
-# this tree and a baseline commit built in the same run. Figures go in README ("Store round trips
-# and capacity").
+# this tree and a baseline commit built in the same run, and this tree once more with the channel
+# given presence and another member in it. Figures go in README ("Store round trips and capacity").
 #   scripts/bench-hotpaths.sh [--baseline <commit>] [--latency-ms 10] [--iterations 30] [--recipients 10000]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -44,4 +44,4 @@ cargo build --quiet --profile bench -p lambda-ws-bench --bin hotpath-bench
 target/release/hotpath-bench --dynamodb-endpoint "http://127.0.0.1:$port" \
   --build "baseline ($(git rev-parse --short "$baseline"))=target/hotpath-baseline-target/release" \
   --build "this build ($(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo '+changes'))=target/release" \
-  "${args[@]}"
+  --presence "${args[@]}"

@@ -25,6 +25,10 @@
 //! `$disconnect` (the client closes; measured until the store is quiet). Then one send to a
 //! channel of `--recipients` members (seeded by the build's own `fanout-bench seed`, straight to
 //! the engine), through the proxy, to a Management API server answering after `--latency-ms`.
+//!
+//! With `--presence`, the last build is measured once more with the channel given presence
+//! (`LWS_PRESENCE`) and another user's connection resident in it, so every `$connect` is a first
+//! join announced to that member and every `$disconnect` a last leave.
 
 // A benchmark reports on stdout.
 #![allow(clippy::print_stdout)]
@@ -353,7 +357,7 @@ fn free_port() -> Result<u16, Error> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-async fn start_gateway(bin: &Path, dynamodb: SocketAddr, table: &str) -> Result<Gateway, Error> {
+async fn start_gateway(bin: &Path, dynamodb: SocketAddr, table: &str, env: &[(&str, &str)]) -> Result<Gateway, Error> {
     let port = free_port()?;
     let mut process = Command::new(bin.join("lambda-ws"))
         .args(["dev", "--port", &port.to_string(), "--enforce-ip-limits", "--table", table])
@@ -366,6 +370,7 @@ async fn start_gateway(bin: &Path, dynamodb: SocketAddr, table: &str) -> Result<
         .env("LWS_RATE_MESSAGES_PER_CONNECTION", "1000000")
         .env("LWS_MAX_CONNECTIONS_PER_USER", "100")
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -406,9 +411,35 @@ struct Measured {
     send: Option<Cost>,
 }
 
-async fn measure_sessions(proxy: &Proxy, gateway: &Gateway, iterations: usize) -> Result<Measured, Error> {
+/// Opens a connection for `user` into the benchmark's channel.
+async fn open(
+    proxy: &Proxy,
+    gateway: &Gateway,
+    user: &str,
+) -> Result<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>, Error> {
+    let token = issue_token(gateway.addr, user).await?;
+    let _ = proxy.quiet_after(Instant::now()).await;
+    let url = format!("ws://{}/local", gateway.addr);
+    let mut request = format!("{url}?ws_token={token}&channel={CHANNEL}").into_client_request()?;
+    request.headers_mut().insert("origin", ORIGIN.parse()?);
+    Ok(tokio_tungstenite::connect_async(request).await?.0)
+}
+
+async fn measure_sessions(
+    proxy: &Proxy,
+    gateway: &Gateway,
+    iterations: usize,
+    resident: bool,
+) -> Result<Measured, Error> {
     let mut measured = Measured::default();
     let url = format!("ws://{}/local", gateway.addr);
+    // Another user's connection in the channel, reading what it is sent (presence events).
+    let _resident = if resident {
+        let mut ws = open(proxy, gateway, "bench-resident").await?;
+        Some(tokio::spawn(async move { while let Some(Ok(_)) = ws.next().await {} }))
+    } else {
+        None
+    };
     for i in 0..iterations + 1 {
         let token = issue_token(gateway.addr, "bench-user").await?;
         // Let the token's write leave the window.
@@ -526,13 +557,23 @@ async fn main() -> Result<(), Error> {
     let mut results = Vec::new();
     for (index, (name, bin)) in builds.iter().enumerate() {
         let table = format!("hotpath-{run}-{index}");
-        let gateway = start_gateway(bin, proxy_addr, &table).await?;
-        let mut measured = measure_sessions(&proxy, &gateway, iterations).await?;
+        let gateway = start_gateway(bin, proxy_addr, &table, &[]).await?;
+        let mut measured = measure_sessions(&proxy, &gateway, iterations, false).await?;
         drop(gateway);
         let table = format!("hotpath-send-{run}-{index}");
         measured.send = Some(measure_send(&proxy, bin, &engine, proxy_addr, &mgmt, &table, recipients).await?);
         println!("  measured {name}");
         results.push((name.clone(), measured));
+    }
+    let plain = results.len();
+    if args.iter().any(|a| a == "--presence")
+        && let Some((name, bin)) = builds.last()
+    {
+        let table = format!("hotpath-presence-{run}");
+        let gateway = start_gateway(bin, proxy_addr, &table, &[("LWS_PRESENCE", CHANNEL)]).await?;
+        let measured = measure_sessions(&proxy, &gateway, iterations, true).await?;
+        println!("  measured {name} with presence");
+        results.push((format!("{name}, channel with presence"), measured));
     }
     println!();
     println!(
@@ -548,6 +589,9 @@ async fn main() -> Result<(), Error> {
     ];
     for (label, pick) in ops {
         for (name, measured) in &results {
+            if label == "channel send" && measured.send.is_none() {
+                continue;
+            }
             let c = pick(measured);
             let op = if label == "channel send" { format!("send to {recipients} members") } else { label.to_owned() };
             println!(
@@ -563,7 +607,21 @@ async fn main() -> Result<(), Error> {
             );
         }
     }
-    if let [(first, base), rest @ ..] = results.as_slice() {
+    if let (Some((with, presence)), Some((without, plain_build))) = (results.get(plain), results.get(plain - 1)) {
+        println!();
+        for (label, pick) in &ops[..3] {
+            let (b, n) = (pick(plain_build), pick(presence));
+            let units = |c: &Cost| c.read_units + c.write_units;
+            println!(
+                "{label}: {with} / {without}: wall {:.2}, round trips {} -> {}, capacity {:.2}",
+                n.wall_ms / b.wall_ms,
+                b.round_trips,
+                n.round_trips,
+                units(&n) / units(&b),
+            );
+        }
+    }
+    if let [(first, base), rest @ ..] = &results[..plain] {
         for (name, measured) in rest {
             println!();
             for (label, pick) in ops {
