@@ -533,6 +533,18 @@ fn dollars_per_million(c: &Cost) -> f64 {
     c.write_units * PRICE_PER_MILLION_WRITES + c.read_units * PRICE_PER_MILLION_READS
 }
 
+/// One operation of build `name` (`n`) over build `base` (`b`): wall, round trips, capacity.
+fn ratio(label: &str, name: &str, base: &str, n: &Cost, b: &Cost) -> String {
+    let units = |c: &Cost| c.read_units + c.write_units;
+    format!(
+        "{label}: {name} / {base}: wall {:.2}, round trips {} -> {}, capacity {:.2}",
+        n.wall_ms / b.wall_ms,
+        b.round_trips,
+        n.round_trips,
+        units(n) / units(b),
+    )
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().collect();
@@ -610,30 +622,14 @@ async fn main() -> Result<(), Error> {
     if let (Some((with, presence)), Some((without, plain_build))) = (results.get(plain), results.get(plain - 1)) {
         println!();
         for (label, pick) in &ops[..3] {
-            let (b, n) = (pick(plain_build), pick(presence));
-            let units = |c: &Cost| c.read_units + c.write_units;
-            println!(
-                "{label}: {with} / {without}: wall {:.2}, round trips {} -> {}, capacity {:.2}",
-                n.wall_ms / b.wall_ms,
-                b.round_trips,
-                n.round_trips,
-                units(&n) / units(&b),
-            );
+            println!("{}", ratio(label, with, without, &pick(presence), &pick(plain_build)));
         }
     }
     if let [(first, base), rest @ ..] = &results[..plain] {
         for (name, measured) in rest {
             println!();
             for (label, pick) in ops {
-                let (b, n) = (pick(base), pick(measured));
-                let units = |c: &Cost| c.read_units + c.write_units;
-                println!(
-                    "{label}: {name} / {first}: wall {:.2}, round trips {} -> {}, capacity {:.2}",
-                    n.wall_ms / b.wall_ms,
-                    b.round_trips,
-                    n.round_trips,
-                    units(&n) / units(&b),
-                );
+                println!("{}", ratio(label, name, first, &pick(measured), &pick(base)));
             }
         }
     }

@@ -23,6 +23,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, GlobalSecondaryIndex, KeySchemaElement, KeyType,
     Projection, ProjectionType, ReturnValue, ScalarAttributeType, WriteRequest,
@@ -130,36 +131,30 @@ impl DynamoDbStore {
     /// session itself when `with_session` (otherwise only keys and the user are read).
     async fn items_of(&self, id: &ConnectionId, with_session: bool) -> Result<ConnectionItems, StoreError> {
         let mut found = ConnectionItems::default();
-        let mut start = None;
-        loop {
-            let mut query = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", conn_pk(id))
-                .consistent_read(true)
-                .set_exclusive_start_key(start);
-            if !with_session {
-                query = query.projection_expression("pk, sk, user_id, #ch").expression_attribute_names("#ch", CHANNEL);
-            }
-            let out = query.send().await.map_err(sdk_error)?;
-            for item in out.items.unwrap_or_default() {
-                if get_s(&item, "sk") == Some(SESSION_SK) {
-                    found.user_id = get_s(&item, "user_id").map(str::to_owned);
-                    if with_session {
-                        found.session = Some(session_from(&item)?);
-                    }
-                }
-                found.channels.extend(get_s(&item, CHANNEL).map(str::to_owned));
-                let key = ["pk", "sk"].into_iter().filter_map(|k| item.get(k).map(|v| (k.to_owned(), v.clone())));
-                found.keys.push(key.collect());
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(found);
-            }
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", conn_pk(id))
+            .consistent_read(true);
+        if !with_session {
+            query = query.projection_expression("pk, sk, user_id, #ch").expression_attribute_names("#ch", CHANNEL);
         }
+        query_all(query, |item| {
+            if get_s(&item, "sk") == Some(SESSION_SK) {
+                found.user_id = get_s(&item, "user_id").map(str::to_owned);
+                if with_session {
+                    found.session = Some(session_from(&item)?);
+                }
+            }
+            found.channels.extend(get_s(&item, CHANNEL).map(str::to_owned));
+            let key = ["pk", "sk"].into_iter().filter_map(|k| item.get(k).map(|v| (k.to_owned(), v.clone())));
+            found.keys.push(key.collect());
+            Ok(())
+        })
+        .await?;
+        Ok(found)
     }
 
     /// Deletes items by key, 25 at a time, retrying unprocessed items with backoff.
@@ -287,33 +282,24 @@ impl DynamoDbStore {
     /// The names of a connection's membership items (sessions written before the channel set).
     async fn membership_names(&self, id: &ConnectionId, now: i64) -> Result<Vec<String>, StoreError> {
         let mut names = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :chan)")
-                .filter_expression("#exp > :now")
-                .expression_attribute_names("#exp", TTL_ATTRIBUTE)
-                .expression_attribute_values(":pk", conn_pk(id))
-                .expression_attribute_values(":chan", s(CHAN_PREFIX))
-                .expression_attribute_values(":now", n(now))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk_error)?;
-            for item in out.items.unwrap_or_default() {
-                let name =
-                    get_s(&item, CHANNEL).ok_or_else(|| StoreError::Corrupt("membership without channel".into()))?;
-                names.push(name.to_owned());
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(names);
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :chan)")
+            .filter_expression("#exp > :now")
+            .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+            .expression_attribute_values(":pk", conn_pk(id))
+            .expression_attribute_values(":chan", s(CHAN_PREFIX))
+            .expression_attribute_values(":now", n(now))
+            .consistent_read(true);
+        query_all(query, |item| {
+            let name = get_s(&item, CHANNEL).ok_or_else(|| StoreError::Corrupt("membership without channel".into()))?;
+            names.push(name.to_owned());
+            Ok(())
+        })
+        .await?;
+        Ok(names)
     }
 
     /// Frees a connection's slot (nothing to do if the user has no slot item). Connect counts of
@@ -1071,6 +1057,40 @@ fn get_n(item: &Item, name: &str) -> Result<i64, StoreError> {
         .ok_or_else(|| StoreError::Corrupt(format!("missing number {name}")))
 }
 
+/// Runs `query` to its last page, handing each item to `each` in order.
+async fn query_all(
+    query: QueryFluentBuilder,
+    mut each: impl FnMut(Item) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut start = None;
+    loop {
+        let out = query.clone().set_exclusive_start_key(start).send().await.map_err(sdk_error)?;
+        for item in out.items.unwrap_or_default() {
+            each(item)?;
+        }
+        start = out.last_evaluated_key;
+        if start.is_none() {
+            return Ok(());
+        }
+    }
+}
+
+/// A map attribute of strings (session metadata, presence info) as metadata; anything else as
+/// none.
+fn string_map(value: Option<&AttributeValue>) -> Metadata {
+    match value {
+        Some(AttributeValue::M(map)) => {
+            map.iter().filter_map(|(k, v)| v.as_s().ok().map(|v| (k.clone(), v.clone()))).collect()
+        }
+        _ => Metadata::new(),
+    }
+}
+
+/// Metadata as a map attribute of strings.
+fn string_map_attribute(map: &Metadata) -> AttributeValue {
+    AttributeValue::M(map.iter().map(|(k, v)| (k.clone(), s(v))).collect())
+}
+
 /// Stored channel names, validated.
 fn channel_names(names: Vec<String>) -> Result<Vec<ChannelName>, StoreError> {
     names.into_iter().map(|name| ChannelName::new(name).map_err(corrupt)).collect()
@@ -1151,8 +1171,7 @@ fn session_item(session: &Session) -> Item {
 /// The session's metadata as a map attribute (none when empty). Memberships carry it too, so a
 /// filtered scan can match on memberships alone.
 fn metadata_attribute(session: &Session) -> Option<AttributeValue> {
-    (!session.metadata.is_empty())
-        .then(|| AttributeValue::M(session.metadata.iter().map(|(k, v)| (k.clone(), s(v))).collect()))
+    (!session.metadata.is_empty()).then(|| string_map_attribute(&session.metadata))
 }
 
 fn session_from(item: &Item) -> Result<Session, StoreError> {
@@ -1165,12 +1184,7 @@ fn session_from(item: &Item) -> Result<Session, StoreError> {
             _ => Vec::new(),
         },
     });
-    let metadata = match item.get("metadata") {
-        Some(AttributeValue::M(map)) => {
-            map.iter().filter_map(|(k, v)| v.as_s().ok().map(|v| (k.clone(), v.clone()))).collect()
-        }
-        _ => Default::default(),
-    };
+    let metadata = string_map(item.get("metadata"));
     Ok(Session {
         connection_id: ConnectionId::new(text("connection_id")?).map_err(corrupt)?,
         identity,
@@ -1390,10 +1404,9 @@ impl PresenceStore for DynamoDbStore {
         let update = if presence.info.is_empty() {
             update.update_expression("SET #c = :c, #exp = :exp REMOVE #info ADD #v :one")
         } else {
-            let info = presence.info.iter().map(|(k, v)| (k.clone(), s(v))).collect();
             update
                 .update_expression("SET #c = :c, #exp = :exp, #info = :info ADD #v :one")
-                .expression_attribute_values(":info", AttributeValue::M(info))
+                .expression_attribute_values(":info", string_map_attribute(presence.info))
         };
         let old = update.send().await.map_err(sdk_error)?.attributes.unwrap_or_default();
         Ok(live_connections(&old, now) == 0)
@@ -1462,53 +1475,40 @@ impl PresenceStore for DynamoDbStore {
 
     async fn present(&self, channel: &ChannelName, listed: usize, now: i64) -> Result<Present, StoreError> {
         let mut present = Present { members: Some(Vec::new()), ..Present::default() };
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .filter_expression("#exp > :now")
-                .expression_attribute_names("#exp", TTL_ATTRIBUTE)
-                .expression_attribute_values(":pk", presence_pk(channel))
-                .expression_attribute_values(":now", n(now))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk_error)?;
-            for item in out.items.unwrap_or_default() {
-                let sk = get_s(&item, "sk").unwrap_or_default();
-                if sk.starts_with(PRESENT_ANONYMOUS_PREFIX) {
-                    present.anonymous += 1;
-                    present.connections += 1;
-                    continue;
-                }
-                let Some(user) = sk.strip_prefix(PRESENT_USER_PREFIX) else { continue };
-                let connections = live_connections(&item, now);
-                if connections == 0 {
-                    continue;
-                }
-                present.users += 1;
-                present.connections += connections;
-                if present.users > listed {
-                    present.members = None;
-                }
-                if let Some(members) = &mut present.members {
-                    let info: Metadata = match item.get("info") {
-                        Some(AttributeValue::M(map)) => {
-                            map.iter().filter_map(|(k, v)| v.as_s().ok().map(|v| (k.clone(), v.clone()))).collect()
-                        }
-                        _ => Metadata::new(),
-                    };
-                    members.push(Member { user_id: user.to_owned(), connections, info });
-                }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .filter_expression("#exp > :now")
+            .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+            .expression_attribute_values(":pk", presence_pk(channel))
+            .expression_attribute_values(":now", n(now))
+            .consistent_read(true);
+        query_all(query, |item| {
+            let sk = get_s(&item, "sk").unwrap_or_default();
+            if sk.starts_with(PRESENT_ANONYMOUS_PREFIX) {
+                present.anonymous += 1;
+                present.connections += 1;
+                return Ok(());
             }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(present);
+            let Some(user) = sk.strip_prefix(PRESENT_USER_PREFIX) else { return Ok(()) };
+            let connections = live_connections(&item, now);
+            if connections == 0 {
+                return Ok(());
             }
-        }
+            present.users += 1;
+            present.connections += connections;
+            if present.users > listed {
+                present.members = None;
+            }
+            if let Some(members) = &mut present.members {
+                let info = string_map(item.get("info"));
+                members.push(Member { user_id: user.to_owned(), connections, info });
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(present)
     }
 }

@@ -495,11 +495,12 @@ impl PresenceStore for MemoryStore {
                 let Some(entry) = present.users.get_mut(user) else {
                     return Ok(false);
                 };
-                let last = entry.connections.remove(id).is_some() && entry.live(now) == 0;
-                if entry.live(now) == 0 {
+                let counted = entry.connections.remove(id).is_some();
+                let none_left = entry.live(now) == 0;
+                if none_left {
                     present.users.remove(user);
                 }
-                last
+                counted && none_left
             }
         };
         if present.users.is_empty() && present.anonymous.is_empty() {
