@@ -916,6 +916,9 @@ mod tests {
             json!({"type":"reply","action":"subscribe","ref":"r1","data":{"channel":"x"}}),
             json!({"type":"pong","connection_id":"abc=","ref":"p"}),
             json!({"type":"error","code":"unknown_action","message":"no route","ref":"q"}),
+            json!({"type":"member_joined","channel":"room-1",
+                   "member":{"user_id":"bob","connections":1,"info":{"name":"Bob"}}}),
+            json!({"type":"member_left","channel":"room-1","user_id":"bob"}),
             json!({"type":"invoice_paid","invoice":7,"nested":{"a":[1,2]}}),
         ];
         let names: Vec<String> = cases.into_iter().map(|c| roundtrip(c).type_name().to_owned()).collect();
@@ -932,6 +935,8 @@ mod tests {
                 "reply",
                 "pong",
                 "error",
+                "member_joined",
+                "member_left",
                 "invoice_paid"
             ]
         );
