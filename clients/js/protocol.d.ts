@@ -12,6 +12,11 @@ export interface ChannelHistory {
   epoch?: string | null;
   /** The kept messages, oldest first, each with its `channel`, `seq` and `epoch`. */
   messages: unknown[];
+  /**
+   * Whether older kept messages were left out (by `limit`, or because the answer must fit in
+   * one 128 KiB message): ask again with `before` set to the first message's `seq`.
+   */
+  more: boolean;
   /** The last sequence number allocated. */
   seq: number;
 }
@@ -29,6 +34,11 @@ export interface ChannelPresence {
   connections: number;
   /** One per user, by id; absent when the channel has more users than its rule lists. */
   members?: Member[] | null;
+  /**
+   * Whether `members` lists only the first users by id, the rest left out for the answer to
+   * fit in one 128 KiB message (`users` still counts them all).
+   */
+  more?: boolean;
   /** Users present. */
   users: number;
 }
@@ -144,15 +154,19 @@ export interface FailedDelivery {
 
 /** The request of `history`: a channel and how many of its latest messages. */
 export interface HistoryQuery {
+  /** Only messages numbered below this (the next page back: the first `seq` of the last answer). */
+  before?: number | null;
   /** The channel. */
   channel: ChannelName;
   /** At most this many (the channel's rule may keep fewer). */
   limit?: number | null;
 }
 
-/** Read a channel's latest kept messages (a channel with history), under the same permission check as `subscribe`; the reply's data has `channel`, `epoch`, `seq` and `messages`. */
+/** Read a channel's latest kept messages (a channel with history), under the same permission check as `subscribe`; the reply's data has `channel`, `epoch`, `seq`, `messages` (as many as fit in one message) and `more` (older ones were left out: ask again with `before`). */
 export interface HistoryRequest {
   action: "history";
+  /** Only messages numbered below this (the next page back: the first `seq` of the last answer). */
+  before?: number | null;
   /** The channel. */
   channel: ChannelName;
   /** At most this many (the channel's rule may keep fewer). */
@@ -260,6 +274,7 @@ export type Outbound =
   | { type: "error" } & ErrorMessage
   | { type: "member_joined" } & MemberJoined
   | { type: "member_left" } & MemberLeft
+  | { type: "replay" } & Replay
   | {
     type: string;
     [field: string]: unknown;
@@ -301,6 +316,8 @@ export interface PresenceRequest {
 /** What a `SenderQuery` reads. */
 export type Query =
   | { history: {
+    /** Only messages numbered below this (the next page back). */
+    before?: number | null;
     /** The channel. */
     channel: ChannelName;
     /** At most this many (the channel's rule may keep fewer). */
@@ -310,6 +327,20 @@ export type Query =
     /** The channel. */
     channel: ChannelName;
   } };
+
+/**
+ * Several of a channel's kept messages in one frame, oldest first, as a resume replays them:
+ * the client handles each as if it had arrived alone. A replay packs what fits in 32 KiB (one
+ * billed unit of API Gateway) into one frame, so catching up on 100 small messages is one post,
+ * not 100; a message too large to share a frame is sent alone, as itself.
+ */
+export interface Replay {
+  /** The channel. */
+  channel: string;
+  /** The messages, oldest first, each with its `channel`, `seq` and `epoch`. */
+  messages: unknown[];
+  [field: string]: unknown;
+}
 
 /**
  * The answer to one inbound message, correlated by `ref`; or a plain reply to the current

@@ -52,7 +52,11 @@ export type { ChannelPresence } from './protocol';
 export interface StreamPosition { seq: number; epoch: string }
 
 /** What `history()` resolves with. */
-export interface ChannelHistory { channel: string; epoch: string | null; seq: number; messages: OutboundMessage[] }
+export interface ChannelHistory {
+  channel: string; epoch: string | null; seq: number; messages: OutboundMessage[];
+  /** Older kept messages were left out (by `limit`, or to fit one message): ask with `before`. */
+  more: boolean;
+}
 
 export interface ManagerOptions {
   /** WebSocket API URL without query string, e.g. `wss://abc.execute-api.eu-west-1.amazonaws.com/prod`. */
@@ -103,7 +107,7 @@ export declare class WebSocketManager {
   subscribe(channel: string): Promise<ReplyMessage>;
   unsubscribe(channel: string): Promise<ReplyMessage>;
   /** The latest kept messages of a channel with history. */
-  history(channel: string, limit?: number): Promise<ChannelHistory>;
+  history(channel: string, limit?: number, before?: number): Promise<ChannelHistory>;
   /** The last message seen in each channel stream. */
   positions(): Record<string, StreamPosition>;
   /** Who is in a channel with presence; kept current from then on, and fetched again after every reconnect. */

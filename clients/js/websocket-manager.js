@@ -228,9 +228,16 @@ export class WebSocketManager {
     return this.request('unsubscribe', { channel });
   }
 
-  /** The latest kept messages of a channel with history: resolves with `{channel, epoch, seq, messages}`. */
-  history(channel, limit) {
-    return this.request('history', limit === undefined ? { channel } : { channel, limit }).then((r) => r.data);
+  /**
+   * The latest kept messages of a channel with history (numbered below `before`, when given):
+   * resolves with `{channel, epoch, seq, messages, more}`; `more` says older ones were left out
+   * (by `limit`, or for the answer to fit one message): ask again with `before: messages[0].seq`.
+   */
+  history(channel, limit, before) {
+    const payload = { channel };
+    if (limit !== undefined) payload.limit = limit;
+    if (before !== undefined) payload.before = before;
+    return this.request('history', payload).then((r) => r.data);
   }
 
   /**
@@ -354,6 +361,11 @@ export class WebSocketManager {
       return reply;
     }, (error) => {
       finish();
+      // Refused (the replay would pass the connection's message limit): what was missed was
+      // not sent, so the app refetches as for any other gap.
+      if (seen && error?.code === 'rate_limited') {
+        this._emit('gap', { channel, from: seen.seq, seq: null, epoch: null });
+      }
       throw error;
     });
     this.catchingUp.set(channel, { held, done });
@@ -460,6 +472,15 @@ export class WebSocketManager {
       this._emit('error', new Error('server sent a frame that is not JSON'));
       return;
     }
+    // A resume packs several kept messages into one frame: each is handled as if it came alone.
+    if (message?.type === 'replay' && Array.isArray(message.messages)) {
+      for (const one of message.messages) if (one && typeof one === 'object') this._handle(one);
+      return;
+    }
+    this._handle(message);
+  }
+
+  _handle(message) {
     if (message.type === 'pong') this.connectionId = message.connection_id;
     const waiting = message.ref !== undefined && this.pending.get(message.ref);
     if (waiting && (message.type === 'reply' || message.type === 'error' || message.type === 'pong')) {

@@ -736,6 +736,16 @@ async fn your_own_pages_are_served_from_the_pages_folder_and_nothing_outside_it(
     std::fs::create_dir_all(folder.join("app")).unwrap();
     std::fs::write(folder.join("app/index.html"), "<h1>mine</h1>").unwrap();
     std::fs::write(folder.join(".env"), "SECRET=1").unwrap();
+    // Links that lead out of the folder, to a file and to a folder, are not followed out.
+    let outside_dir = std::env::temp_dir().join(format!("lws-outside-{}", std::process::id()));
+    std::fs::create_dir_all(&outside_dir).unwrap();
+    std::fs::write(outside_dir.join("secret.txt"), "SECRET=2").unwrap();
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(outside_dir.join("secret.txt"), folder.join("leak.txt")).unwrap();
+        std::os::unix::fs::symlink(&outside_dir, folder.join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(folder.join("app/index.html"), folder.join("inside.html")).unwrap();
+    }
     let gw = start_with(GatewayOptions { pages: Some(folder.clone()), ..options(StoreChoice::Memory) }).await;
     let host = gw.addr().to_string();
     let get = |path: &'static str| raw_get(&gw, &host, path);
@@ -744,14 +754,24 @@ async fn your_own_pages_are_served_from_the_pages_folder_and_nothing_outside_it(
         page.starts_with("HTTP/1.1 200") && page.contains("text/html") && page.ends_with("<h1>mine</h1>"),
         "{page}"
     );
-    for outside in
-        ["/pages/../Cargo.toml", "/pages/%2e%2e/Cargo.toml", "/pages/.env", "/pages/app/..%2F..%2FCargo.toml"]
-    {
+    #[cfg(unix)]
+    assert!(get("/pages/inside.html").await.ends_with("<h1>mine</h1>"), "a link within the folder is served");
+    for outside in [
+        "/pages/../Cargo.toml",
+        "/pages/%2e%2e/Cargo.toml",
+        "/pages/.env",
+        "/pages/app/..%2F..%2FCargo.toml",
+        "/pages/leak.txt",
+        "/pages/elsewhere/secret.txt",
+        "/pages/C:%5Cwindows%5Cwin.ini",
+        "/pages/C:/secret.txt",
+    ] {
         let answer = get(outside).await;
-        assert!(answer.starts_with("HTTP/1.1 404"), "{outside}: {answer}");
+        assert!(answer.starts_with("HTTP/1.1 404") && !answer.contains("SECRET"), "{outside}: {answer}");
     }
     gw.shutdown().await;
     std::fs::remove_dir_all(folder).unwrap();
+    std::fs::remove_dir_all(outside_dir).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -552,6 +552,40 @@ async fn history_keeps_a_window_by_size_and_time(store: Arc<dyn Store>) {
     assert_eq!(store.recent(&channel, 0, rule(5, 60), later).await.unwrap().head, 8, "numbers go on");
 }
 
+/// A resume is `recovered` only when every number after the client's is replayed: with every kept
+/// message after it expired (the scenario of a client away longer than the window), the numbers
+/// are missing and the answer is false, also while the head is younger than the in-flight time.
+/// A number beyond the head (`u64::MAX` included) is no position of this stream.
+async fn a_resume_over_expired_messages_is_not_recovered(store: Arc<dyn Store>) {
+    use lambda_ws::history::resume;
+    let channel = ch("room-expired");
+    let window = rule(100, 2);
+    let t0 = NOW * 1000;
+    let first = store.append(&channel, r#"{"type":"t","n":1}"#, window, t0).await.unwrap();
+    store.append(&channel, r#"{"type":"t","n":2}"#, window, t0 + 100).await.unwrap();
+    store.append(&channel, r#"{"type":"t","n":3}"#, window, t0 + 200).await.unwrap();
+    let epoch = Some(first.epoch.as_str());
+    let at = t0 + 3_700; // 3.5 s after the last send: everything kept has expired
+    let recent = store.recent(&channel, 1, window, at).await.unwrap();
+    assert_eq!((recent.head, recent.entries.len()), (3, 0), "numbers 2 and 3 taken, neither kept");
+    let resumed = resume(&channel, 1, epoch, recent, window, at).unwrap();
+    assert!(!resumed.recovered, "2 and 3 are lost: {resumed:?}");
+    assert!(!resumed.tail_only, "older than the window: not in flight");
+    assert!(resumed.messages.is_empty());
+    // Still kept, the same resume recovers both.
+    let recent = store.recent(&channel, 1, window, t0 + 300).await.unwrap();
+    let resumed = resume(&channel, 1, epoch, recent, window, t0 + 300).unwrap();
+    assert!(resumed.recovered && resumed.messages.len() == 2, "{resumed:?}");
+    // Up to date is recovered with nothing to send; beyond the head is not a position.
+    let recent = store.recent(&channel, 3, window, at).await.unwrap();
+    assert!(resume(&channel, 3, epoch, recent, window, at).unwrap().recovered);
+    for since in [4, u64::MAX] {
+        let recent = store.recent(&channel, since, window, at).await.unwrap();
+        let resumed = resume(&channel, since, epoch, recent, window, at).unwrap();
+        assert!(!resumed.recovered && !resumed.tail_only, "since {since}: {resumed:?}");
+    }
+}
+
 /// Sessions removed in a batch (a send's 410s, clean-up) say whose they were and their channels.
 async fn a_batch_removal_says_who_left_which_channels(store: Arc<dyn Store>) {
     let a = session(170, Some("ann"), NOW + 100);
@@ -676,6 +710,7 @@ conformance!(
     last_seen_follows_messages_at_most_one_write_a_minute,
     sequences_are_gap_free_under_concurrent_senders,
     history_keeps_a_window_by_size_and_time,
+    a_resume_over_expired_messages_is_not_recovered,
     a_batch_removal_says_who_left_which_channels,
     presence_lists_users_and_counts_connections,
     presence_first_and_last_hold_under_concurrency,

@@ -10,7 +10,7 @@ use crate::history::HistoryStore;
 use crate::hooks::{ConnectHook, DisconnectHook};
 use crate::policy::ChannelCheck;
 use crate::presence::{ChannelPresence, PresenceStore, Tracker};
-use crate::session::{ChannelName, Identity};
+use crate::session::{ChannelName, Identity, Session};
 use crate::store::dynamodb::DynamoDbStore;
 use crate::store::{CounterStore, SessionStore, StoreError, TokenStore};
 
@@ -152,44 +152,60 @@ impl App {
         })
     }
 
-    /// The latest kept messages of `channel` (at most `limit`), oldest first, stamped with their
-    /// place; `None` when the channel keeps no history.
-    pub async fn channel_history(
+    /// The latest kept messages of `channel` (at most `limit`, numbered below `before` when
+    /// given, and no more than `max_bytes` of them), oldest first, stamped with their place;
+    /// `None` when the channel keeps no history. `more` says older ones were left out.
+    ///
+    /// Unchecked: for trusted backend code (the sender's queries). A route answering a client
+    /// uses [`MessageContext::channel_history`](crate::routing::MessageContext::channel_history),
+    /// which checks that the connection may read the channel first.
+    pub async fn channel_history_unchecked(
         &self,
         channel: &ChannelName,
         limit: Option<u32>,
+        before: Option<u64>,
+        max_bytes: usize,
     ) -> Result<Option<ChannelHistory>, StoreError> {
         let Some(mut rule) = self.config.history.rule_for(channel) else {
             return Ok(None);
         };
-        if let Some(limit) = limit {
-            rule.size = rule.size.min(limit.max(1));
+        let limit = limit.map_or(rule.size, |l| l.clamp(1, rule.size));
+        if before.is_none() {
+            // The newest `limit` are all an answer can hold: read no more.
+            rule.size = limit;
         }
         let recent = self.history.recent(channel, 0, rule, self.clock.now_millis()).await?;
-        let messages = crate::history::stamped(channel, &recent)?
-            .iter()
-            .map(|m| serde_json::from_str(m).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .collect::<Result<_, _>>()?;
-        Ok(Some(ChannelHistory { channel: channel.clone(), epoch: recent.epoch, seq: recent.head, messages }))
+        ChannelHistory::page(channel, &recent, before, limit as usize, max_bytes).map(Some)
     }
 
     /// Who is in `channel`; `None` when the channel has no presence.
-    pub async fn channel_presence(&self, channel: &ChannelName) -> Result<Option<ChannelPresence>, StoreError> {
+    ///
+    /// Unchecked: for trusted backend code (the sender's queries). A route answering a client
+    /// uses [`MessageContext::channel_presence`](crate::routing::MessageContext::channel_presence),
+    /// which checks that the connection may read the channel first.
+    pub async fn channel_presence_unchecked(
+        &self,
+        channel: &ChannelName,
+    ) -> Result<Option<ChannelPresence>, StoreError> {
         let Some(rule) = self.config.presence.rule_for(channel) else {
             return Ok(None);
         };
         let present = self.presence.present(channel, rule.listed, self.clock.now_secs()).await?;
-        Ok(Some(ChannelPresence {
-            channel: channel.clone(),
-            users: present.users,
-            connections: present.connections,
-            anonymous: present.anonymous,
-            members: present.members,
-        }))
+        Ok(Some(ChannelPresence::fitted(channel, present, crate::protocol::ANSWER_BYTES)))
     }
 
-    /// Whether `identity` may join `channel`: the configured rules, then the application check.
-    pub async fn may_join(&self, identity: Option<&Identity>, channel: &ChannelName) -> bool {
+    /// Whether `session` may join or read `channel`: not bound by its token to another channel,
+    /// then the configured rules, then the application check.
+    pub async fn may_join(&self, session: &Session, channel: &ChannelName) -> bool {
+        if session.bound_channel.as_ref().is_some_and(|bound| bound != channel) {
+            return false;
+        }
+        self.admits(session.identity.as_ref(), channel).await
+    }
+
+    /// Whether `identity` may join `channel` by the configured rules and the application check
+    /// (`$connect` and the token issuer, which check a token's binding themselves).
+    pub(crate) async fn admits(&self, identity: Option<&Identity>, channel: &ChannelName) -> bool {
         if !self.config.channel_rules.admits(identity, channel) {
             return false;
         }

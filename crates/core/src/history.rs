@@ -147,6 +147,39 @@ pub struct ChannelHistory {
     pub seq: u64,
     /// The kept messages, oldest first, each with its `channel`, `seq` and `epoch`.
     pub messages: Vec<Value>,
+    /// Whether older kept messages were left out (by `limit`, or because the answer must fit in
+    /// one 128 KiB message): ask again with `before` set to the first message's `seq`.
+    pub more: bool,
+}
+
+impl ChannelHistory {
+    /// The newest of `recent`'s kept messages numbered below `before` (all when `None`): at most
+    /// `limit`, and no more than fit in `max_bytes` of JSON (at least one is always there when
+    /// any is, a kept message being under 128 KiB itself).
+    pub fn page(
+        channel: &ChannelName,
+        recent: &Recent,
+        before: Option<u64>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Self, StoreError> {
+        let below: Vec<&Entry> = recent.entries.iter().filter(|e| before.is_none_or(|b| e.seq < b)).collect();
+        let epoch = recent.epoch.clone().unwrap_or_default();
+        let mut messages = Vec::new();
+        let mut bytes = 0usize;
+        for entry in below.iter().rev().take(limit.max(1)) {
+            let text = stamp(&entry.payload, channel, &Position { seq: entry.seq, epoch: epoch.clone() })
+                .map_err(|e| StoreError::Corrupt(format!("kept message is not a JSON object: {e}")))?;
+            if !messages.is_empty() && bytes + text.len() + 1 > max_bytes {
+                break;
+            }
+            bytes += text.len() + 1;
+            messages.push(serde_json::from_str::<Value>(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+        }
+        messages.reverse();
+        let more = messages.len() < below.len();
+        Ok(Self { channel: channel.clone(), epoch: recent.epoch.clone(), seq: recent.head, messages, more })
+    }
 }
 
 /// A new stream's epoch: 12 random characters of `[0-9a-v]`.
@@ -178,8 +211,9 @@ pub struct Resumed {
     pub seq: u64,
     /// The messages to send, stamped, oldest first (none when not recovered).
     pub messages: Vec<String>,
-    /// Not recovered only because the newest numbers have no kept message yet: every kept
-    /// message after `since` is there, in order (a send in flight takes its number first).
+    /// Not recovered only because the newest numbers have no kept message yet, and the head is
+    /// young enough for them to be in flight (a send takes its number first): asking again
+    /// shortly may recover.
     pub tail_only: bool,
 }
 
@@ -197,12 +231,18 @@ pub fn stamped(channel: &ChannelName, recent: &Recent) -> Result<Vec<String>, St
 /// How recent the newest number must be for its missing message to count as in flight.
 pub const IN_FLIGHT_MS: i64 = 10_000;
 
-/// Works out a resume from `since` (the last `seq` the client saw, with its `epoch`) at `now_ms`.
+/// Works out a resume from `since` (the last `seq` the client saw, with its `epoch`) at `now_ms`
+/// under `rule`.
+///
+/// `recovered` is true only when every number from `since + 1` to the stream's head is among the
+/// messages to send: a number whose message expired, was dropped by the size bound or was never
+/// kept makes it false, whatever else is kept.
 pub fn resume(
     channel: &ChannelName,
     since: u64,
     epoch: Option<&str>,
     recent: Recent,
+    rule: HistoryRule,
     now_ms: i64,
 ) -> Result<Resumed, StoreError> {
     let same_stream = match (&recent.epoch, epoch) {
@@ -212,14 +252,87 @@ pub fn resume(
         // No stream yet: a client holding a position held one of a stream now gone.
         (None, Some(_)) => false,
     };
-    // Every kept message after `since`, in an unbroken run from `since + 1`.
-    let run = recent.entries.iter().zip(since + 1..).all(|(entry, seq)| entry.seq == seq);
-    let reaches_head = recent.entries.last().map_or(since, |e| e.seq) == recent.head;
+    // `since` is the client's number: past the head it names nothing of this stream (and
+    // `since + 1` must not overflow).
     let in_range = since <= recent.head;
-    let recovered = same_stream && in_range && run && reaches_head;
-    // The missing newest ones may be in flight: a send takes its number, then keeps the message.
-    let tail_only =
-        same_stream && in_range && run && !reaches_head && now_ms.saturating_sub(recent.head_at) < IN_FLIGHT_MS;
+    // Every kept message after `since`, in an unbroken run from `since + 1`.
+    let run = in_range && recent.entries.iter().zip(since.saturating_add(1)..).all(|(entry, seq)| entry.seq == seq);
+    let reaches_head = recent.entries.last().map_or(since, |e| e.seq) == recent.head;
+    let recovered = same_stream && run && reaches_head;
+    // The missing newest ones may be in flight (a send takes its number, then keeps the message),
+    // but only while the head is younger than the window: past it they expired, never to come.
+    let window_ms = i64::try_from(rule.window.as_millis()).unwrap_or(i64::MAX);
+    let young = now_ms.saturating_sub(recent.head_at) < IN_FLIGHT_MS.min(window_ms);
+    let tail_only = same_stream && run && !reaches_head && young;
     let messages = if recovered || tail_only { stamped(channel, &recent)? } else { Vec::new() };
     Ok(Resumed { recovered, epoch: recent.epoch, seq: recent.head, messages, tail_only })
+}
+
+/// The most bytes a replay frame packs messages into: one 32 KiB unit of API Gateway's billing.
+pub const REPLAY_FRAME_BYTES: usize = 32 * 1024;
+
+/// `messages` (stamped, oldest first) as the frames a resume posts, in order: consecutive
+/// messages packed into `{"type":"replay","channel":...,"messages":[...]}` frames of at most
+/// [`REPLAY_FRAME_BYTES`], a message that shares no frame sent alone as itself. Each frame is
+/// one post and one billed unit where it can be.
+pub fn replay_frames(channel: &ChannelName, messages: &[String]) -> Vec<bytes::Bytes> {
+    let head = format!(r#"{{"type":"replay","channel":{},"messages":["#, Value::from(channel.as_str()));
+    let overhead = head.len() + 2; // `]}`
+    let mut frames = Vec::new();
+    let mut group: Vec<&str> = Vec::new();
+    let mut size = overhead;
+    let flush = |group: &mut Vec<&str>, frames: &mut Vec<bytes::Bytes>| {
+        match group.as_slice() {
+            [] => {}
+            [one] => frames.push(bytes::Bytes::from((*one).to_owned())),
+            many => frames.push(bytes::Bytes::from(format!("{head}{}]}}", many.join(",")))),
+        }
+        group.clear();
+    };
+    for message in messages {
+        let added = message.len() + usize::from(!group.is_empty());
+        if !group.is_empty() && size + added > REPLAY_FRAME_BYTES {
+            flush(&mut group, &mut frames);
+            size = overhead;
+        }
+        size += message.len() + usize::from(!group.is_empty());
+        group.push(message);
+    }
+    flush(&mut group, &mut frames);
+    frames
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replay_packs_messages_into_32_kib_frames_in_order() {
+        let channel = ChannelName::new("lobby").unwrap_or_else(|e| panic!("{e}"));
+        let small: Vec<String> =
+            (1..=100).map(|n| format!(r#"{{"type":"t","seq":{n},"text":"{}"}}"#, "x".repeat(200))).collect();
+        let frames = replay_frames(&channel, &small);
+        assert!(frames.len() == 1, "100 messages of ~230 bytes: one frame, not {}", frames.len());
+        let frame: Value = serde_json::from_slice(&frames[0]).unwrap_or_default();
+        let seqs: Vec<u64> =
+            frame["messages"].as_array().into_iter().flatten().filter_map(|m| m["seq"].as_u64()).collect();
+        assert_eq!((frame["type"].as_str(), seqs), (Some("replay"), (1..=100).collect()));
+
+        let large: Vec<String> =
+            (1..=100).map(|n| format!(r#"{{"type":"t","seq":{n},"text":"{}"}}"#, "x".repeat(4000))).collect();
+        let frames = replay_frames(&channel, &large);
+        assert!(frames.iter().all(|f| f.len() <= REPLAY_FRAME_BYTES), "every frame within one unit");
+        assert_eq!(frames.len(), 13, "8 messages of ~4 KB a frame");
+        let mut seqs = Vec::new();
+        for frame in &frames {
+            let frame: Value = serde_json::from_slice(frame).unwrap_or_default();
+            seqs.extend(frame["messages"].as_array().into_iter().flatten().filter_map(|m| m["seq"].as_u64()));
+        }
+        assert_eq!(seqs, (1..=100).collect::<Vec<_>>(), "in order, each once");
+
+        let huge = vec![format!(r#"{{"type":"t","seq":1,"text":"{}"}}"#, "x".repeat(40_000))];
+        let frames = replay_frames(&channel, &huge);
+        assert_eq!(frames, vec![bytes::Bytes::from(huge[0].clone())], "alone, as itself");
+        assert!(replay_frames(&channel, &[]).is_empty());
+    }
 }

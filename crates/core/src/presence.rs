@@ -115,6 +115,39 @@ pub struct ChannelPresence {
     /// One per user, by id; absent when the channel has more users than its rule lists.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub members: Option<Vec<Member>>,
+    /// Whether `members` lists only the first users by id, the rest left out for the answer to
+    /// fit in one 128 KiB message (`users` still counts them all).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub more: bool,
+}
+
+impl ChannelPresence {
+    /// `present` in `channel`, its member list cut (and `more` set) where it would take more than
+    /// `max_bytes` of JSON.
+    pub fn fitted(channel: &ChannelName, present: Present, max_bytes: usize) -> Self {
+        let mut more = false;
+        let members = present.members.map(|mut members| {
+            let mut bytes = 0usize;
+            let fits = members
+                .iter()
+                .take_while(|m| {
+                    bytes += serde_json::to_string(m).map_or(usize::MAX / 2, |t| t.len() + 1);
+                    bytes <= max_bytes
+                })
+                .count();
+            more = fits < members.len();
+            members.truncate(fits);
+            members
+        });
+        Self {
+            channel: channel.clone(),
+            users: present.users,
+            connections: present.connections,
+            anonymous: present.anonymous,
+            members,
+            more,
+        }
+    }
 }
 
 /// A connection that entered a channel's presence.

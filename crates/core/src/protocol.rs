@@ -10,6 +10,10 @@ use serde_json::{Map, Value};
 /// API Gateway's limit for one WebSocket message and for one Management API post: 128 KiB.
 pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
 
+/// How many bytes of listed items (kept messages, presence members) one answer carries at most:
+/// a message's 128 KiB less room for the envelope (`type`, `action`, the other fields).
+pub const ANSWER_BYTES: usize = MAX_MESSAGE_BYTES - 2048;
+
 /// How deep inbound JSON may nest before it is refused (guards the parser's stack).
 pub const MAX_JSON_DEPTH: usize = 32;
 
@@ -514,6 +518,21 @@ pub struct MemberLeft {
     pub extra: Extra,
 }
 
+/// Several of a channel's kept messages in one frame, oldest first, as a resume replays them:
+/// the client handles each as if it had arrived alone. A replay packs what fits in 32 KiB (one
+/// billed unit of API Gateway) into one frame, so catching up on 100 small messages is one post,
+/// not 100; a message too large to share a frame is sent alone, as itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Replay {
+    /// The channel.
+    pub channel: String,
+    /// The messages, oldest first, each with its `channel`, `seq` and `epoch`.
+    pub messages: Vec<Value>,
+    /// Any other field, delivered as sent.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
 /// A typed error sent to a client in a session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ErrorMessage {
@@ -564,6 +583,8 @@ pub enum Outbound {
     MemberJoined(MemberJoined),
     /// `{"type":"member_left",...}`
     MemberLeft(MemberLeft),
+    /// `{"type":"replay",...}`
+    Replay(Replay),
     /// Any other JSON object carrying its own string `type`; see [`Outbound::custom`].
     #[serde(untagged)]
     #[schemars(schema_with = "crate::schema::custom_message")]
@@ -571,7 +592,7 @@ pub enum Outbound {
 }
 
 /// The `type` values the typed variants use; a custom message may not reuse them.
-pub const BUILTIN_TYPES: [&str; 11] = [
+pub const BUILTIN_TYPES: [&str; 12] = [
     "toast",
     "task_progress",
     "resource_updated",
@@ -583,6 +604,7 @@ pub const BUILTIN_TYPES: [&str; 11] = [
     "error",
     "member_joined",
     "member_left",
+    "replay",
 ];
 
 /// What a typed field accepts, for the field-by-field check and its error text.
@@ -596,6 +618,7 @@ enum Expect {
     Flag,
     Code,
     Member,
+    Messages,
     Any,
 }
 
@@ -610,6 +633,7 @@ impl Expect {
             Self::Flag => value.is_boolean(),
             Self::Code => serde_json::from_value::<ErrorCode>(value.clone()).is_ok(),
             Self::Member => serde_json::from_value::<crate::presence::Member>(value.clone()).is_ok(),
+            Self::Messages => value.as_array().is_some_and(|a| a.iter().all(Value::is_object)),
             Self::Any => true,
         }
     }
@@ -624,6 +648,7 @@ impl Expect {
             Self::Flag => "true or false",
             Self::Code => "an error code (bad_request, forbidden, internal, ...)",
             Self::Member => "a member: {user_id, connections, info}",
+            Self::Messages => "an array of message objects",
             Self::Any => "any JSON value",
         }
     }
@@ -663,6 +688,7 @@ fn fields_of(message_type: &str) -> Option<&'static [FieldSpec]> {
         "error" => &[("code", true, Code), ("message", true, Text), ("field", false, Text), ("ref", false, Text)],
         "member_joined" => &[("channel", true, Text), ("member", true, Member)],
         "member_left" => &[("channel", true, Text), ("user_id", true, Text)],
+        "replay" => &[("channel", true, Text), ("messages", true, Messages)],
         _ => return None,
     })
 }
@@ -812,6 +838,7 @@ impl Outbound {
             "pong" => serde_json::from_value(value).map(Self::Pong),
             "member_joined" => serde_json::from_value(value).map(Self::MemberJoined),
             "member_left" => serde_json::from_value(value).map(Self::MemberLeft),
+            "replay" => serde_json::from_value(value).map(Self::Replay),
             _ => serde_json::from_value(value).map(Self::Error),
         };
         // The field check above accepts only what the structs parse; this is a safety net.
@@ -832,6 +859,7 @@ impl Outbound {
             Self::Error(_) => "error",
             Self::MemberJoined(_) => "member_joined",
             Self::MemberLeft(_) => "member_left",
+            Self::Replay(_) => "replay",
             Self::Custom(m) => m.get("type").and_then(Value::as_str).unwrap_or(""),
         }
     }
@@ -850,6 +878,7 @@ impl Outbound {
             Self::Error(m) => Some(&m.extra),
             Self::MemberJoined(m) => Some(&m.extra),
             Self::MemberLeft(m) => Some(&m.extra),
+            Self::Replay(m) => Some(&m.extra),
             Self::Custom(_) => None,
         }
     }
@@ -919,6 +948,7 @@ mod tests {
             json!({"type":"member_joined","channel":"room-1",
                    "member":{"user_id":"bob","connections":1,"info":{"name":"Bob"}}}),
             json!({"type":"member_left","channel":"room-1","user_id":"bob"}),
+            json!({"type":"replay","channel":"room-1","messages":[{"type":"t","seq":1},{"type":"t","seq":2}]}),
             json!({"type":"invoice_paid","invoice":7,"nested":{"a":[1,2]}}),
         ];
         let names: Vec<String> = cases.into_iter().map(|c| roundtrip(c).type_name().to_owned()).collect();
@@ -937,6 +967,7 @@ mod tests {
                 "error",
                 "member_joined",
                 "member_left",
+                "replay",
                 "invoice_paid"
             ]
         );

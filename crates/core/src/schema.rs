@@ -303,8 +303,9 @@ fn schemas(contract: &Contract<'_>) -> Schemas {
         let type_name = type_name
             .or_else(|| definition.pointer("/properties/type/const").and_then(Value::as_str).map(str::to_owned))
             .unwrap_or_default();
-        // Presence events take no number: they are not stream messages.
-        if ["reply", "error", "pong", "member_joined", "member_left", ""].contains(&type_name.as_str()) {
+        // Presence events take no number: they are not stream messages (nor is a replay frame,
+        // whose messages carry their own).
+        if ["reply", "error", "pong", "member_joined", "member_left", "replay", ""].contains(&type_name.as_str()) {
             continue;
         }
         if let Some(properties) = definition.get_mut("properties").and_then(Value::as_object_mut) {

@@ -228,6 +228,16 @@ impl SessionStore for SlowPages {
         self.inner.admit_message(id, now, window, limit).await
     }
 
+    async fn charge_messages(
+        &self,
+        id: &ConnectionId,
+        window: i64,
+        limit: u32,
+        units: u32,
+    ) -> Result<bool, StoreError> {
+        self.inner.charge_messages(id, window, limit, units).await
+    }
+
     async fn leave(&self, id: &ConnectionId, channel: &ChannelName) -> Result<bool, StoreError> {
         self.inner.leave(id, channel).await
     }

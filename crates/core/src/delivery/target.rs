@@ -112,13 +112,17 @@ pub struct SenderQuery {
 #[non_exhaustive]
 pub enum Query {
     /// The latest kept messages of a channel with history, oldest first: answered with
-    /// `{channel, epoch, seq, messages}`.
+    /// `{channel, epoch, seq, messages, more}` (at most 126 KiB of messages; `more` when older
+    /// ones were left out).
     History {
         /// The channel.
         channel: ChannelName,
         /// At most this many (the channel's rule may keep fewer).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
+        /// Only messages numbered below this (the next page back).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<u64>,
     },
     /// Who is in a channel with presence: answered with `{channel, users, connections,
     /// anonymous, members?}`.

@@ -189,7 +189,7 @@ async fn try_connect(
     };
     let identity = record.map(|r| r.identity);
     if let Some(channel) = &channel
-        && !app.may_join(identity.as_ref(), channel).await
+        && !app.admits(identity.as_ref(), channel).await
     {
         return Err(ConnectRefusal::Forbidden("channel not allowed"));
     }

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{check_event, loggable, management_endpoint, respond};
 use crate::App;
-use crate::protocol::{ErrorCode, Inbound, Outbound};
+use crate::protocol::{ErrorCode, Inbound, Outbound, OutboundError};
 use crate::rate;
 use crate::routing::{MessageContext, RouteError, Router};
 use crate::session::{ConnectionId, Recipient, Session};
@@ -28,20 +28,43 @@ pub async fn message(app: &App, router: &Router, event: &ApiGatewayWebsocketProx
         return respond(400, &json!({ "message": "invalid connection id" }));
     };
     let reply_to = Recipient { connection_id: id.clone(), endpoint };
-    let answer = match route_message(app, router, event, &id).await {
+    let (answer, reference) = match route_message(app, router, event, &id).await {
         Ok(None) => return respond(200, &json!({})),
-        Ok(Some(answer)) => answer,
+        Ok(Some(answered)) => answered,
         Err((error, reference)) => {
-            tracing::info!(connection_id = %id, code = error.code.as_str(), reason = %error.message, "message refused");
-            error.into_message(reference)
+            let reason = crate::routing::bounded(&error.message, crate::routing::MAX_ERROR_TEXT);
+            tracing::info!(connection_id = %id, code = error.code.as_str(), reason, "message refused");
+            (error.into_message(reference.clone()), reference)
         }
     };
-    match app.sender().deliver_to(&reply_to, &answer).await {
-        Ok(report) if report.delivered == 1 => {}
-        Ok(report) => tracing::info!(connection_id = %id, ?report, "could not answer the sender"),
-        Err(e) => tracing::error!(connection_id = %id, error = %e, "answer not encodable"),
+    let sender = app.sender();
+    match sendable(&answer, reference) {
+        Ok(payload) => match sender.deliver_payload_to(&reply_to, payload).await {
+            report if report.delivered == 1 => {}
+            report => tracing::info!(connection_id = %id, ?report, "could not answer the sender"),
+        },
+        Err(e) => tracing::error!(connection_id = %id, error = %e, "no answer is encodable"),
     }
     respond(200, &json!({}))
+}
+
+/// The answer as it is posted: the route's, or when that one cannot be sent (over 128 KiB, or
+/// not a valid message) a typed error in its place with the client's `ref`, so no answer
+/// vanishes; without the `ref` if even that is too large (a `ref` near 128 KiB itself).
+fn sendable(answer: &Outbound, reference: Option<String>) -> Result<bytes::Bytes, OutboundError> {
+    let error = match answer.encode() {
+        Ok(payload) => return Ok(payload),
+        Err(e) => e,
+    };
+    let refusal = match &error {
+        OutboundError::TooLarge(bytes) => RouteError::new(
+            ErrorCode::TooLarge,
+            format!("the answer is {bytes} bytes, over the 131072 a message may carry"),
+        ),
+        other => RouteError::internal(other),
+    };
+    tracing::warn!(code = refusal.code.as_str(), error = %error, "answer replaced by an error");
+    refusal.clone().into_message(reference).encode().or_else(|_| refusal.into_message(None).encode())
 }
 
 async fn route_message(
@@ -49,7 +72,7 @@ async fn route_message(
     router: &Router,
     event: &ApiGatewayWebsocketProxyRequest,
     id: &ConnectionId,
-) -> Result<Option<Outbound>, (RouteError, Option<String>)> {
+) -> Result<Option<(Outbound, Option<String>)>, (RouteError, Option<String>)> {
     let body = event.body.as_deref().unwrap_or_default();
     let route_key = event.request_context.route_key.as_deref().filter(|k| !k.starts_with('$'));
     let msg =
@@ -88,7 +111,7 @@ async fn route_message(
     let (action, handler) = (msg.action.clone(), msg.handler.clone());
     let ctx =
         MessageContext::new(app, &session, event, &action).with_envelope(handler.as_deref(), reference.as_deref());
-    route.handle(&ctx, msg).await.map_err(fail)
+    Ok(route.handle(&ctx, msg).await.map_err(fail)?.map(|answer| (answer, reference)))
 }
 
 /// What the event itself says about the connection, for a route that does not read the stored

@@ -67,20 +67,7 @@ pub(crate) fn check_event(config: &Config, event: &ApiGatewayWebsocketProxyReque
 /// A client-controlled string as it may appear in logs and error texts: at most 64 characters,
 /// control characters (newlines, escape codes) escaped, so it cannot forge log lines or flood them.
 pub fn loggable(text: &str) -> String {
-    const MAX_CHARS: usize = 64;
-    let mut out = String::new();
-    for (i, c) in text.chars().enumerate() {
-        if i == MAX_CHARS {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    crate::routing::bounded(text, 64)
 }
 
 #[cfg(test)]

@@ -135,8 +135,11 @@ pub async fn answer_query(app: &App, query: &SenderQuery) -> Value {
         );
     }
     let answer = match &query.query {
-        Query::History { channel, limit } => app.channel_history(channel, *limit).await.map(|h| h.map(|h| json(&h))),
-        Query::Presence { channel } => app.channel_presence(channel).await.map(|p| p.map(|p| json(&p))),
+        Query::History { channel, limit, before } => app
+            .channel_history_unchecked(channel, *limit, *before, crate::protocol::ANSWER_BYTES)
+            .await
+            .map(|h| h.map(|h| json(&h))),
+        Query::Presence { channel } => app.channel_presence_unchecked(channel).await.map(|p| p.map(|p| json(&p))),
     };
     match answer {
         Ok(Some(answer)) => answer,

@@ -62,7 +62,7 @@ pub async fn issue_token(app: &App, request: TokenRequest) -> HttpAnswer {
             Some(Err(e)) => return HttpAnswer::error(400, ErrorCode::BadChannel, &e.to_string()),
         };
         if let Some(channel) = &channel
-            && !app.may_join(Some(&identity), channel).await
+            && !app.admits(Some(&identity), channel).await
         {
             return HttpAnswer::error(403, ErrorCode::Forbidden, "channel not allowed");
         }

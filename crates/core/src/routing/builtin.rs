@@ -5,11 +5,9 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::json;
 
-use bytes::Bytes;
-
 use super::{MessageContext, RouteError, TypedRoute};
 use crate::history::{self, HistoryRule, Resumed};
-use crate::protocol::{Outbound, Pong};
+use crate::protocol::{ErrorCode, Outbound, Pong};
 use crate::session::{ChannelName, Recipient};
 use crate::store::{Joined, Removed};
 
@@ -42,6 +40,9 @@ pub struct HistoryQuery {
     /// At most this many (the channel's rule may keep fewer).
     #[serde(default)]
     pub limit: Option<u32>,
+    /// Only messages numbered below this (the next page back: the first `seq` of the last answer).
+    #[serde(default)]
+    pub before: Option<u64>,
 }
 
 /// The request of `ping`: nothing.
@@ -68,7 +69,7 @@ impl TypedRoute for SubscribeRoute {
     async fn handle(&self, ctx: &MessageContext<'_>, request: Subscription) -> Result<Option<Outbound>, RouteError> {
         let Subscription { channel, since, epoch } = request;
         let app = ctx.app;
-        may_use(ctx, &channel).await?;
+        ctx.may_use(&channel).await?;
         let max = app.config.max_channels_per_connection;
         match app.sessions.join(ctx.session, &channel, max).await? {
             Joined::Full => {
@@ -95,11 +96,28 @@ impl TypedRoute for SubscribeRoute {
             return Ok(Some(ctx.reply(json!({ "channel": channel, "epoch": head.epoch, "seq": head.head }))));
         };
         let resumed = catch_up(ctx, &channel, rule, since, epoch.as_deref()).await?;
+        // A replay costs what it posts: packed into frames of one billed unit each, and every
+        // frame counted against the connection's message limit (beside the request itself), so
+        // asking again and again replays no more than the limit allows.
+        let frames = history::replay_frames(&channel, &resumed.messages);
+        let limit = app.config.rate_limits.messages_per_connection;
+        let units = u32::try_from(frames.len()).unwrap_or(u32::MAX);
+        let window = app.clock.now_secs().div_euclid(crate::rate::WINDOW_SECS);
+        if !frames.is_empty() && !app.sessions.charge_messages(ctx.connection_id(), window, limit, units).await? {
+            return Err(RouteError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "replaying {} messages takes {units} of this connection's {limit} messages a minute; \
+                     try again later",
+                    resumed.messages.len()
+                ),
+            ));
+        }
         let recipient =
             Recipient { connection_id: ctx.connection_id().clone(), endpoint: ctx.session.endpoint.clone() };
         let sender = app.sender();
-        for message in &resumed.messages {
-            let report = sender.deliver_payload_to(&recipient, Bytes::from(message.clone())).await;
+        for frame in frames {
+            let report = sender.deliver_payload_to(&recipient, frame).await;
             if report.delivered != 1 {
                 return Err(RouteError::internal("the connection could not be reached"));
             }
@@ -114,18 +132,6 @@ impl TypedRoute for SubscribeRoute {
     }
 }
 
-/// Whether this connection may join (or read) `channel`: not bound to another by its token, and
-/// admitted by the channel rules and the application's check, as on `$connect`.
-async fn may_use(ctx: &MessageContext<'_>, channel: &ChannelName) -> Result<(), RouteError> {
-    if ctx.session.bound_channel.as_ref().is_some_and(|bound| bound != channel) {
-        return Err(RouteError::forbidden("this connection's token is bound to another channel"));
-    }
-    if !ctx.app.may_join(ctx.session.identity.as_ref(), channel).await {
-        return Err(RouteError::forbidden("channel not allowed"));
-    }
-    Ok(())
-}
-
 /// The messages after `since` and whether they close the gap. A message whose number was taken
 /// but is not kept yet is in flight (its send stores it, then posts it to members, this
 /// connection included): a short wait gives it time; if only the newest are still missing, they
@@ -138,23 +144,27 @@ async fn catch_up(
     epoch: Option<&str>,
 ) -> Result<Resumed, RouteError> {
     let app = ctx.app;
-    let now = app.clock.now_millis();
-    let mut resumed =
-        history::resume(channel, since, epoch, app.history.recent(channel, since, rule, now).await?, now)?;
-    if !resumed.recovered && resumed.tail_only {
-        tokio::time::sleep(IN_FLIGHT_WAIT).await;
+    let mut waits = IN_FLIGHT_WAITS.iter();
+    loop {
         let now = app.clock.now_millis();
         let recent = app.history.recent(channel, since, rule, now).await?;
-        resumed = history::resume(channel, since, epoch, recent, now)?;
-        if resumed.tail_only {
-            resumed.recovered = true;
+        let resumed = history::resume(channel, since, epoch, recent, rule, now)?;
+        // `recovered` only when every number after `since` is replayed: a number still missing
+        // after the waits counts as lost (the client refetches), never as caught up.
+        match waits.next() {
+            Some(wait) if resumed.tail_only => tokio::time::sleep(*wait).await,
+            _ => return Ok(resumed),
         }
     }
-    Ok(resumed)
 }
 
-/// How long a resume waits for a message whose number is taken but which is not kept yet.
-const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+/// How long a resume waits, each time, for a message whose number is taken but which is not kept
+/// yet (a send writes the number, then the message: one store write apart).
+const IN_FLIGHT_WAITS: [std::time::Duration; 3] = [
+    std::time::Duration::from_millis(50),
+    std::time::Duration::from_millis(100),
+    std::time::Duration::from_millis(200),
+];
 
 /// `history {channel, limit}`: the channel's latest kept messages, oldest first, under the same
 /// permission check as `subscribe` (membership is not needed).
@@ -167,14 +177,13 @@ impl TypedRoute for HistoryRoute {
 
     fn description(&self) -> &str {
         "Read a channel's latest kept messages (a channel with history), under the same permission \
-         check as `subscribe`; the reply's data has `channel`, `epoch`, `seq` and `messages`."
+         check as `subscribe`; the reply's data has `channel`, `epoch`, `seq`, `messages` (as many \
+         as fit in one message) and `more` (older ones were left out: ask again with `before`)."
     }
 
     async fn handle(&self, ctx: &MessageContext<'_>, request: HistoryQuery) -> Result<Option<Outbound>, RouteError> {
-        let HistoryQuery { channel, limit } = request;
-        let app = ctx.app;
-        may_use(ctx, &channel).await?;
-        match app.channel_history(&channel, limit).await? {
+        let HistoryQuery { channel, limit, before } = request;
+        match ctx.channel_history(&channel, limit, before).await? {
             Some(history) => Ok(Some(ctx.reply(json!(history)))),
             None => Err(RouteError::bad_request("this channel keeps no history").at_field("channel")),
         }
@@ -199,9 +208,7 @@ impl TypedRoute for PresenceRoute {
 
     async fn handle(&self, ctx: &MessageContext<'_>, request: ChannelRequest) -> Result<Option<Outbound>, RouteError> {
         let ChannelRequest { channel } = request;
-        let app = ctx.app;
-        may_use(ctx, &channel).await?;
-        match app.channel_presence(&channel).await? {
+        match ctx.channel_presence(&channel).await? {
             Some(presence) => Ok(Some(ctx.reply(json!(presence)))),
             None => Err(RouteError::bad_request("this channel has no presence").at_field("channel")),
         }

@@ -96,10 +96,58 @@ impl RouteError {
         Self::new(ErrorCode::Internal, "internal error")
     }
 
-    /// The `{"type":"error",...}` message for this refusal, echoing `reference`.
+    /// The `{"type":"error",...}` message for this refusal, echoing `reference`. Its text and
+    /// field path are bounded ([`MAX_ERROR_TEXT`] and 64 characters, control characters escaped),
+    /// whatever a route put in them: an error never echoes a client's value at length.
     pub fn into_message(self, reference: Option<String>) -> Outbound {
-        Outbound::error_at(self.code, self.message, self.field, reference)
+        let field = self.field.map(|f| crate::handlers::loggable(&f));
+        Outbound::error_at(self.code, bounded(&self.message, MAX_ERROR_TEXT), field, reference)
     }
+}
+
+/// The most characters of an error message's text sent or logged.
+pub const MAX_ERROR_TEXT: usize = 256;
+
+/// `text` cut to `max` characters (with `…`) and its control characters escaped.
+pub(crate) fn bounded(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A serde message with every quoted part (`"..."` and `` `...` ``, where serde puts the
+/// client's value or key) cut to 64 characters.
+fn cut_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(1024));
+    let mut rest = message;
+    while let Some(open) = rest.find(['"', '`']) {
+        let quote = rest[open..].chars().next().unwrap_or('"');
+        out.push_str(&rest[..=open]);
+        let after = &rest[open + 1..];
+        match after.find(quote) {
+            Some(close) => {
+                out.push_str(&crate::handlers::loggable(&after[..close]));
+                out.push(quote);
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push_str(&crate::handlers::loggable(after));
+                return out;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 impl From<crate::store::StoreError> for RouteError {
@@ -171,6 +219,45 @@ impl<'a> MessageContext<'a> {
     /// A `reply` to this message: its action and `ref`, with `data`.
     pub fn reply(&self, data: Value) -> Outbound {
         Outbound::Reply(Reply::to(self.action, self.reference.map(str::to_owned), data))
+    }
+
+    /// Whether this connection may join or read `channel`, with every check `subscribe` makes:
+    /// not bound by its token to another channel, then the channel rules, then the app's
+    /// [`ChannelCheck`](crate::policy::ChannelCheck). A `forbidden` error otherwise.
+    pub async fn may_use(&self, channel: &ChannelName) -> Result<(), RouteError> {
+        if self.session.bound_channel.as_ref().is_some_and(|bound| bound != channel) {
+            return Err(RouteError::forbidden("this connection's token is bound to another channel"));
+        }
+        if !self.app.may_join(self.session, channel).await {
+            return Err(RouteError::forbidden("channel not allowed"));
+        }
+        Ok(())
+    }
+
+    /// The latest kept messages of `channel` (at most `limit`, below `before` when given), as
+    /// the `history` action answers them (as many as fit in one message, `more` when older ones
+    /// are left out), after the same checks as [`may_use`](Self::may_use); `None` when the channel keeps
+    /// no history.
+    pub async fn channel_history(
+        &self,
+        channel: &ChannelName,
+        limit: Option<u32>,
+        before: Option<u64>,
+    ) -> Result<Option<crate::history::ChannelHistory>, RouteError> {
+        self.may_use(channel).await?;
+        // The answer carries the client's `ref` too: it must fit beside it.
+        let room = crate::protocol::ANSWER_BYTES.saturating_sub(self.reference.map_or(0, str::len));
+        Ok(self.app.channel_history_unchecked(channel, limit, before, room).await?)
+    }
+
+    /// Who is in `channel`, as the `presence` action answers it, after the same checks as
+    /// [`may_use`](Self::may_use); `None` when the channel has no presence.
+    pub async fn channel_presence(
+        &self,
+        channel: &ChannelName,
+    ) -> Result<Option<crate::presence::ChannelPresence>, RouteError> {
+        self.may_use(channel).await?;
+        Ok(self.app.channel_presence_unchecked(channel).await?)
     }
 
     /// A string field of an untyped `msg`, or a `bad_request` error naming it.
@@ -320,8 +407,8 @@ impl<R: TypedRoute> Route for Typed<R> {
 /// value was a channel name that breaks the rule, `bad_request` otherwise.
 pub fn parse_request<T: DeserializeOwned>(fields: serde_json::Map<String, Value>) -> Result<T, RouteError> {
     serde_path_to_error::deserialize(Value::Object(fields)).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
+        let path = crate::handlers::loggable(&e.path().to_string());
+        let inner = cut_quoted(&e.into_inner().to_string());
         let code =
             if inner.contains(&NameError::Channel.to_string()) { ErrorCode::BadChannel } else { ErrorCode::BadRequest };
         if path == "." {
@@ -421,6 +508,33 @@ mod tests {
 
         let e = parse_request::<Order>(fields(serde_json::json!({}))).err().unwrap_or_else(|| panic!("missing"));
         assert_eq!((e.field.as_deref(), e.message.as_str()), (None, "missing field `items`"));
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Resume {
+        since: Option<u64>,
+        tags: Option<std::collections::BTreeMap<String, u32>>,
+    }
+
+    #[test]
+    fn client_text_in_a_parse_error_is_cut() {
+        let long = "9".repeat(100_000);
+        let e = parse_request::<Resume>(fields(serde_json::json!({ "since": long })))
+            .err()
+            .unwrap_or_else(|| panic!("a string since must be refused"));
+        assert!(e.message.len() < 200, "{} bytes: {}", e.message.len(), &e.message[..200.min(e.message.len())]);
+        assert!(e.message.starts_with("since: invalid type: string \"9999"), "{}", e.message);
+        let key = format!("{}\n", "k".repeat(10_000));
+        let e = parse_request::<Resume>(fields(serde_json::json!({ "tags": { key: "x" } })))
+            .err()
+            .unwrap_or_else(|| panic!("a string count must be refused"));
+        assert!(e.field.as_ref().is_some_and(|f| f.chars().count() <= 65), "{:?}", e.field);
+        assert!(e.message.len() < 300 && !e.message.contains('\n'), "{}", e.message);
+        // The edge bounds what any route puts in an error.
+        let message = RouteError::bad_request("x".repeat(5000)).at_field("y".repeat(500)).into_message(None);
+        let text = serde_json::to_string(&message).unwrap_or_default();
+        assert!(text.len() < MAX_ERROR_TEXT + 200, "{} bytes", text.len());
     }
 
     #[test]

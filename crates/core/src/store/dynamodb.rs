@@ -634,6 +634,41 @@ impl SessionStore for DynamoDbStore {
         }
     }
 
+    async fn charge_messages(
+        &self,
+        id: &ConnectionId,
+        window: i64,
+        limit: u32,
+        units: u32,
+    ) -> Result<bool, StoreError> {
+        if limit == 0 {
+            return Ok(true);
+        }
+        if units > limit {
+            return Ok(false);
+        }
+        // The same count `admit_message` keeps, raised by `units` only while it stays within the
+        // limit (a condition cannot add, so the bound is `limit - units`).
+        let charged = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", conn_pk(id))
+            .key("sk", s(SESSION_SK))
+            .update_expression("ADD #w :units")
+            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(#w) OR #w <= :most)")
+            .expression_attribute_names("#w", format!("{MESSAGES_PREFIX}{window}"))
+            .expression_attribute_values(":units", n(i64::from(units)))
+            .expression_attribute_values(":most", n(i64::from(limit - units)))
+            .send()
+            .await;
+        match charged {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
     async fn claim_connection(&self, session: &Session, limits: UserLimits, now: i64) -> Result<Claim, StoreError> {
         let Some(user) = session.user_id() else {
             return Ok(Claim::Claimed { slot: false });

@@ -194,6 +194,28 @@ impl SessionStore for MemoryStore {
         Ok(Admission::Admitted(Box::new(session.clone())))
     }
 
+    async fn charge_messages(
+        &self,
+        id: &ConnectionId,
+        window: i64,
+        limit: u32,
+        units: u32,
+    ) -> Result<bool, StoreError> {
+        if limit == 0 {
+            return Ok(true);
+        }
+        let mut guard = self.state();
+        let counted = guard.message_counts.entry(id.clone()).or_insert((window, 0));
+        if counted.0 != window {
+            *counted = (window, 0);
+        }
+        if counted.1.saturating_add(units) > limit {
+            return Ok(false);
+        }
+        counted.1 += units;
+        Ok(true)
+    }
+
     async fn claim_connection(&self, session: &Session, limits: UserLimits, now: i64) -> Result<Claim, StoreError> {
         let Some(user) = session.user_id() else {
             return Ok(Claim::Claimed { slot: false });

@@ -168,6 +168,14 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
         limit: u32,
     ) -> Result<Admission, StoreError>;
 
+    /// Counts `units` more messages of `id` in rate window `window` (what a route posts beyond
+    /// its one answer, e.g. a replay's frames), unless that would take the window's count past
+    /// `limit`; returns whether they were counted. Atomic with [`admit_message`](Self::admit_message):
+    /// concurrent charges and messages never count past `limit`. A `limit` of 0 counts nothing
+    /// and returns `true`; a refused charge writes nothing.
+    async fn charge_messages(&self, id: &ConnectionId, window: i64, limit: u32, units: u32)
+    -> Result<bool, StoreError>;
+
     /// Removes a membership; returns whether it existed.
     async fn leave(&self, id: &ConnectionId, channel: &ChannelName) -> Result<bool, StoreError>;
 

@@ -52,12 +52,18 @@ pub(super) async fn client_file(Path(file): Path<String>) -> Response {
 }
 
 /// `GET /pages/<path>`: a file of [`GatewayOptions::pages`]. Only plain path segments are
-/// followed (no `..`, no hidden files), so nothing outside the folder is served.
+/// followed (no `..`, no hidden files, no drive or root), and the file is resolved (links
+/// followed) and served only if it still lies inside the folder, so nothing outside it is served.
 pub(super) async fn page_file(State(shared): State<Arc<Shared>>, Path(path): Path<String>) -> Response {
-    let Some(folder) = shared.options.pages.as_ref() else {
+    let Some(folder) = shared.options.pages.clone() else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let plain = |segment: &str| !segment.is_empty() && !segment.starts_with('.') && !segment.contains('\\');
+    let plain = |segment: &str| {
+        let mut components = std::path::Path::new(segment).components();
+        !segment.starts_with('.')
+            && !segment.contains(['\\', ':'])
+            && matches!((components.next(), components.next()), (Some(std::path::Component::Normal(_)), None))
+    };
     if !path.split('/').all(plain) {
         return StatusCode::NOT_FOUND.into_response();
     }
@@ -71,7 +77,14 @@ pub(super) async fn page_file(State(shared): State<Arc<Shared>>, Path(path): Pat
         "png" => "image/png",
         _ => "application/octet-stream",
     };
-    match tokio::task::spawn_blocking(move || std::fs::read(file)).await {
+    let read = move || {
+        let (folder, file) = (folder.canonicalize()?, file.canonicalize()?);
+        if !file.starts_with(&folder) {
+            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "outside the pages folder"));
+        }
+        std::fs::read(file)
+    };
+    match tokio::task::spawn_blocking(read).await {
         Ok(Ok(body)) => ([(header::CONTENT_TYPE, kind)], body).into_response(),
         _ => StatusCode::NOT_FOUND.into_response(),
     }
