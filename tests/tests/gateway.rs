@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_apigatewaymanagement::primitives::Blob;
@@ -727,6 +728,54 @@ async fn only_routes_with_a_route_response_send_the_handler_body_back() {
     }
     assert!(seen.contains(&json!({"you": id, "route": "whoami"})), "{seen:?}");
     assert!(!seen.iter().any(|m| m["route"] == "silent"), "a route without a route response answered: {seen:?}");
+    gw.shutdown().await;
+}
+
+/// A route that takes its time and records how many of its calls ran at once.
+#[derive(Debug)]
+struct SlowRoute(Arc<Slow>);
+
+#[derive(Debug, Default)]
+struct Slow {
+    running: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+#[lambda_ws::async_trait]
+impl lambda_ws::Route for SlowRoute {
+    async fn handle(
+        &self,
+        ctx: &lambda_ws::MessageContext<'_>,
+        _: lambda_ws::Inbound,
+    ) -> Result<Option<lambda_ws::Outbound>, lambda_ws::RouteError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.0.running.fetch_add(1, SeqCst) + 1;
+        self.0.most.fetch_max(now, SeqCst);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.0.running.fetch_sub(1, SeqCst);
+        Ok(Some(ctx.reply(json!({}))))
+    }
+}
+
+/// One connection's frames run at most 32 routes at once: a client sending faster waits (in its
+/// own TCP window), and every frame is still answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_runs_a_bounded_number_of_frames_at_once() {
+    let slow = Arc::new(Slow::default());
+    let mut routes = RouteTable::builtin();
+    routes.insert("slow", Handler::Messages(lambda_ws::Router::new().route("slow", SlowRoute(slow.clone()))));
+    let gw = start_with(GatewayOptions { routes, ..options(StoreChoice::Memory) }).await;
+    let mut ws = connect(&gw, "ann", "lobby").await;
+    for n in 0..200 {
+        send(&mut ws, json!({"action":"slow","ref":n.to_string()})).await;
+    }
+    let mut answered = std::collections::BTreeSet::new();
+    while answered.len() < 200 {
+        let answer = next_json(&mut ws).await;
+        answered.insert(answer["ref"].as_str().unwrap_or_default().to_owned());
+    }
+    let most = slow.most.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((2..=32).contains(&most), "{most} frames ran at once");
     gw.shutdown().await;
 }
 

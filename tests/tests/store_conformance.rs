@@ -670,6 +670,22 @@ async fn presence_first_and_last_hold_under_concurrency(store: Arc<dyn Store>) {
     assert_eq!(store.present(&room, 10, NOW).await.unwrap(), Present { members: Some(vec![]), ..Present::default() });
 }
 
+/// The memory store (the local gateway's) forgets a channel's stream once every message in it
+/// has expired, so a long-running gateway does not keep every channel ever sent to.
+#[tokio::test]
+async fn memory_drops_streams_whose_messages_all_expired() {
+    let store = lambda_ws::MemoryStore::new();
+    let t0 = NOW * 1000;
+    for n in 0..2000 {
+        store.append(&ch(&format!("room-{n}")), r#"{"type":"t"}"#, rule(10, 1), t0).await.unwrap();
+    }
+    assert_eq!(store.stream_count(), 2000);
+    store.append(&ch("room-new"), r#"{"type":"t"}"#, rule(10, 1), t0 + 30_000).await.unwrap();
+    assert_eq!(store.stream_count(), 2001, "at most one sweep a minute");
+    store.append(&ch("room-last"), r#"{"type":"t"}"#, rule(10, 120), t0 + 61_000).await.unwrap();
+    assert_eq!(store.stream_count(), 1, "only the live stream is left");
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod memory {

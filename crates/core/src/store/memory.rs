@@ -39,6 +39,30 @@ struct State {
     presence: HashMap<ChannelName, ChannelPresence>,
     tokens: HashMap<String, TokenRecord>,
     counters: HashMap<String, (u64, i64)>,
+    /// When [`State::sweep`] last ran, in Unix milliseconds.
+    swept_at: i64,
+}
+
+/// How often the store drops what nothing can read any more.
+const SWEEP_EVERY_MS: i64 = 60_000;
+
+impl State {
+    /// Drops what nothing can read any more, at most once every [`SWEEP_EVERY_MS`]: streams
+    /// whose newest message is older than their window (every message expired), per-user
+    /// connect counts of past windows, expired counters and tokens. Without it a long-running
+    /// local gateway would keep every channel ever sent to.
+    fn sweep(&mut self, now_ms: i64) {
+        if now_ms - self.swept_at < SWEEP_EVERY_MS {
+            return;
+        }
+        self.swept_at = now_ms;
+        let now = now_ms.div_euclid(1000);
+        self.streams.retain(|_, stream| stream.head_at.saturating_add(stream.window_ms) > now_ms);
+        let window = now.div_euclid(crate::rate::WINDOW_SECS);
+        self.user_connects.retain(|_, (w, _)| *w >= window);
+        self.counters.retain(|_, (_, expires_at)| *expires_at > now);
+        self.tokens.retain(|_, token| token.expires_at > now);
+    }
 }
 
 /// The in-memory store. Cheap to create; share it with `Arc`.
@@ -62,6 +86,11 @@ impl MemoryStore {
     /// Number of stored sessions, expired ones included (for tests and diagnostics).
     pub fn session_count(&self) -> usize {
         self.state().sessions.len()
+    }
+
+    /// Number of channel streams held, those not swept yet included (for tests and diagnostics).
+    pub fn stream_count(&self) -> usize {
+        self.state().streams.len()
     }
 }
 
@@ -222,6 +251,7 @@ impl SessionStore for MemoryStore {
         };
         let mut guard = self.state();
         let state = &mut *guard;
+        state.sweep(now.saturating_mul(1000));
         let window = now.div_euclid(crate::rate::WINDOW_SECS);
         let limit = limits.connects_per_minute;
         let counted = state.user_connects.get(user).filter(|(w, _)| *w == window).map_or(0, |(_, n)| *n);
@@ -395,6 +425,8 @@ struct Stream {
     epoch: String,
     head: u64,
     head_at: i64,
+    /// The window of the rule it was last sent under, in milliseconds.
+    window_ms: i64,
     /// (seq, kept until in Unix ms, payload)
     entries: std::collections::VecDeque<(u64, i64, String)>,
 }
@@ -409,15 +441,19 @@ impl HistoryStore for MemoryStore {
         now_ms: i64,
     ) -> Result<Position, StoreError> {
         let mut s = self.state();
+        s.sweep(now_ms);
+        let window_ms = i64::try_from(rule.window.as_millis()).unwrap_or(i64::MAX);
         let stream = s.streams.entry(channel.clone()).or_insert_with(|| Stream {
             epoch: crate::history::new_epoch(),
             head: 0,
             head_at: now_ms,
+            window_ms,
             entries: Default::default(),
         });
         stream.head += 1;
         stream.head_at = now_ms;
-        let keep_until = now_ms.saturating_add(rule.window.as_millis() as i64);
+        stream.window_ms = window_ms;
+        let keep_until = now_ms.saturating_add(window_ms);
         stream.entries.push_back((stream.head, keep_until, payload.to_owned()));
         while stream.entries.len() > rule.size as usize || stream.entries.front().is_some_and(|e| e.1 <= now_ms) {
             stream.entries.pop_front();

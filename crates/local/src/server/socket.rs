@@ -136,6 +136,9 @@ async fn invoke_function(shared: &Shared, function: &str, event: &Value) -> Rout
     RouteAnswer { status, body, subprotocol }
 }
 
+/// How many frames of one connection may run their routes at once.
+pub(crate) const MAX_FRAMES_IN_FLIGHT: usize = 32;
+
 /// Serves one open WebSocket until it closes, then runs `$disconnect`.
 ///
 /// This future lives as long as the connection, so it is kept small: one socket (not a split
@@ -147,11 +150,19 @@ async fn run_connection(shared: Arc<Shared>, ctx: EventContext, mut socket: WebS
     shared.registry.insert(&ctx.connection_id, connection.clone());
     let ends_at = Instant::now() + shared.options.max_lifetime;
     let mut idle_deadline = Instant::now() + shared.options.idle_timeout;
+    // Each frame runs its route in a task of its own; at most MAX_FRAMES_IN_FLIGHT of one
+    // connection at a time. The socket is read only holding a permit for the next frame, so a
+    // client sending faster than its routes finish waits in its own TCP window, not in memory.
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_FRAMES_IN_FLIGHT));
+    let mut permit: Option<tokio::sync::OwnedSemaphorePermit> = None;
     let (status, reason): (u16, String) = loop {
         // tokio::select! drops the branch futures before a handler runs, so handlers may use the
         // socket the `recv` future borrowed.
         tokio::select! {
-            frame = socket.recv() => {
+            acquired = in_flight.clone().acquire_owned(), if permit.is_none() => {
+                permit = acquired.ok();
+            }
+            frame = socket.recv(), if permit.is_some() => {
                 let text = match frame {
                     Some(Ok(Message::Text(text))) => text.to_string(),
                     Some(Ok(Message::Binary(_))) => {
@@ -174,7 +185,12 @@ async fn run_connection(shared: Arc<Shared>, ctx: EventContext, mut socket: WebS
                 };
                 idle_deadline = Instant::now() + shared.options.idle_timeout;
                 connection.last_active_at.store(now_ms(), Ordering::Relaxed);
-                tokio::spawn(handle_frame(shared.clone(), connection.clone(), text));
+                let held = permit.take();
+                let (shared, connection) = (shared.clone(), connection.clone());
+                tokio::spawn(async move {
+                    handle_frame(shared, connection, text).await;
+                    drop(held);
+                });
             }
             out = connection.next() => match out {
                 Outgoing::Text(payload) => {
