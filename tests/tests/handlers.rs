@@ -1134,6 +1134,35 @@ fn event(kind: &str, user: &str) -> (String, String) {
     (kind.to_owned(), user.to_owned())
 }
 
+/// A `subscribe` racing the connection's `$disconnect` leaves nothing behind: no membership item
+/// and no presence entry listing a user who is gone (before, a join written after the
+/// disconnect looked outlived it for the session's whole lifetime). Forty races on DynamoDB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_subscribe_racing_its_disconnect_leaves_no_member_behind() {
+    let h = presence_harness("room-*").await;
+    let router = Router::builtin();
+    for round in 0..40 {
+        let id = format!("race{round}");
+        h.connected(&id, &format!("u{round}"), "lobby").await;
+        let room = format!("room-r{round}");
+        let body = json!({"action":"subscribe","channel":room}).to_string();
+        let (message, disconnect) = (h.events.message(&id, &body), h.events.disconnect(&id));
+        let subscribe = handlers::message(&h.app, &router, &message);
+        // The disconnect starts a little later each round, so the races sweep the subscribe's
+        // steps (a session read, the channel set, the membership, the presence entry).
+        let gone = async {
+            tokio::time::sleep(std::time::Duration::from_micros(1000 * round)).await;
+            handlers::disconnect(&h.app, &disconnect).await
+        };
+        let (_, gone) = futures::join!(subscribe, gone);
+        assert_eq!(gone.status_code, 200);
+        let left: Vec<_> = h.keys().await.into_iter().filter(|(pk, _)| *pk == format!("conn#{id}")).collect();
+        assert!(left.is_empty(), "round {round}: {left:?} outlived the connection");
+        let present = h.app.presence.present(&ChannelName::new(&room).unwrap(), 10, h.clock.now_secs()).await;
+        assert_eq!(present.unwrap().users, 0, "round {round}: a gone user is listed in {room}");
+    }
+}
+
 #[tokio::test]
 async fn presence_follows_each_user_through_connect_subscribe_unsubscribe_disconnect_and_a_410() {
     let h = presence_harness("room-*").await;

@@ -670,6 +670,53 @@ async fn presence_first_and_last_hold_under_concurrency(store: Arc<dyn Store>) {
     assert_eq!(store.present(&room, 10, NOW).await.unwrap(), Present { members: Some(vec![]), ..Present::default() });
 }
 
+/// A user's last leave racing the same user's return: a leave that says "last" is one whose
+/// drop of the entry went through, so the entry there afterwards (if any) was made anew by the
+/// return (its version is 1). Before, a leave whose versioned drop lost to the return still said
+/// "last", and its `member_left` could follow the return's `member_joined` for a user who is
+/// there. Forty races on the DynamoDB engine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamodb_a_last_leave_that_loses_to_a_return_is_not_last() {
+    let store = fresh_dynamodb_store().await;
+    let info = BTreeMap::new();
+    let mut lost = 0;
+    for round in 0..40 {
+        let room = ch(&format!("room-race{round}"));
+        let (a, b) = (session(400 + round, Some("eve"), NOW + 100), session(500 + round, Some("eve"), NOW + 100));
+        assert!(store.enter(&room, Presence { session: &a, info: &info, expires_at: NOW + 100 }, NOW).await.unwrap());
+        let leave = {
+            let (store, room, id) = (store.clone(), room.clone(), a.connection_id.clone());
+            tokio::spawn(async move { store.exit(&room, &id, Some("eve"), NOW).await.unwrap() })
+        };
+        let back = {
+            let (store, room, b, info) = (store.clone(), room.clone(), b.clone(), info.clone());
+            tokio::spawn(async move {
+                store.enter(&room, Presence { session: &b, info: &info, expires_at: NOW + 100 }, NOW).await.unwrap()
+            })
+        };
+        let (last, first) = (leave.await.unwrap(), back.await.unwrap());
+        let item = lambda_ws_e2e::dynamodb_client()
+            .get_item()
+            .table_name(store.table())
+            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("pres#{room}")))
+            .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("u#eve".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap_or_default();
+        let version = item.get("v").and_then(|v| v.as_n().ok()).cloned().unwrap_or_default();
+        assert_eq!(store.present(&room, 10, NOW).await.unwrap().users, 1, "eve is there");
+        if last {
+            assert_eq!(version, "1", "round {round}: a last leave dropped the entry; the return made it anew");
+            assert!(first, "round {round}: and the return announced itself after it");
+        }
+        lost += usize::from(first && !last);
+    }
+    eprintln!("{lost} of 40 leaves found the user back before their drop");
+}
+
 /// The memory store (the local gateway's) forgets a channel's stream once every message in it
 /// has expired, so a long-running gateway does not keep every channel ever sent to.
 #[tokio::test]

@@ -76,10 +76,20 @@ impl TypedRoute for SubscribeRoute {
                 return Err(RouteError::bad_request(format!("a connection may be in at most {max} channels")));
             }
             Joined::New => {
-                if let Err(e) = app.sender().enter_presence(ctx.session, &channel).await {
+                let sender = app.sender();
+                if let Err(e) = sender.enter_presence(ctx.session, &channel).await {
                     // Not counted there: leave again, so that a retry joins, and is counted, anew.
                     let _ = app.sessions.leave(ctx.connection_id(), &channel).await;
                     return Err(e.into());
+                }
+                // A `$disconnect` running meanwhile removes what it finds: a membership written
+                // after it looked, or a presence entry after it left, would outlive the
+                // connection. It deletes the session first, so a session still there now means it
+                // will find both; one gone means undoing them here.
+                if app.sessions.get_session(ctx.connection_id(), app.clock.now_secs()).await?.is_none() {
+                    let _ = app.sessions.leave(ctx.connection_id(), &channel).await;
+                    sender.leave_presence(&[Removed::of(ctx.session, vec![channel.clone()])]).await;
+                    return Err(RouteError::new(ErrorCode::NotConnected, "the connection ended"));
                 }
             }
             Joined::Already => {}

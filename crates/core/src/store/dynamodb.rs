@@ -1504,8 +1504,15 @@ impl PresenceStore for DynamoDbStore {
             .expression_attribute_values(":v", n(version))
             .send()
             .await;
-        unless_condition_failed(dropped)?;
-        Ok(true)
+        match dropped {
+            Ok(_) => Ok(true),
+            // Changed since: the same user entered again (and announced itself, having found no
+            // live connection), or another leave of a gone connection dropped it. Either way this
+            // leave is not the last one to say so: a `member_left` now could arrive after that
+            // `member_joined` for a user who is there.
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(e) => Err(sdk_error(e)),
+        }
     }
 
     async fn present(&self, channel: &ChannelName, listed: usize, now: i64) -> Result<Present, StoreError> {
