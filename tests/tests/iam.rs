@@ -20,9 +20,10 @@ use aws_sdk_dynamodb::operation::put_item::PutItemInput;
 use aws_sdk_dynamodb::operation::query::QueryInput;
 use aws_sdk_dynamodb::operation::scan::ScanInput;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemInput;
+use aws_sdk_dynamodb::types::AttributeValue;
 use lambda_ws::handlers::{self, TokenRequest};
 use lambda_ws::policy::OriginPolicy;
-use lambda_ws::{App, Config, DynamoDbStore, Identity, ManualClock, Router};
+use lambda_ws::{App, Clock as _, Config, DynamoDbStore, Identity, ManualClock, Router};
 use lambda_ws_e2e::{Events, MgmtServer, dynamodb_client, fresh_dynamodb_store, management_api};
 use serde_json::json;
 use yaml_rust2::Yaml;
@@ -30,9 +31,16 @@ use yaml_rust2::Yaml;
 const ORIGIN: &str = "https://app.example.com";
 
 /// What a handler asked DynamoDB to do: `dynamodb:<Operation>` (from the operation's input type),
-/// and whether it queried an index.
+/// whether it queried an index, and the prefixes (`conn#*`) of the table partition keys it
+/// touched (what `dynamodb:LeadingKeys` conditions on).
 #[derive(Debug, Clone, Default)]
-struct Recorded(Arc<Mutex<(BTreeSet<String>, bool)>>);
+struct Recorded(Arc<Mutex<(BTreeSet<String>, bool, BTreeSet<String>)>>);
+
+/// `conn#*` for a partition key `conn#abc=`.
+fn key_prefix(pk: Option<&AttributeValue>) -> String {
+    let pk = pk.and_then(|v| v.as_s().ok()).map(String::as_str).unwrap_or("(no pk)");
+    pk.split_once('#').map_or_else(|| pk.to_owned(), |(prefix, _)| format!("{prefix}#*"))
+}
 
 impl Intercept for Recorded {
     fn name(&self) -> &'static str {
@@ -45,34 +53,91 @@ impl Intercept for Recorded {
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let input = context.input();
-        let operation = if input.downcast_ref::<GetItemInput>().is_some() {
+        let mut keys: Vec<String> = Vec::new();
+        let operation = if let Some(get) = input.downcast_ref::<GetItemInput>() {
+            keys.push(key_prefix(get.key().and_then(|k| k.get("pk"))));
             "GetItem"
-        } else if input.downcast_ref::<PutItemInput>().is_some() {
+        } else if let Some(put) = input.downcast_ref::<PutItemInput>() {
+            keys.push(key_prefix(put.item().and_then(|k| k.get("pk"))));
             "PutItem"
-        } else if input.downcast_ref::<UpdateItemInput>().is_some() {
+        } else if let Some(update) = input.downcast_ref::<UpdateItemInput>() {
+            keys.push(key_prefix(update.key().and_then(|k| k.get("pk"))));
             "UpdateItem"
-        } else if input.downcast_ref::<DeleteItemInput>().is_some() {
+        } else if let Some(delete) = input.downcast_ref::<DeleteItemInput>() {
+            keys.push(key_prefix(delete.key().and_then(|k| k.get("pk"))));
             "DeleteItem"
-        } else if input.downcast_ref::<BatchWriteItemInput>().is_some() {
+        } else if let Some(batch) = input.downcast_ref::<BatchWriteItemInput>() {
+            for request in batch.request_items().into_iter().flat_map(|items| items.values().flatten()) {
+                let pk = match (request.put_request(), request.delete_request()) {
+                    (Some(put), _) => put.item().get("pk"),
+                    (_, Some(delete)) => delete.key().get("pk"),
+                    _ => None,
+                };
+                keys.push(key_prefix(pk));
+            }
             "BatchWriteItem"
         } else if input.downcast_ref::<BatchGetItemInput>().is_some() {
             "BatchGetItem"
         } else if input.downcast_ref::<ScanInput>().is_some() {
             "Scan"
         } else if let Some(query) = input.downcast_ref::<QueryInput>() {
-            self.0.lock().unwrap().1 |= query.index_name().is_some();
+            if query.index_name().is_some() {
+                self.0.lock().unwrap().1 = true;
+            } else {
+                keys.push(key_prefix(query.expression_attribute_values().and_then(|v| v.get(":pk"))));
+            }
             "Query"
         } else {
             "an operation this test does not know (add it)"
         };
-        self.0.lock().unwrap().0.insert(format!("dynamodb:{operation}"));
+        let mut recorded = self.0.lock().unwrap();
+        recorded.0.insert(format!("dynamodb:{operation}"));
+        recorded.2.extend(keys);
         Ok(())
     }
 }
 
 impl Recorded {
-    fn actions(&self) -> (BTreeSet<String>, bool) {
+    fn actions(&self) -> (BTreeSet<String>, bool, BTreeSet<String>) {
         self.0.lock().unwrap().clone()
+    }
+}
+
+/// A Management API client that records which `@connections` methods it calls.
+#[derive(Debug)]
+struct Methods {
+    inner: Arc<lambda_ws::ManagementApi>,
+    methods: Arc<Mutex<BTreeSet<String>>>,
+}
+
+#[lambda_ws::async_trait]
+impl lambda_ws::Transport for Methods {
+    async fn post(
+        &self,
+        endpoint: &str,
+        connection: &lambda_ws::ConnectionId,
+        payload: bytes::Bytes,
+    ) -> Result<(), lambda_ws::TransportError> {
+        self.methods.lock().unwrap().insert("POST".into());
+        self.inner.post(endpoint, connection, payload).await
+    }
+
+    async fn get_connection(
+        &self,
+        endpoint: &str,
+        connection: &lambda_ws::ConnectionId,
+    ) -> Result<lambda_ws::delivery::ConnectionInfo, lambda_ws::TransportError> {
+        self.methods.lock().unwrap().insert("GET".into());
+        self.inner.get_connection(endpoint, connection).await
+    }
+
+    async fn disconnect(
+        &self,
+        endpoint: &str,
+        connection: &lambda_ws::ConnectionId,
+    ) -> Result<(), lambda_ws::TransportError> {
+        self.methods.lock().unwrap().insert("DELETE".into());
+        self.inner.disconnect(endpoint, connection).await
     }
 }
 
@@ -80,6 +145,8 @@ impl Recorded {
 /// store over the same table to set the scene with.
 struct Function {
     recorded: Recorded,
+    /// The `@connections` methods the recorded app called (the setup app's calls are not kept).
+    methods: Arc<Mutex<BTreeSet<String>>>,
     app: App,
     setup: App,
     server: MgmtServer,
@@ -105,10 +172,12 @@ impl Function {
         };
         let clock = Arc::new(ManualClock::at(lambda_ws::clock::unix_now_millis()));
         let server = MgmtServer::start().await;
-        let app = App::new(config.clone(), store, management_api()).with_clock(clock.clone());
+        let methods = Arc::new(Mutex::new(BTreeSet::new()));
+        let transport = Arc::new(Methods { inner: management_api(), methods: methods.clone() });
+        let app = App::new(config.clone(), store, transport).with_clock(clock.clone());
         let setup = App::new(config, plain, management_api()).with_clock(clock.clone());
         let events = Events::for_server(&server);
-        Self { recorded, app, setup, server, events, clock }
+        Self { recorded, methods, app, setup, server, events, clock }
     }
 
     async fn token(&self, app: &App, user: &str, channel: Option<&str>) -> String {
@@ -126,7 +195,9 @@ impl Function {
     /// Connects `id` as `user` into `channel`, through the plain app (not recorded).
     async fn connected(&self, id: &str, user: &str, channel: &str) {
         let token = self.token(&self.setup, user, None).await;
-        let event = self.events.connect(id, &[("ws_token", Some(&token)), ("channel", Some(channel))], Some(ORIGIN));
+        let mut event =
+            self.events.connect(id, &[("ws_token", Some(&token)), ("channel", Some(channel))], Some(ORIGIN));
+        event.request_context.connected_at = self.clock.now_millis();
         assert_eq!(handlers::connect(&self.setup, &event).await.status_code, 200);
     }
 
@@ -137,8 +208,13 @@ impl Function {
 }
 
 /// Runs every case of one function's handler and returns what it asked DynamoDB to do.
-async fn exercise(binary: &str) -> (BTreeSet<String>, bool) {
+async fn exercise(binary: &str) -> (BTreeSet<String>, bool, BTreeSet<String>) {
     let f = Function::new().await;
+    exercise_with(&f, binary).await
+}
+
+/// Runs every case of one function's handler on `f`.
+async fn exercise_with(f: &Function, binary: &str) -> (BTreeSet<String>, bool, BTreeSet<String>) {
     match binary {
         "issue_token" => {
             f.token(&f.app, "ann", None).await;
@@ -160,7 +236,9 @@ async fn exercise(binary: &str) -> (BTreeSet<String>, bool) {
             assert_eq!(handlers::connect(&f.app, &event).await.status_code, 200, "expired slots are reclaimed");
         }
         "disconnect" => {
-            // In its connect channel only; in a channel joined later too; unknown.
+            // In its connect channel only; in a channel joined later too; unknown. Bob stays in
+            // the lobby, so ann's leaving is announced to him.
+            f.connected("d0", "bob", "lobby").await;
             f.connected("d1", "ann", "lobby").await;
             assert_eq!(handlers::disconnect(&f.app, &f.events.disconnect("d1")).await.status_code, 200);
             f.connected("d2", "ann", "lobby").await;
@@ -212,7 +290,10 @@ async fn exercise(binary: &str) -> (BTreeSet<String>, bool) {
         "cleanup" => {
             f.connected("x1", "ann", "lobby").await;
             f.token(&f.setup, "ann", None).await;
-            f.clock.advance(3 * 3600 * 1000);
+            // A minute past the session's (and its presence entry's) expiry.
+            f.clock.advance((2 * 3600 + 600 + 60) * 1000);
+            // Bob, there now, is told that ann (expired) left.
+            f.connected("x2", "bob", "lobby").await;
             handlers::cleanup(&f.app).await.unwrap();
         }
         other => panic!("no cases for {other}: add them here"),
@@ -220,10 +301,39 @@ async fn exercise(binary: &str) -> (BTreeSet<String>, bool) {
     f.recorded.actions()
 }
 
-/// Each function's DynamoDB actions and whether it may read the indexes, from `template.yaml`.
-fn granted() -> BTreeMap<String, (BTreeSet<String>, bool)> {
+/// Each function's grants in `template.yaml`: its DynamoDB actions, whether it may read the
+/// indexes, the partition-key prefixes its table statements allow (`dynamodb:LeadingKeys`), and
+/// the `@connections` methods it may call.
+struct Grant {
+    actions: BTreeSet<String>,
+    indexes: bool,
+    leading_keys: BTreeSet<String>,
+    methods: BTreeSet<String>,
+}
+
+fn template() -> Yaml {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
-    let doc = yaml_rust2::YamlLoader::load_from_str(&std::fs::read_to_string(path).unwrap()).unwrap().remove(0);
+    yaml_rust2::YamlLoader::load_from_str(&std::fs::read_to_string(path).unwrap()).unwrap().remove(0)
+}
+
+/// The `@connections` methods a managed policy of the template allows (`POST` from
+/// `.../${StageName}/POST/@connections/*`).
+fn connection_methods(doc: &Yaml, policy: &str) -> BTreeSet<String> {
+    let statements = doc["Resources"][policy]["Properties"]["PolicyDocument"]["Statement"].as_vec().cloned();
+    let mut methods = BTreeSet::new();
+    for statement in statements.unwrap_or_default() {
+        let text = format!("{:?}", statement["Resource"]);
+        for method in ["GET", "POST", "DELETE", "*"] {
+            if text.contains(&format!("/{method}/@connections/")) {
+                methods.insert(method.to_owned());
+            }
+        }
+    }
+    methods
+}
+
+fn granted() -> BTreeMap<String, Grant> {
+    let doc = template();
     let mut functions = BTreeMap::new();
     for (_, resource) in doc["Resources"].as_hash().unwrap() {
         if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
@@ -235,7 +345,14 @@ fn granted() -> BTreeMap<String, (BTreeSet<String>, bool)> {
             policies.iter().all(|p| p["DynamoDBCrudPolicy"].is_badvalue() && p["DynamoDBReadPolicy"].is_badvalue()),
             "{binary}: no whole-table SAM policy templates"
         );
-        let (mut actions, mut indexes) = (BTreeSet::new(), false);
+        let (mut actions, mut indexes, mut leading_keys, mut methods) =
+            (BTreeSet::new(), false, BTreeSet::new(), BTreeSet::new());
+        for policy in &policies {
+            // `!Ref ManageConnectionsPolicy` reads as the plain name (the tag is dropped).
+            if let Some(name) = policy.as_str().or_else(|| policy["Ref"].as_str()) {
+                methods.extend(connection_methods(&doc, name));
+            }
+        }
         for statement in policies.iter().flat_map(|p| p["Statement"].as_vec().cloned().unwrap_or_default()) {
             let listed = match &statement["Action"] {
                 Yaml::Array(list) => list.iter().filter_map(Yaml::as_str).map(str::to_owned).collect(),
@@ -249,9 +366,22 @@ fn granted() -> BTreeMap<String, (BTreeSet<String>, bool)> {
             assert!(dynamodb.iter().all(|a| !a.contains('*')), "{binary}: no wildcard actions");
             actions.extend(dynamodb);
             let resources = format!("{:?}", statement["Resource"]);
-            indexes |= resources.contains("/index/");
+            if resources.contains("/index/") {
+                indexes = true;
+                assert!(
+                    statement["Action"]
+                        .as_vec()
+                        .is_some_and(|a| a.iter().all(|a| a.as_str() == Some("dynamodb:Query"))),
+                    "{binary}: an index statement grants Query only"
+                );
+                continue;
+            }
+            // Every table statement names the key prefixes it may touch.
+            let keys = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"].as_vec();
+            let keys = keys.unwrap_or_else(|| panic!("{binary}: a table statement without dynamodb:LeadingKeys"));
+            leading_keys.extend(keys.iter().filter_map(Yaml::as_str).map(str::to_owned));
         }
-        functions.insert(binary, (actions, indexes));
+        functions.insert(binary, Grant { actions, indexes, leading_keys, methods });
     }
     functions
 }
@@ -261,13 +391,43 @@ async fn every_function_is_granted_exactly_the_dynamodb_actions_its_handler_uses
     let granted = granted();
     assert_eq!(granted.len(), 7, "{:?}", granted.keys());
     let mut mismatches = Vec::new();
-    for (binary, (allowed, index_allowed)) in &granted {
-        let (used, index_used) = exercise(binary).await;
-        if used != *allowed || index_used != *index_allowed {
+    for (binary, grant) in &granted {
+        let (used, index_used, keys_used) = exercise(binary).await;
+        if used != grant.actions || index_used != grant.indexes {
             mismatches.push(format!(
-                "{binary}: handler uses {used:?} (indexes: {index_used}); template grants {allowed:?} (indexes: {index_allowed})"
+                "{binary}: handler uses {used:?} (indexes: {index_used}); template grants {:?} (indexes: {})",
+                grant.actions, grant.indexes
+            ));
+        }
+        if keys_used != grant.leading_keys {
+            mismatches.push(format!(
+                "{binary}: handler touches keys {keys_used:?}; template's dynamodb:LeadingKeys are {:?}",
+                grant.leading_keys
             ));
         }
     }
     assert!(mismatches.is_empty(), "template.yaml and the handlers disagree:\n{}", mismatches.join("\n"));
+}
+
+/// The `@connections` methods each function may call are those its handler calls: every function
+/// that reaches connections only posts (replies, fan-outs, presence events), so none may read or
+/// close one. Recorded from the requests the real SDK client sends to the test Management API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_function_may_call_exactly_the_connection_methods_its_handler_uses() {
+    let granted = granted();
+    let mut mismatches = Vec::new();
+    for (binary, grant) in &granted {
+        let used = connection_methods_used(binary).await;
+        if used != grant.methods {
+            mismatches.push(format!("{binary}: handler calls {used:?}; template grants {:?}", grant.methods));
+        }
+    }
+    assert!(mismatches.is_empty(), "template.yaml and the handlers disagree:\n{}", mismatches.join("\n"));
+}
+
+/// The HTTP methods one function's cases sent to the Management API.
+async fn connection_methods_used(binary: &str) -> BTreeSet<String> {
+    let f = Function::new().await;
+    let _ = exercise_with(&f, binary).await;
+    f.methods.lock().unwrap().clone()
 }
