@@ -34,7 +34,10 @@ const ORIGIN: &str = "https://app.example.com";
 /// whether it queried an index, and the prefixes (`conn#*`) of the table partition keys it
 /// touched (what `dynamodb:LeadingKeys` conditions on).
 #[derive(Debug, Clone, Default)]
-struct Recorded(Arc<Mutex<(BTreeSet<String>, bool, BTreeSet<String>)>>);
+struct Recorded(Arc<Mutex<Used>>);
+
+/// Actions, whether an index was queried, partition-key prefixes.
+type Used = (BTreeSet<String>, bool, BTreeSet<String>);
 
 /// `conn#*` for a partition key `conn#abc=`.
 fn key_prefix(pk: Option<&AttributeValue>) -> String {
@@ -98,7 +101,7 @@ impl Intercept for Recorded {
 }
 
 impl Recorded {
-    fn actions(&self) -> (BTreeSet<String>, bool, BTreeSet<String>) {
+    fn actions(&self) -> Used {
         self.0.lock().unwrap().clone()
     }
 }
@@ -208,13 +211,13 @@ impl Function {
 }
 
 /// Runs every case of one function's handler and returns what it asked DynamoDB to do.
-async fn exercise(binary: &str) -> (BTreeSet<String>, bool, BTreeSet<String>) {
+async fn exercise(binary: &str) -> Used {
     let f = Function::new().await;
     exercise_with(&f, binary).await
 }
 
 /// Runs every case of one function's handler on `f`.
-async fn exercise_with(f: &Function, binary: &str) -> (BTreeSet<String>, bool, BTreeSet<String>) {
+async fn exercise_with(f: &Function, binary: &str) -> Used {
     match binary {
         "issue_token" => {
             f.token(&f.app, "ann", None).await;
