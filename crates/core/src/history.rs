@@ -164,12 +164,11 @@ impl ChannelHistory {
         max_bytes: usize,
     ) -> Result<Self, StoreError> {
         let below: Vec<&Entry> = recent.entries.iter().filter(|e| before.is_none_or(|b| e.seq < b)).collect();
-        let epoch = recent.epoch.clone().unwrap_or_default();
+        let epoch = recent.epoch.as_deref().unwrap_or_default();
         let mut messages = Vec::new();
         let mut bytes = 0usize;
         for entry in below.iter().rev().take(limit.max(1)) {
-            let text = stamp(&entry.payload, channel, &Position { seq: entry.seq, epoch: epoch.clone() })
-                .map_err(|e| StoreError::Corrupt(format!("kept message is not a JSON object: {e}")))?;
+            let text = stamp_entry(channel, entry, epoch)?;
             if !messages.is_empty() && bytes + text.len() + 1 > max_bytes {
                 break;
             }
@@ -219,12 +218,13 @@ pub struct Resumed {
 
 /// The kept messages of `recent`, stamped with their channel, number and epoch, oldest first.
 pub fn stamped(channel: &ChannelName, recent: &Recent) -> Result<Vec<String>, StoreError> {
-    let epoch = recent.epoch.clone().unwrap_or_default();
-    recent
-        .entries
-        .iter()
-        .map(|e| stamp(&e.payload, channel, &Position { seq: e.seq, epoch: epoch.clone() }))
-        .collect::<Result<_, _>>()
+    let epoch = recent.epoch.as_deref().unwrap_or_default();
+    recent.entries.iter().map(|entry| stamp_entry(channel, entry, epoch)).collect()
+}
+
+/// One kept message stamped with its place in `channel`'s stream `epoch`.
+fn stamp_entry(channel: &ChannelName, entry: &Entry, epoch: &str) -> Result<String, StoreError> {
+    stamp(&entry.payload, channel, &Position { seq: entry.seq, epoch: epoch.to_owned() })
         .map_err(|e| StoreError::Corrupt(format!("kept message is not a JSON object: {e}")))
 }
 

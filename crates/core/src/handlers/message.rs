@@ -61,7 +61,8 @@ fn sendable(answer: &Outbound, reference: Option<String>) -> Result<bytes::Bytes
             ErrorCode::TooLarge,
             format!("the answer is {bytes} bytes, over the 131072 a message may carry"),
         ),
-        other => RouteError::internal(other),
+        // Logged just below, once; `RouteError::internal` would log it again.
+        _ => RouteError::new(ErrorCode::Internal, "internal error"),
     };
     tracing::warn!(code = refusal.code.as_str(), error = %error, "answer replaced by an error");
     refusal.clone().into_message(reference).encode().or_else(|_| refusal.into_message(None).encode())

@@ -228,7 +228,7 @@ impl<'a> MessageContext<'a> {
         if self.session.bound_channel.as_ref().is_some_and(|bound| bound != channel) {
             return Err(RouteError::forbidden("this connection's token is bound to another channel"));
         }
-        if !self.app.may_join(self.session, channel).await {
+        if !self.app.admits(self.session.identity.as_ref(), channel).await {
             return Err(RouteError::forbidden("channel not allowed"));
         }
         Ok(())

@@ -65,6 +65,16 @@ impl State {
     }
 }
 
+/// The messages `id` has had counted in rate window `window` (a new window starts at 0), in
+/// [`State::message_counts`].
+fn message_count<'a>(counts: &'a mut HashMap<ConnectionId, (i64, u32)>, id: &ConnectionId, window: i64) -> &'a mut u32 {
+    let counted = counts.entry(id.clone()).or_insert((window, 0));
+    if counted.0 != window {
+        *counted = (window, 0);
+    }
+    &mut counted.1
+}
+
 /// The in-memory store. Cheap to create; share it with `Arc`.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
@@ -206,14 +216,11 @@ impl SessionStore for MemoryStore {
             return Ok(Admission::NoSession);
         };
         if limit > 0 {
-            let counted = state.message_counts.entry(id.clone()).or_insert((window, 0));
-            if counted.0 != window {
-                *counted = (window, 0);
-            }
-            if counted.1 >= limit {
+            let counted = message_count(&mut state.message_counts, id, window);
+            if *counted >= limit {
                 return Ok(Admission::Limited);
             }
-            counted.1 += 1;
+            *counted += 1;
         }
         // As on DynamoDB: with a count, `last_seen` rides on its write; without, once a minute.
         let seen = now.saturating_mul(1000);
@@ -234,14 +241,11 @@ impl SessionStore for MemoryStore {
             return Ok(true);
         }
         let mut guard = self.state();
-        let counted = guard.message_counts.entry(id.clone()).or_insert((window, 0));
-        if counted.0 != window {
-            *counted = (window, 0);
-        }
-        if counted.1.saturating_add(units) > limit {
+        let counted = message_count(&mut guard.message_counts, id, window);
+        if counted.saturating_add(units) > limit {
             return Ok(false);
         }
-        counted.1 += units;
+        *counted += units;
         Ok(true)
     }
 
