@@ -37,3 +37,15 @@ fn every_builtin_message_is_described() {
         assert_eq!(payload["properties"]["type"]["const"], kind, "{kind}: {payload}");
     }
 }
+
+/// The gateway serves the browser client from its own crate (a packaged crate holds only its own
+/// files): that copy must be the client `clients/js` publishes, byte for byte.
+#[test]
+fn the_gateway_serves_the_published_browser_client() {
+    let published = committed("clients/js/websocket-manager.js");
+    let served = committed("crates/local/assets/websocket-manager.js");
+    assert!(
+        published == served,
+        "crates/local/assets/websocket-manager.js differs from clients/js/websocket-manager.js: copy the client there"
+    );
+}

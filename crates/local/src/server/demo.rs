@@ -34,9 +34,11 @@ pub(super) async fn demo_task(State(shared): State<Arc<Shared>>, headers: Header
     json_response(202, &json!({ "task_id": task_id }))
 }
 
-const DEMO_HTML: &str = include_str!("../../../../clients/js/demo/index.html");
-const CLIENT_JS: &str = include_str!("../../../../clients/js/websocket-manager.js");
-const DEMO_UI_JS: &str = include_str!("../../../../clients/js/demo/demo-ui.js");
+// Inside this crate, so a packaged crate carries them. `assets/websocket-manager.js` is the
+// browser client as `clients/js` publishes it; `tests/tests/contract.rs` keeps the two identical.
+const DEMO_HTML: &str = include_str!("../../assets/demo/index.html");
+const CLIENT_JS: &str = include_str!("../../assets/websocket-manager.js");
+const DEMO_UI_JS: &str = include_str!("../../assets/demo/demo-ui.js");
 
 pub(super) async fn demo_page(State(shared): State<Arc<Shared>>) -> Html<String> {
     Html(DEMO_HTML.replace("{{STAGE}}", &shared.options.stage))
