@@ -652,6 +652,50 @@ async fn presence_lists_users_and_counts_connections(store: Arc<dyn Store>) {
     assert_eq!(store.present(&room, 10, NOW + 20).await.unwrap().users, 1);
 }
 
+/// The counts a channel larger than its listing answers are kept by the writes themselves: the
+/// same as the listing's through joins, a connection joining twice, leaves, a leave of a
+/// connection never counted, anonymous connections and a last leave that takes an expired
+/// connection with it; and a recount finds nothing to correct.
+async fn presence_counts_beyond_the_listing_are_kept_by_the_writes(store: Arc<dyn Store>) {
+    let room = ch("room-k");
+    let none = BTreeMap::new();
+    let counts = |p: Present| (p.users, p.connections, p.anonymous);
+    let sessions: Vec<Session> = (600..612).map(|n| session(n, Some(&format!("u{}", n % 5)), NOW + 100)).collect();
+    for s in &sessions {
+        store.enter(&room, presence(s, &none, NOW + 100), NOW).await.unwrap();
+    }
+    store.enter(&room, presence(&sessions[0], &none, NOW + 100), NOW).await.unwrap();
+    let anonymous = [session(620, None, NOW + 100), session(621, None, NOW + 100)];
+    for s in &anonymous {
+        store.enter(&room, presence(s, &none, NOW + 100), NOW).await.unwrap();
+        store.enter(&room, presence(s, &none, NOW + 100), NOW).await.unwrap();
+    }
+    let listed = store.present(&room, 10, NOW).await.unwrap();
+    assert_eq!(counts(listed.clone()), (5, 14, 2), "{listed:?}");
+    assert_eq!(store.present(&room, 0, NOW).await.unwrap(), Present { members: None, ..listed }, "kept counts");
+    for s in &sessions[..6] {
+        store.exit(&room, &s.connection_id, s.user_id(), NOW).await.unwrap();
+    }
+    store.exit(&room, &sessions[0].connection_id, sessions[0].user_id(), NOW).await.unwrap();
+    store.exit(&room, &id(699), Some("u0"), NOW).await.unwrap();
+    store.exit(&room, &anonymous[0].connection_id, None, NOW).await.unwrap();
+    store.exit(&room, &anonymous[0].connection_id, None, NOW).await.unwrap();
+    let listed = store.present(&room, 10, NOW).await.unwrap();
+    assert_eq!(counts(listed.clone()), (5, 7, 1), "{listed:?}");
+    assert_eq!(counts(store.present(&room, 1, NOW).await.unwrap()), (5, 7, 1), "kept counts after leaves");
+    // u9 joins with a connection that expires; its later connection's leave is the last and takes
+    // the expired one with it.
+    let (stale, fresh) = (session(630, Some("u9"), NOW + 10), session(631, Some("u9"), NOW + 100));
+    store.enter(&room, presence(&stale, &none, NOW + 100), NOW).await.unwrap();
+    store.enter(&room, presence(&fresh, &none, NOW + 100), NOW).await.unwrap();
+    assert_eq!(counts(store.present(&room, 1, NOW + 20).await.unwrap()), (6, 9, 1), "counted until taken out");
+    assert!(store.exit(&room, &fresh.connection_id, Some("u9"), NOW + 20).await.unwrap(), "u9's last");
+    assert!(!store.exit(&room, &stale.connection_id, Some("u9"), NOW + 20).await.unwrap(), "taken out with it");
+    assert_eq!(counts(store.present(&room, 1, NOW + 20).await.unwrap()), (5, 7, 1));
+    assert_eq!(store.recount().await.unwrap(), 0, "nothing to correct");
+    assert_eq!(counts(store.present(&room, 0, NOW + 20).await.unwrap()), (5, 7, 1));
+}
+
 /// Of 16 concurrent first connections of one user exactly one is first; of their 16 concurrent
 /// leaves exactly one is last.
 async fn presence_first_and_last_hold_under_concurrency(store: Arc<dyn Store>) {
@@ -664,10 +708,13 @@ async fn presence_first_and_last_hold_under_concurrency(store: Arc<dyn Store>) {
     .await;
     assert_eq!(entered.into_iter().filter(|first| *first.as_ref().unwrap()).count(), 1, "one first");
     assert_eq!(store.present(&room, 10, NOW).await.unwrap().connections, 16);
+    let kept = store.present(&room, 0, NOW).await.unwrap();
+    assert_eq!((kept.users, kept.connections), (1, 16), "kept counts under concurrency");
     let left =
         futures::future::join_all(sessions.iter().map(|s| store.exit(&room, &s.connection_id, Some("cat"), NOW))).await;
     assert_eq!(left.into_iter().filter(|last| *last.as_ref().unwrap()).count(), 1, "one last");
     assert_eq!(store.present(&room, 10, NOW).await.unwrap(), Present { members: Some(vec![]), ..Present::default() });
+    assert_eq!(store.present(&room, 0, NOW).await.unwrap(), Present { members: Some(vec![]), ..Present::default() });
 }
 
 /// A user's last leave racing the same user's return: a leave that says "last" is one whose
@@ -777,6 +824,7 @@ conformance!(
     a_batch_removal_says_who_left_which_channels,
     presence_lists_users_and_counts_connections,
     presence_first_and_last_hold_under_concurrency,
+    presence_counts_beyond_the_listing_are_kept_by_the_writes,
 );
 
 #[tokio::test]

@@ -128,6 +128,9 @@ pub struct CleanupSummary {
     pub removed: usize,
     /// Whether this was a dry run.
     pub dry_run: bool,
+    /// Channels whose kept presence counts were corrected (0 on a dry run, and without presence).
+    #[serde(default)]
+    pub recounted: usize,
 }
 
 /// Removes expired sessions and, with [`CleanupOptions::check_connections`], sessions whose
@@ -182,6 +185,9 @@ pub async fn cleanup(
         summary.removed = removed.len();
         crate::hooks::tell_all(app.disconnect_hook.as_deref(), &removed, crate::hooks::Ending::CleanedUp).await;
         app.sender().leave_presence(&removed).await;
+    }
+    if !options.dry_run && !app.config.presence.is_empty() {
+        summary.recounted = app.presence.recount().await?;
     }
     tracing::info!(?summary, "clean-up done");
     Ok(summary)

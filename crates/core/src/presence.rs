@@ -189,7 +189,17 @@ pub trait PresenceStore: Send + Sync + std::fmt::Debug {
     ) -> Result<bool, StoreError>;
 
     /// Who is in `channel`: the counts, and the members when there are at most `listed` users.
+    ///
+    /// Its cost does not grow with the channel: it reads kept counts and at most `listed + 1`
+    /// users. With the members listed, the counts are exact (connections whose time has passed
+    /// left out). Above the listing size they are the kept counts, which count a connection that
+    /// ended without a word until the clean-up takes its session out.
     async fn present(&self, channel: &ChannelName, listed: usize, now: i64) -> Result<Present, StoreError>;
+
+    /// Counts every channel's presence anew and corrects the kept counts where a write's count
+    /// was lost (a function stopped between the two) or an entry expired away; returns how many
+    /// channels it corrected. The clean-up runs it; it reads every presence entry once.
+    async fn recount(&self) -> Result<usize, StoreError>;
 }
 
 /// Presence as the sender and the handlers keep it: the store, which channels have presence,

@@ -28,7 +28,10 @@
 //!
 //! With `--presence`, the last build is measured once more with the channel given presence
 //! (`LWS_PRESENCE`) and another user's connection resident in it, so every `$connect` is a first
-//! join announced to that member and every `$disconnect` a last leave.
+//! join announced to that member and every `$disconnect` a last leave. Then, for every build,
+//! one `presence` answer in a channel of 10 and of 2,000 users (seeded straight into the engine
+//! through this tree's store, one connection each, plus the asking connection): what it reads,
+//! whatever the channel's size (a build without presence is left out).
 
 // A benchmark reports on stdout.
 #![allow(clippy::print_stdout)]
@@ -44,7 +47,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use futures::{SinkExt as _, StreamExt as _};
+use futures::{SinkExt as _, StreamExt as _, TryStreamExt as _};
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -512,6 +515,92 @@ async fn measure_send(
     Ok(cost(&proxy.calls_since(from), from, to, wall))
 }
 
+// ---- one presence answer ---------------------------------------------------------------------
+
+/// Users in the channel for the presence rows, the asking connection's among them.
+const PRESENCE_SIZES: [usize; 2] = [10, 2_000];
+
+/// Enters users `from..to` into the benchmark channel's presence, straight into the engine.
+async fn seed_presence(engine: &str, table: &str, from: usize, to: usize) -> Result<(), Error> {
+    use lambda_ws::presence::{Presence, PresenceStore as _};
+    let aws = lambda_ws_local::local_aws_config();
+    let conf = aws_sdk_dynamodb::config::Builder::from(&aws).endpoint_url(engine).build();
+    let store = lambda_ws::DynamoDbStore::new(aws_sdk_dynamodb::Client::from_conf(conf), table);
+    let channel = lambda_ws::ChannelName::new(CHANNEL)?;
+    let until = lambda_ws::clock::unix_now_secs() + 3600;
+    let info = std::collections::BTreeMap::new();
+    futures::stream::iter(from..to)
+        .map(|i| {
+            let (store, channel, info) = (&store, &channel, &info);
+            async move {
+                let session = lambda_ws::Session {
+                    connection_id: lambda_ws::ConnectionId::new(format!("pres{i:07}AAAAAAA="))?,
+                    identity: Some(lambda_ws::Identity::user(format!("member-{i:05}"))),
+                    api_id: "bench".into(),
+                    stage: "bench".into(),
+                    endpoint: "http://127.0.0.1:1/bench".into(),
+                    source_ip: "127.0.0.1".into(),
+                    user_agent: None,
+                    connected_at: 0,
+                    last_seen: 0,
+                    expires_at: until,
+                    metadata: std::collections::BTreeMap::new(),
+                    bound_channel: None,
+                };
+                store.enter(channel, Presence { session: &session, info, expires_at: until }, 0).await?;
+                Ok::<_, Error>(())
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<()>()
+        .await
+}
+
+/// One `presence` answer's cost at each of [`PRESENCE_SIZES`] users, the mean of `iterations`
+/// asks; `None` for a build whose gateway has no `presence` action.
+async fn measure_presence_answers(
+    proxy: &Proxy,
+    bin: &Path,
+    engine: &str,
+    proxy_addr: SocketAddr,
+    table: &str,
+    iterations: usize,
+) -> Result<Option<Vec<Cost>>, Error> {
+    let gateway = start_gateway(bin, proxy_addr, table, &[("LWS_PRESENCE", CHANNEL)]).await?;
+    let mut ws = open(proxy, &gateway, "bench-asker").await?;
+    let mut seeded = 1; // the asker
+    let mut costs = Vec::new();
+    for size in PRESENCE_SIZES {
+        seed_presence(engine, table, seeded, size).await?;
+        seeded = size;
+        let mut asks = Vec::new();
+        for _ in 0..iterations.max(1) {
+            let _ = proxy.quiet_after(Instant::now()).await;
+            let from = Instant::now();
+            ws.send(Message::text(format!(r#"{{"action":"presence","channel":"{CHANNEL}","ref":"p"}}"#))).await?;
+            let answer = loop {
+                let frame = tokio::time::timeout(Duration::from_secs(10), ws.next()).await?.ok_or("socket ended")??;
+                if let Message::Text(text) = frame {
+                    let value: Value = serde_json::from_str(&text)?;
+                    if value["ref"] == "p" || value["type"] == "presence" {
+                        break value;
+                    }
+                }
+            };
+            let answered = from.elapsed();
+            if answer["type"] != "presence" {
+                return Ok(None);
+            }
+            if answer["users"].as_u64() != Some(size as u64) {
+                return Err(format!("presence answered {} users of {size}", answer["users"]).into());
+            }
+            asks.push(cost(&proxy.calls_since(from), from, Instant::now(), answered));
+        }
+        costs.push(summary(&asks));
+    }
+    Ok(Some(costs))
+}
+
 async fn start_management(bin: &Path, latency_ms: u64) -> Result<(Child, String), Error> {
     let mut process = Command::new(bin.join("fanout-bench"))
         .args(["serve", "--latency-ms", &latency_ms.to_string()])
@@ -587,6 +676,16 @@ async fn main() -> Result<(), Error> {
         println!("  measured {name} with presence");
         results.push((format!("{name}, channel with presence"), measured));
     }
+    let mut answers: Vec<(String, Vec<Cost>)> = Vec::new();
+    if args.iter().any(|a| a == "--presence") {
+        for (index, (name, bin)) in builds.iter().enumerate() {
+            let table = format!("hotpath-answer-{run}-{index}");
+            match measure_presence_answers(&proxy, bin, &engine, proxy_addr, &table, iterations.min(10)).await? {
+                Some(costs) => answers.push((name.clone(), costs)),
+                None => println!("  {name} has no presence action: left out of the presence rows"),
+            }
+        }
+    }
     println!();
     println!(
         "| operation | build | wall (median) | of which in the store | sequential store round trips | store calls | \
@@ -619,10 +718,37 @@ async fn main() -> Result<(), Error> {
             );
         }
     }
+    for (name, costs) in &answers {
+        for (size, c) in PRESENCE_SIZES.iter().zip(costs) {
+            println!(
+                "| one `presence`, {size} users | {name} | {:.1} ms | {:.1} ms | {} | {} | {:.1} | {:.1} | {:.2} | {} |",
+                c.wall_ms,
+                c.store_ms,
+                c.round_trips,
+                c.calls,
+                c.read_units,
+                c.write_units,
+                dollars_per_million(c),
+                c.sequence,
+            );
+        }
+    }
     if let (Some((with, presence)), Some((without, plain_build))) = (results.get(plain), results.get(plain - 1)) {
         println!();
         for (label, pick) in &ops[..3] {
             println!("{}", ratio(label, with, without, &pick(presence), &pick(plain_build)));
+        }
+    }
+    for (name, costs) in &answers {
+        if let [small, large] = &costs[..] {
+            println!();
+            println!(
+                "one `presence`, {name}: {} users / {} users: read units {:.2}, wall {:.2}",
+                PRESENCE_SIZES[1],
+                PRESENCE_SIZES[0],
+                large.read_units / small.read_units,
+                large.wall_ms / small.wall_ms
+            );
         }
     }
     if let [(first, base), rest @ ..] = &results[..plain] {

@@ -36,8 +36,9 @@ use super::{
 };
 use crate::history::{Entry, HistoryRule, HistoryStore, Position, Recent};
 use crate::hooks::Metadata;
-use crate::presence::{Member, Presence, PresenceStore, Present};
 use crate::session::{ChannelName, ConnectionId, Identity, Recipient, Session};
+
+mod presence;
 
 /// Name of the channel index.
 pub const CHANNEL_INDEX: &str = "by-channel";
@@ -69,18 +70,6 @@ const ENTRY_PREFIX: &str = "m#";
 /// How long a stream head outlives its last message (30 days): a channel sent to again within
 /// that keeps its epoch.
 const STREAM_TTL_SECS: i64 = 30 * 24 * 3600;
-/// A channel's presence partition (`pres#<channel>`): an item per user (`u#<user>`: an attribute
-/// `c_<connection id>` per connection there, holding the connection's expiry, and `info`, `v`)
-/// and per anonymous connection (`a#<connection>`). Neither carries `user_id` or `channel`, so
-/// neither index lists them.
-const PRESENCE_PREFIX: &str = "pres#";
-const PRESENT_USER_PREFIX: &str = "u#";
-const PRESENT_ANONYMOUS_PREFIX: &str = "a#";
-/// A user's presence item's attribute per connection (`c_<connection id>`: its expiry).
-const PRESENT_CONNECTION_PREFIX: &str = "c_";
-/// A user's presence item's version, added to by every change (a last leave deletes the item
-/// only if nothing changed since).
-const VERSION: &str = "v";
 const CONN_PREFIX: &str = "conn#";
 const CHAN_PREFIX: &str = "chan#";
 const TOKEN_PREFIX: &str = "token#";
@@ -1265,32 +1254,6 @@ fn decode_cursor(cursor: Option<&Cursor>) -> Result<Option<Item>, StoreError> {
     Ok(Some(map.into_iter().map(|(k, v)| (k, AttributeValue::S(v))).collect()))
 }
 
-/// Where a channel's presence lives.
-fn presence_pk(channel: &ChannelName) -> AttributeValue {
-    s(&format!("{PRESENCE_PREFIX}{channel}"))
-}
-
-/// A presence item's sort key: the user's, or an anonymous connection's.
-fn presence_sk(id: &ConnectionId, user_id: Option<&str>) -> AttributeValue {
-    match user_id {
-        Some(user) => s(&format!("{PRESENT_USER_PREFIX}{user}")),
-        None => s(&format!("{PRESENT_ANONYMOUS_PREFIX}{id}")),
-    }
-}
-
-/// The attribute of a user's presence item that holds `id`'s expiry.
-fn connection_attribute(id: &ConnectionId) -> String {
-    format!("{PRESENT_CONNECTION_PREFIX}{id}")
-}
-
-/// How many connections of a user's presence item have not expired at `now`.
-fn live_connections(item: &Item, now: i64) -> usize {
-    item.iter()
-        .filter(|(name, _)| name.starts_with(PRESENT_CONNECTION_PREFIX))
-        .filter(|(_, until)| until.as_n().ok().and_then(|n| n.parse::<i64>().ok()).is_some_and(|until| until > now))
-        .count()
-}
-
 /// Where a channel's stream lives: `hist#<channel>`, its head item and one item per kept message.
 fn stream_pk(channel: &ChannelName) -> AttributeValue {
     s(&format!("{HISTORY_PREFIX}{channel}"))
@@ -1399,158 +1362,5 @@ impl HistoryStore for DynamoDbStore {
             head_at: get_n(&head, "head_at").unwrap_or(0),
             entries: kept,
         })
-    }
-}
-
-#[async_trait]
-impl PresenceStore for DynamoDbStore {
-    async fn enter(&self, channel: &ChannelName, presence: Presence<'_>, now: i64) -> Result<bool, StoreError> {
-        let session = presence.session;
-        let id = &session.connection_id;
-        let Some(user) = session.user_id() else {
-            self.client
-                .put_item()
-                .table_name(&self.table)
-                .item("pk", presence_pk(channel))
-                .item("sk", presence_sk(id, None))
-                .item(TTL_ATTRIBUTE, n(session.expires_at))
-                .send()
-                .await
-                .map_err(sdk_error)?;
-            return Ok(false);
-        };
-        // One atomic write: the connection's attribute (its expiry), the entry's expiry, the
-        // public metadata and the version; the item as it was says whether any connection of
-        // the user was live there.
-        let update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", presence_pk(channel))
-            .key("sk", presence_sk(id, Some(user)))
-            .expression_attribute_names("#c", connection_attribute(id))
-            .expression_attribute_names("#exp", TTL_ATTRIBUTE)
-            .expression_attribute_names("#info", "info")
-            .expression_attribute_names("#v", VERSION)
-            .expression_attribute_values(":c", n(session.expires_at))
-            .expression_attribute_values(":exp", n(presence.expires_at))
-            .expression_attribute_values(":one", n(1))
-            .return_values(ReturnValue::AllOld);
-        let update = if presence.info.is_empty() {
-            update.update_expression("SET #c = :c, #exp = :exp REMOVE #info ADD #v :one")
-        } else {
-            update
-                .update_expression("SET #c = :c, #exp = :exp, #info = :info ADD #v :one")
-                .expression_attribute_values(":info", string_map_attribute(presence.info))
-        };
-        let old = update.send().await.map_err(sdk_error)?.attributes.unwrap_or_default();
-        Ok(live_connections(&old, now) == 0)
-    }
-
-    async fn exit(
-        &self,
-        channel: &ChannelName,
-        id: &ConnectionId,
-        user_id: Option<&str>,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        let key = (presence_pk(channel), presence_sk(id, user_id));
-        if user_id.is_none() {
-            self.client
-                .delete_item()
-                .table_name(&self.table)
-                .key("pk", key.0)
-                .key("sk", key.1)
-                .send()
-                .await
-                .map_err(sdk_error)?;
-            return Ok(false);
-        }
-        // One atomic removal of the connection's attribute, if it is there; the item as it is
-        // now says whether a live connection of the user is left.
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", key.0.clone())
-            .key("sk", key.1.clone())
-            .update_expression("REMOVE #c ADD #v :one")
-            .condition_expression("attribute_exists(#c)")
-            .expression_attribute_names("#c", connection_attribute(id))
-            .expression_attribute_names("#v", VERSION)
-            .expression_attribute_values(":one", n(1))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        let new = match result {
-            Ok(out) => out.attributes.unwrap_or_default(),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => return Ok(false),
-            Err(e) => return Err(sdk_error(e)),
-        };
-        if live_connections(&new, now) > 0 {
-            return Ok(false);
-        }
-        // The user's last live connection: drop the entry (and any connections left by sessions
-        // that ended without a word), unless it changed meanwhile (another joined).
-        let version = get_n(&new, VERSION)?;
-        let dropped = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .key("pk", key.0)
-            .key("sk", key.1)
-            .condition_expression("#v = :v")
-            .expression_attribute_names("#v", VERSION)
-            .expression_attribute_values(":v", n(version))
-            .send()
-            .await;
-        match dropped {
-            Ok(_) => Ok(true),
-            // Changed since: the same user entered again (and announced itself, having found no
-            // live connection), or another leave of a gone connection dropped it. Either way this
-            // leave is not the last one to say so: a `member_left` now could arrive after that
-            // `member_joined` for a user who is there.
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
-            Err(e) => Err(sdk_error(e)),
-        }
-    }
-
-    async fn present(&self, channel: &ChannelName, listed: usize, now: i64) -> Result<Present, StoreError> {
-        let mut present = Present { members: Some(Vec::new()), ..Present::default() };
-        let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            .filter_expression("#exp > :now")
-            .expression_attribute_names("#exp", TTL_ATTRIBUTE)
-            .expression_attribute_values(":pk", presence_pk(channel))
-            .expression_attribute_values(":now", n(now))
-            .consistent_read(true);
-        query_all(query, |item| {
-            let sk = get_s(&item, "sk").unwrap_or_default();
-            if sk.starts_with(PRESENT_ANONYMOUS_PREFIX) {
-                present.anonymous += 1;
-                present.connections += 1;
-                return Ok(());
-            }
-            let Some(user) = sk.strip_prefix(PRESENT_USER_PREFIX) else { return Ok(()) };
-            let connections = live_connections(&item, now);
-            if connections == 0 {
-                return Ok(());
-            }
-            present.users += 1;
-            present.connections += connections;
-            if present.users > listed {
-                present.members = None;
-            }
-            if let Some(members) = &mut present.members {
-                let info = string_map(item.get("info"));
-                members.push(Member { user_id: user.to_owned(), connections, info });
-            }
-            Ok(())
-        })
-        .await?;
-        Ok(present)
     }
 }

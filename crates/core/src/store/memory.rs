@@ -498,6 +498,16 @@ impl HistoryStore for MemoryStore {
 struct ChannelPresence {
     users: BTreeMap<String, UserEntry>,
     anonymous: HashMap<ConnectionId, i64>,
+    /// Connections the user entries hold, expired or not (kept with every change, so counting
+    /// costs nothing however many users there are).
+    held: usize,
+}
+
+impl ChannelPresence {
+    /// Connections the user entries hold, counted.
+    fn held_counted(&self) -> usize {
+        self.users.values().map(|e| e.connections.len()).sum()
+    }
 }
 
 #[derive(Debug)]
@@ -531,7 +541,9 @@ impl PresenceStore for MemoryStore {
             expires_at: i64::MIN,
         });
         let first = entry.expires_at <= now || entry.live(now) == 0;
-        entry.connections.insert(id, session.expires_at);
+        if entry.connections.insert(id, session.expires_at).is_none() {
+            present.held += 1;
+        }
         entry.info = presence.info.clone();
         entry.expires_at = presence.expires_at;
         Ok(first)
@@ -558,8 +570,10 @@ impl PresenceStore for MemoryStore {
                     return Ok(false);
                 };
                 let counted = entry.connections.remove(id).is_some();
+                present.held -= usize::from(counted);
                 let none_left = entry.live(now) == 0;
                 if none_left {
+                    present.held -= entry.connections.len();
                     present.users.remove(user);
                 }
                 counted && none_left
@@ -576,24 +590,39 @@ impl PresenceStore for MemoryStore {
         let Some(present) = s.presence.get(channel) else {
             return Ok(Present { members: Some(Vec::new()), ..Present::default() });
         };
-        let live: Vec<(&String, &UserEntry, usize)> = present
+        let anonymous = present.anonymous.len();
+        let counts_only =
+            Present { users: present.users.len(), connections: present.held + anonymous, anonymous, members: None };
+        if present.users.len() > listed {
+            return Ok(counts_only);
+        }
+        // At most `listed` entries: the live ones, exactly.
+        let members: Vec<Member> = present
             .users
             .iter()
             .filter(|(_, e)| e.expires_at > now)
-            .map(|(user, e)| (user, e, e.live(now)))
-            .filter(|(_, _, n)| *n > 0)
+            .map(|(user, e)| Member { user_id: user.clone(), connections: e.live(now), info: e.info.clone() })
+            .filter(|m| m.connections > 0)
             .collect();
-        let anonymous = present.anonymous.values().filter(|until| **until > now).count();
-        let members = (live.len() <= listed).then(|| {
-            live.iter()
-                .map(|(user, e, n)| Member { user_id: (*user).clone(), connections: *n, info: e.info.clone() })
-                .collect()
-        });
         Ok(Present {
-            users: live.len(),
-            connections: live.iter().map(|(_, _, n)| n).sum::<usize>() + anonymous,
+            users: members.len(),
+            connections: members.iter().map(|m| m.connections).sum::<usize>() + anonymous,
             anonymous,
-            members,
+            members: Some(members),
         })
+    }
+
+    async fn recount(&self) -> Result<usize, StoreError> {
+        // Every change keeps the count under the same lock, so none can be lost; this checks it.
+        let mut s = self.state();
+        let mut corrected = 0;
+        for present in s.presence.values_mut() {
+            let held = present.held_counted();
+            if held != present.held {
+                present.held = held;
+                corrected += 1;
+            }
+        }
+        Ok(corrected)
     }
 }

@@ -39,6 +39,9 @@ pub(crate) async fn cleanup(args: &CleanupArgs) -> ExitCode {
                     summary.checked, summary.unchecked
                 );
             }
+            if summary.recounted > 0 {
+                println!("corrected the presence counts of {} channel(s)", summary.recounted);
+            }
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),
