@@ -106,6 +106,11 @@ export type ConnectionId = string;
 
 /** What happened to one message sent to one target. */
 export interface DeliveryReport {
+  /**
+   * Connections closed (a request with `close`; absent otherwise). Connections already gone
+   * are in `gone`, ones that could not be closed in `failed`.
+   */
+  closed?: number | null;
   /** Posts the Management API accepted. */
   delivered: number;
   /** Wall time of the send, in milliseconds. */
@@ -377,11 +382,19 @@ export interface ResourceUpdated {
 
 /** One request to the sender. */
 export interface SendRequest {
+  /**
+   * Close every targeted connection (after delivering `message`, if any) and remove its
+   * session, as a logout, a password change or a ban needs; for a `user` target, tokens
+   * issued to the user before the close are refused at `$connect`. See `Sender::close`.
+   *
+   * `Sender::close`: crate::delivery::Sender::close
+   */
+  close?: boolean;
   /** Connections to leave out (e.g. the one whose action caused the broadcast). */
   exclude?: ConnectionId | ConnectionId[];
-  /** What to deliver. */
-  message: Outbound;
-  /** Who to deliver to. */
+  /** What to deliver. Required unless `close` is set; with `close`, delivered first. */
+  message?: Outbound | null;
+  /** Who to deliver to (and, with `close`, whose connections to close). */
   target: Target;
   /** Contract version; absent means the current one. */
   version?: number | null;

@@ -34,7 +34,8 @@ export interface MessageEvents {
 
 export interface ManagerEvents extends MessageEvents {
   open: { channel: string | null };
-  close: { code: number; reason: string };
+  /** `byServer`: the server closed the connection on purpose (code 1000, e.g. a logout closed the user's sessions). */
+  close: { code: number; reason: string; byServer: boolean };
   message: OutboundMessage | CustomMessage;
   refused: { status: number; message: string };
   /** A reconnect caught up on every message missed in `channel` (numbers `from` + 1 to `to`). */

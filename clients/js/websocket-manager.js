@@ -116,6 +116,10 @@ export class WebSocketManager {
    * errors and `error` messages. Lifecycle events come from this client only: a pushed message
    * whose `type` is one of them never fires them (listen with onMessage for those). 'recovered'
    * ({channel, from, to}): a reconnect caught up on everything missed in a channel with history;
+   * 'close' ({code, reason, byServer}): the connection closed and the client will try again;
+   * `byServer` is true when the server closed it on purpose (code 1000, e.g. your backend closed
+   * the user's sessions at logout). 'refused' ({status, message}): the token issuer refused
+   * (401/403), so the client stops until connect() is called again.
    * 'gap' ({channel, from, seq, epoch}): it could not (the window was exceeded or the stream
    * restarted), so refetch that channel's state. 'presence' ({channel, users, connections,
    * anonymous, members}): the members of a channel asked for with presence() changed.
@@ -459,7 +463,10 @@ export class WebSocketManager {
       if (this.socket !== socket) return;
       clearTimeout(this.stableTimer);
       this.socket = null;
-      this._emit('close', { code: event.code, reason: event.reason });
+      // 1000 from the server: it closed this connection on purpose (API Gateway's DELETE
+      // @connections: a logout, a ban). The client still tries again; a token issuer that then
+      // refuses (401/403) ends it in 'refused', without a loop.
+      this._emit('close', { code: event.code, reason: event.reason, byServer: event.code === 1000 });
       if (this.state !== 'closed') this._retry();
     };
   }

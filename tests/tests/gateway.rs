@@ -491,6 +491,31 @@ async fn clients_dropping_during_a_fan_out_are_removed_and_the_rest_served(store
     }
 }
 
+/// The sender's `close` through the gateway, with real clients: the user's sockets get the
+/// message, then a close (1000, as API Gateway closes a deleted connection); another user's stays
+/// open; a token the user held from before the close is refused (401), a new one connects.
+async fn closing_a_user_closes_their_sockets(store: StoreChoice) {
+    let gw = start(store).await;
+    let mut ann1 = connect(&gw, "ann", "lobby").await;
+    let mut ann2 = connect(&gw, "ann", "room").await;
+    let mut bob = connect(&gw, "bob", "lobby").await;
+    let held = token(&gw, "ann").await;
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let notice = json!({"type":"toast","level":"warning","message":"signed out"});
+    let report = invoke_sender(&gw, json!({"target":{"user":"ann"},"message":notice,"close":true})).await;
+    assert_eq!((report["delivered"].as_u64(), report["closed"].as_u64()), (Some(2), Some(2)), "{report}");
+    for ws in [&mut ann1, &mut ann2] {
+        assert_eq!(next_json(ws).await, notice, "the message before the close");
+        assert_eq!(close_code(ws).await, 1000);
+    }
+    assert!(!connection_id(&mut bob).await.is_empty(), "bob is still connected");
+    let refused = try_connect(&gw, &format!("ws_token={held}&channel=lobby"), Some(ORIGIN)).await.err();
+    assert_eq!(refused, Some(401), "a token from before the close");
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let mut back = connect(&gw, "ann", "lobby").await;
+    assert!(!connection_id(&mut back).await.is_empty(), "a token issued after the close connects");
+}
+
 macro_rules! on_both_stores {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -529,6 +554,7 @@ on_both_stores!(
     percent_encoded_management_paths,
     subprotocols,
     per_ip_limits_and_loopback,
+    closing_a_user_closes_their_sockets,
 );
 
 #[tokio::test]

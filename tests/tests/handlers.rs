@@ -789,6 +789,55 @@ async fn the_disconnect_hook_hears_every_ending() {
     assert_eq!(seen.len(), 3, "once each: {seen:?}");
 }
 
+/// `close: true` for a user: the message first, then every connection of the user closed
+/// (`DELETE @connections`), the sessions removed, the disconnect hook told `Closed`, presence
+/// announcing the user gone; tokens issued before the close are refused at `$connect` (401),
+/// ones issued after connect; other users are untouched. A request with neither a message nor
+/// `close` is refused; a connection already gone is reported as such.
+#[tokio::test]
+async fn closing_a_users_sessions_closes_removes_announces_and_refuses_earlier_tokens() {
+    use lambda_ws::hooks::Ending;
+    let mut h = presence_harness("room-*").await;
+    let endings = Arc::new(Endings::default());
+    h.app = h.app.clone().with_disconnect_hook(endings.clone());
+    h.connected("k1", "ann", "room-1").await;
+    h.connected("k2", "ann", "room-1").await;
+    h.connected("k3", "bob", "room-1").await;
+    let early = h.token("ann", None).await;
+    h.clock.advance(1);
+    h.server.clear();
+    let toast = json!({"type": "toast", "level": "warning", "message": "You were signed out"});
+    let report = handlers::send(&h.app, json!({"target": {"user": "ann"}, "message": toast, "close": true})).await;
+    assert_eq!((report["delivered"].as_u64(), report["closed"].as_u64()), (Some(2), Some(2)), "{report}");
+    for id in ["k1", "k2"] {
+        assert_eq!(h.server.posts_to(id).first().map(|m| m["type"].clone()), Some(json!("toast")), "message first");
+    }
+    let mut deleted = h.server.deleted();
+    deleted.sort();
+    assert_eq!(deleted, vec!["k1".to_owned(), "k2".to_owned()]);
+    let sessions: Vec<String> =
+        h.keys().await.into_iter().filter(|(pk, sk)| pk.starts_with("conn#") && sk == "session").map(|k| k.0).collect();
+    assert_eq!(sessions, vec!["conn#k3".to_owned()], "ann's sessions removed, bob's kept");
+    assert_eq!(presence_events(&h, "k3"), vec![event("member_left", "ann")], "announced once");
+    let seen = endings.0.lock().unwrap().clone();
+    assert_eq!(seen.iter().filter(|e| e.ending == Ending::Closed).count(), 2, "{seen:?}");
+    // The token issued before the close is refused; one issued after it connects.
+    let (status, body) = h.connect("k4", Some(&early), Some("room-1")).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("closed"), "{body}");
+    h.clock.advance(1);
+    let fresh = h.token("ann", None).await;
+    assert_eq!(h.connect("k5", Some(&fresh), Some("room-1")).await.0, 200, "a token issued after the close");
+    assert_eq!(h.connect("k6", Some(&h.token("bob", None).await), Some("room-1")).await.0, 200, "bob");
+    // Neither message nor close; a close of a connection that is gone already.
+    let refused = handlers::send(&h.app, json!({"target": {"user": "ann"}})).await;
+    assert_eq!(refused["error"]["code"], "bad_request", "{refused}");
+    h.server.set_gone("k6");
+    let gone = handlers::send(&h.app, json!({"target": {"connection": "k6"}, "close": true})).await;
+    assert_eq!((gone["closed"].as_u64(), gone["gone"].clone()), (Some(0), json!(["k6"])), "{gone}");
+    assert!(h.keys().await.iter().all(|(pk, _)| pk != "conn#k6"), "its session removed too");
+}
+
 // ---- channel history and resume ------------------------------------------------------------------
 
 /// Posts as the client handles them: a replay frame's messages in its place, in order.

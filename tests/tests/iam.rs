@@ -289,6 +289,9 @@ async fn exercise_with(f: &Function, binary: &str) -> Used {
             ] {
                 handlers::send(&f.app, json!({"target": target, "message": message})).await;
             }
+            // Closing a user's sessions: the close mark on the user item, DELETE on each connection.
+            f.connected("s3", "cat", "lobby").await;
+            handlers::send(&f.app, json!({"target": {"user": "cat"}, "close": true})).await;
         }
         "cleanup" => {
             f.connected("x1", "ann", "lobby").await;

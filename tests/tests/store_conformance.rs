@@ -190,9 +190,11 @@ async fn tokens_are_taken_once(store: Arc<dyn Store>) {
         identity: Identity::user("erin").with_groups(["a", "b"]),
         channel: Some(ch("room")),
         expires_at: NOW + 60,
+        issued_at: NOW * 1000,
     };
     store.put_token("ab12", &record).await.unwrap();
-    let bare = TokenRecord { identity: Identity::user("fay"), channel: None, expires_at: NOW + 60 };
+    let bare =
+        TokenRecord { identity: Identity::user("fay"), channel: None, expires_at: NOW + 60, issued_at: NOW * 1000 };
     store.put_token("cd34", &bare).await.unwrap();
     assert_eq!(store.take_token("ab12").await.unwrap(), Some(record));
     assert_eq!(store.take_token("ab12").await.unwrap(), None);
@@ -203,7 +205,12 @@ async fn tokens_are_taken_once(store: Arc<dyn Store>) {
 }
 
 async fn expired_tokens_are_purged(store: Arc<dyn Store>) {
-    let record = |user: &str, expires_at| TokenRecord { identity: Identity::user(user), channel: None, expires_at };
+    let record = |user: &str, expires_at| TokenRecord {
+        identity: Identity::user(user),
+        channel: None,
+        expires_at,
+        issued_at: NOW * 1000,
+    };
     store.put_token("old1", &record("gus", NOW - 1)).await.unwrap();
     store.put_token("old2", &record("gus", NOW)).await.unwrap();
     store.put_token("live", &record("gus", NOW + 1)).await.unwrap();
@@ -217,7 +224,8 @@ async fn expired_tokens_are_purged(store: Arc<dyn Store>) {
 }
 
 async fn concurrent_token_consumers(store: Arc<dyn Store>) {
-    let record = TokenRecord { identity: Identity::user("gus"), channel: None, expires_at: NOW + 60 };
+    let record =
+        TokenRecord { identity: Identity::user("gus"), channel: None, expires_at: NOW + 60, issued_at: NOW * 1000 };
     store.put_token("race", &record).await.unwrap();
     let tasks: Vec<_> = (0..32)
         .map(|_| {
@@ -339,34 +347,47 @@ async fn connection_slots_are_claimed_atomically_and_freed(store: Arc<dyn Store>
     let user = |n: usize| session(n, Some("slotty"), NOW + 100);
     let claims = (50..58).map(|n| {
         let store = store.clone();
-        tokio::spawn(async move { store.claim_connection(&user(n), SLOTS, NOW).await.unwrap() })
+        tokio::spawn(async move { store.claim_connection(&user(n), SLOTS, NOW * 1000, NOW).await.unwrap() })
     });
     let outcomes: Vec<Claim> = futures::future::join_all(claims).await.into_iter().map(Result::unwrap).collect();
     let granted: Vec<bool> = outcomes.iter().map(|c| claimed(*c)).collect();
     assert_eq!(granted.iter().filter(|g| **g).count(), 3, "exactly the limit under concurrency: {outcomes:?}");
     assert!(outcomes.iter().all(|c| matches!(c, Claim::Claimed { slot: true } | Claim::Full)), "{outcomes:?}");
     let holders: Vec<usize> = (50..58).zip(&granted).filter(|(_, g)| **g).map(|(n, _)| n).collect();
-    assert!(claimed(store.claim_connection(&user(holders[0]), SLOTS, NOW).await.unwrap()), "a holder claims again");
-    assert_eq!(store.claim_connection(&user(60), SLOTS, NOW).await.unwrap(), Claim::Full);
+    assert!(
+        claimed(store.claim_connection(&user(holders[0]), SLOTS, NOW * 1000, NOW).await.unwrap()),
+        "a holder claims again"
+    );
+    assert_eq!(store.claim_connection(&user(60), SLOTS, NOW * 1000, NOW).await.unwrap(), Claim::Full);
     assert_eq!(
-        store.claim_connection(&session(61, None, NOW + 100), SLOTS, NOW).await.unwrap(),
+        store.claim_connection(&session(61, None, NOW + 100), SLOTS, NOW * 1000, NOW).await.unwrap(),
         Claim::Claimed { slot: false },
         "anonymous: no slot"
     );
-    assert!(claimed(store.claim_connection(&session(62, Some("other"), NOW + 100), SLOTS, NOW).await.unwrap()));
+    assert!(claimed(
+        store.claim_connection(&session(62, Some("other"), NOW + 100), SLOTS, NOW * 1000, NOW).await.unwrap()
+    ));
     // Removing a session frees its slot, one at a time or in a batch.
     for n in &holders {
         store.open_session(&user(*n), Some(&ch("lobby")), true).await.unwrap();
     }
     store.remove_session(&id(holders[0])).await.unwrap();
-    assert!(claimed(store.claim_connection(&user(60), SLOTS, NOW).await.unwrap()), "freed by remove_session");
+    assert!(
+        claimed(store.claim_connection(&user(60), SLOTS, NOW * 1000, NOW).await.unwrap()),
+        "freed by remove_session"
+    );
     store.remove_sessions(&[id(holders[1]), id(holders[2])]).await.unwrap();
-    assert!(claimed(store.claim_connection(&user(63), SLOTS, NOW).await.unwrap()), "freed by remove_sessions");
-    assert!(claimed(store.claim_connection(&user(64), SLOTS, NOW).await.unwrap()));
-    assert_eq!(store.claim_connection(&user(65), SLOTS, NOW).await.unwrap(), Claim::Full, "full again");
+    assert!(
+        claimed(store.claim_connection(&user(63), SLOTS, NOW * 1000, NOW).await.unwrap()),
+        "freed by remove_sessions"
+    );
+    assert!(claimed(store.claim_connection(&user(64), SLOTS, NOW * 1000, NOW).await.unwrap()));
+    assert_eq!(store.claim_connection(&user(65), SLOTS, NOW * 1000, NOW).await.unwrap(), Claim::Full, "full again");
     // Slots of sessions that expired without a $disconnect are reclaimed.
     let later = NOW + 100;
-    assert!(claimed(store.claim_connection(&session(66, Some("slotty"), later + 100), SLOTS, later).await.unwrap()));
+    assert!(claimed(
+        store.claim_connection(&session(66, Some("slotty"), later + 100), SLOTS, NOW * 1000, later).await.unwrap()
+    ));
 }
 
 /// The per-user connect rate rides on the slot claim's write: exactly the limit under 32
@@ -376,7 +397,7 @@ async fn connects_per_user_are_counted_with_the_slot(store: Arc<dyn Store>) {
     let user = |n: usize| session(n, Some("eager"), NOW + 1000);
     let claims = (100..132).map(|n| {
         let store = store.clone();
-        tokio::spawn(async move { store.claim_connection(&user(n), limits, NOW).await.unwrap() })
+        tokio::spawn(async move { store.claim_connection(&user(n), limits, NOW * 1000, NOW).await.unwrap() })
     });
     let outcomes: Vec<Claim> = futures::future::join_all(claims).await.into_iter().map(Result::unwrap).collect();
     assert_eq!(outcomes.iter().filter(|c| **c == Claim::Claimed { slot: true }).count(), 5, "{outcomes:?}");
@@ -385,16 +406,19 @@ async fn connects_per_user_are_counted_with_the_slot(store: Arc<dyn Store>) {
     let few = UserLimits { max_connections: 10, connects_per_minute: 100 };
     let next = NOW + 60;
     for n in 140..145 {
-        assert!(claimed(store.claim_connection(&user(n), few, next).await.unwrap()), "claim {n}");
+        assert!(claimed(store.claim_connection(&user(n), few, NOW * 1000, next).await.unwrap()), "claim {n}");
     }
-    assert_eq!(store.claim_connection(&user(145), few, next).await.unwrap(), Claim::Full, "5 + 5 slots");
+    assert_eq!(store.claim_connection(&user(145), few, NOW * 1000, next).await.unwrap(), Claim::Full, "5 + 5 slots");
     // Without the connection limit, the count alone; with neither, nothing.
     let rate_only = UserLimits { max_connections: 0, connects_per_minute: 1 };
     let later = NOW + 600;
-    assert_eq!(store.claim_connection(&user(146), rate_only, later).await.unwrap(), Claim::Claimed { slot: false });
-    assert_eq!(store.claim_connection(&user(147), rate_only, later).await.unwrap(), Claim::RateLimited);
     assert_eq!(
-        store.claim_connection(&user(148), UserLimits::default(), later).await.unwrap(),
+        store.claim_connection(&user(146), rate_only, NOW * 1000, later).await.unwrap(),
+        Claim::Claimed { slot: false }
+    );
+    assert_eq!(store.claim_connection(&user(147), rate_only, NOW * 1000, later).await.unwrap(), Claim::RateLimited);
+    assert_eq!(
+        store.claim_connection(&user(148), UserLimits::default(), NOW * 1000, later).await.unwrap(),
         Claim::Claimed { slot: false }
     );
 }
@@ -652,6 +676,31 @@ async fn presence_lists_users_and_counts_connections(store: Arc<dyn Store>) {
     assert_eq!(store.present(&room, 10, NOW + 20).await.unwrap().users, 1);
 }
 
+/// A close of a user's sessions refuses every claim with a token issued until then (to the
+/// millisecond), with or without per-user limits, and no one else's; a token issued after it
+/// connects; a refused claim takes no slot and counts no connect; a later close moves the mark.
+async fn closing_a_user_refuses_tokens_issued_before_it(store: Arc<dyn Store>) {
+    let at = NOW * 1000 + 500;
+    let limits = [SLOTS, UserLimits::default(), UserLimits { max_connections: 0, connects_per_minute: 5 }];
+    let ann = |n: usize| session(n, Some("ann"), NOW + 100);
+    for limits in limits {
+        assert!(claimed(store.claim_connection(&ann(700), limits, at - 1, NOW).await.unwrap()), "before any close");
+    }
+    store.close_user("ann", at, NOW + 3600).await.unwrap();
+    for limits in limits {
+        assert_eq!(store.claim_connection(&ann(701), limits, at - 1, NOW).await.unwrap(), Claim::Closed);
+        assert_eq!(store.claim_connection(&ann(701), limits, at, NOW).await.unwrap(), Claim::Closed, "same ms");
+        assert!(claimed(store.claim_connection(&ann(702), limits, at + 1, NOW).await.unwrap()), "issued after");
+        let bob = session(703, Some("bob"), NOW + 100);
+        assert!(claimed(store.claim_connection(&bob, limits, at - 1, NOW).await.unwrap()), "another user");
+    }
+    // Slots: 700 and 702 hold two of three; the refused 701 took none.
+    assert!(claimed(store.claim_connection(&ann(704), SLOTS, at + 2, NOW).await.unwrap()), "the third slot");
+    assert_eq!(store.claim_connection(&ann(705), SLOTS, at + 3, NOW).await.unwrap(), Claim::Full);
+    store.close_user("ann", at + 10, NOW + 60).await.unwrap();
+    assert_eq!(store.claim_connection(&ann(702), SLOTS, at + 1, NOW).await.unwrap(), Claim::Closed, "moved");
+}
+
 /// The counts a channel larger than its listing answers are kept by the writes themselves: the
 /// same as the listing's through joins, a connection joining twice, leaves, a leave of a
 /// connection never counted, anonymous connections and a last leave that takes an expired
@@ -825,6 +874,7 @@ conformance!(
     presence_lists_users_and_counts_connections,
     presence_first_and_last_hold_under_concurrency,
     presence_counts_beyond_the_listing_are_kept_by_the_writes,
+    closing_a_user_refuses_tokens_issued_before_it,
 );
 
 #[tokio::test]
@@ -834,7 +884,10 @@ async fn dynamodb_items_carry_the_ttl_attribute() {
     store.put_session(&s).await.unwrap();
     store.join(&s, &ch("ttl"), 16).await.unwrap();
     store
-        .put_token("tt", &TokenRecord { identity: Identity::user("hal"), channel: None, expires_at: NOW + 5 })
+        .put_token(
+            "tt",
+            &TokenRecord { identity: Identity::user("hal"), channel: None, expires_at: NOW + 5, issued_at: NOW * 1000 },
+        )
         .await
         .unwrap();
     store.increment("ttl#x", NOW + 9).await.unwrap();
@@ -857,7 +910,7 @@ async fn dynamodb_removes_sessions_written_by_the_previous_data_model() {
     let client = lambda_ws_e2e::dynamodb_client();
     let old = session(910, Some("legacy"), NOW + 100);
     let limits = UserLimits { max_connections: 1, connects_per_minute: 0 };
-    assert!(claimed(store.claim_connection(&old, limits, NOW).await.unwrap()));
+    assert!(claimed(store.claim_connection(&old, limits, NOW * 1000, NOW).await.unwrap()));
     store.put_session(&old).await.unwrap();
     let put = |item: Vec<(&str, AttributeValue)>| {
         let request = client.put_item().table_name(store.table());
@@ -887,13 +940,15 @@ async fn dynamodb_removes_sessions_written_by_the_previous_data_model() {
     .unwrap();
     assert_eq!(store.channels_of(&old.connection_id, NOW).await.unwrap(), vec![ch("old-room")], "listed");
     assert_eq!(
-        store.claim_connection(&session(911, Some("legacy"), NOW + 100), limits, NOW).await.unwrap(),
+        store.claim_connection(&session(911, Some("legacy"), NOW + 100), limits, NOW * 1000, NOW).await.unwrap(),
         Claim::Full
     );
     assert_eq!(remove(&*store, &old.connection_id).await, Some(removed(&old, &["old-room"])));
     assert!(store.channel_page(&ch("old-room"), None, 10, NOW).await.unwrap().items.is_empty(), "membership gone");
     assert!(
-        claimed(store.claim_connection(&session(911, Some("legacy"), NOW + 100), limits, NOW).await.unwrap()),
+        claimed(
+            store.claim_connection(&session(911, Some("legacy"), NOW + 100), limits, NOW * 1000, NOW).await.unwrap()
+        ),
         "slot freed"
     );
 }

@@ -154,6 +154,29 @@ test('after the gateway drops the connection it reconnects with a fresh token; t
   await page.close();
 });
 
+test("closing a user's sessions shows in the page, which stays closed while the issuer refuses", async () => {
+  const page = await openPage('signed-out');
+  // From now on the app's token issuer refuses this user (signed out), as a real one would.
+  let tokenRequests = 0;
+  await page.route('**/ws-token**', (route) => {
+    tokenRequests += 1;
+    return route.fulfill({ status: 401, contentType: 'application/json',
+      body: JSON.stringify({ error: { code: 'unauthorized', message: 'signed out' } }) });
+  });
+  const notice = { type: 'toast', level: 'warning', title: 'Signed out', message: 'You were signed out' };
+  const report = await request('POST', '/2015-03-31/functions/sender/invocations',
+    { target: { user: 'signed-out' }, message: notice, close: true });
+  assert.equal(report.body.closed, 1, JSON.stringify(report.body));
+  await page.waitForSelector('.toast-warning');
+  await page.waitForSelector('#log .sys:has-text("the server closed this connection")');
+  await page.waitForFunction(() => window.demo.state === 'refused');
+  assert.match(await page.textContent('#status'), /refused: signed out/);
+  await page.waitForTimeout(1500);
+  assert.equal(await page.evaluate(() => window.demo.state), 'refused', 'no reconnect loop');
+  assert.equal(tokenRequests, 1, 'one token request after the close, then none');
+  await page.close();
+});
+
 test('changing channel reconnects into the new channel only', async () => {
   const ann = await openPage('mover');
   const bob = await openPage('room-user', 'room-2');

@@ -176,7 +176,7 @@ impl Config {
             c.require_token = parse_bool("LWS_REQUIRE_TOKEN", &v)?;
         }
         if let Some(v) = get("LWS_TOKEN_TTL_SECS") {
-            c.token_ttl = Duration::from_secs(parse_num("LWS_TOKEN_TTL_SECS", &v, 1, 3600)?);
+            c.token_ttl = Duration::from_secs(parse_num("LWS_TOKEN_TTL_SECS", &v, 1, crate::token::MAX_TTL_SECS)?);
         }
         if let Some(v) = get("LWS_DEFAULT_CHANNEL") {
             c.default_channel = Some(ChannelName::new(v).map_err(ConfigError::DefaultChannel)?);

@@ -105,6 +105,8 @@ pub enum Ending {
     Gone,
     /// Clean-up removed it: expired, or reported gone by `GET @connections`.
     CleanedUp,
+    /// The sender closed it (a request with `close`: a logout, a ban, `lambda-ws sessions close`).
+    Closed,
 }
 
 /// A session that ended.

@@ -214,8 +214,18 @@ impl SessionStore for SlowPages {
         self.inner.join(session, channel, max).await
     }
 
-    async fn claim_connection(&self, session: &Session, limits: UserLimits, now: i64) -> Result<Claim, StoreError> {
-        self.inner.claim_connection(session, limits, now).await
+    async fn claim_connection(
+        &self,
+        session: &Session,
+        limits: UserLimits,
+        issued_ms: i64,
+        now: i64,
+    ) -> Result<Claim, StoreError> {
+        self.inner.claim_connection(session, limits, issued_ms, now).await
+    }
+
+    async fn close_user(&self, user: &str, now_ms: i64, keep_until: i64) -> Result<(), StoreError> {
+        self.inner.close_user(user, now_ms, keep_until).await
     }
 
     async fn admit_message(
@@ -368,7 +378,7 @@ impl TestHarness {
     /// A connect token for `identity`, optionally bound to `channel`, as the issuer would store it.
     pub async fn token(&self, identity: Identity, channel: Option<ChannelName>) -> String {
         let ttl = self.app.config.token_ttl.as_secs();
-        match token::issue(&*self.app.tokens, identity, channel, ttl, self.clock.now_secs()).await {
+        match token::issue(&*self.app.tokens, identity, channel, ttl, self.clock.now_millis()).await {
             Ok(issued) => issued.token,
             // The in-memory store does not fail.
             Err(e) => unreachable!("memory store failed: {e}"),

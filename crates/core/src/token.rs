@@ -57,23 +57,29 @@ pub fn token_hash(token: &str) -> String {
     })
 }
 
+/// The longest a token may live (`LWS_TOKEN_TTL_SECS` is at most this): a close of a user's
+/// sessions is remembered this long, so no token issued before it connects after it.
+pub const MAX_TTL_SECS: u64 = 3600;
+
 /// Whether `token` has the shape of one we issue (cheap reject before any store call).
 pub fn is_well_formed(token: &str) -> bool {
     token.len() == TOKEN_LEN && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Issues a token for `identity`, optionally bound to one channel, valid for `ttl_secs`.
+/// Issues a token for `identity`, optionally bound to one channel, valid for `ttl_secs` from
+/// `now_ms` (Unix milliseconds).
 pub async fn issue(
     store: &dyn TokenStore,
     identity: Identity,
     channel: Option<ChannelName>,
     ttl_secs: u64,
-    now_secs: i64,
+    now_ms: i64,
 ) -> Result<IssuedToken, StoreError> {
+    let now_secs = now_ms.div_euclid(1000);
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let token = URL_SAFE_NO_PAD.encode(bytes);
-    let record = TokenRecord { identity, channel, expires_at: now_secs + ttl_secs as i64 };
+    let record = TokenRecord { identity, channel, expires_at: now_secs + ttl_secs as i64, issued_at: now_ms };
     store.put_token(&token_hash(&token), &record).await?;
     Ok(IssuedToken { token, expires_in: ttl_secs })
 }
@@ -105,8 +111,8 @@ mod tests {
     #[tokio::test]
     async fn issued_tokens_are_random_urlsafe_and_stored_hashed() {
         let store = MemoryStore::new();
-        let a = issue(&store, Identity::user("u"), None, 60, 1000).await.expect("issue");
-        let b = issue(&store, Identity::user("u"), None, 60, 1000).await.expect("issue");
+        let a = issue(&store, Identity::user("u"), None, 60, 1_000_000).await.expect("issue");
+        let b = issue(&store, Identity::user("u"), None, 60, 1_000_000).await.expect("issue");
         assert_ne!(a.token, b.token);
         assert!(is_well_formed(&a.token), "{}", a.token.len());
         assert_eq!(a.expires_in, 60);
@@ -120,10 +126,10 @@ mod tests {
     #[tokio::test]
     async fn consume_once_before_expiry() {
         let store = MemoryStore::new();
-        let t = issue(&store, Identity::user("u"), None, 60, 1000).await.expect("issue");
+        let t = issue(&store, Identity::user("u"), None, 60, 1_000_000).await.expect("issue");
         assert_eq!(consume(&store, Some(&t.token), 1059).await.expect("valid").identity.user_id, "u");
         assert_eq!(consume(&store, Some(&t.token), 1059).await, Err(TokenError::Invalid), "replay");
-        let late = issue(&store, Identity::user("u"), None, 60, 1000).await.expect("issue");
+        let late = issue(&store, Identity::user("u"), None, 60, 1_000_000).await.expect("issue");
         assert_eq!(consume(&store, Some(&late.token), 1060).await, Err(TokenError::Expired));
         assert_eq!(
             consume(&store, Some(&late.token), 1000).await,

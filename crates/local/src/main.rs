@@ -61,6 +61,7 @@ async fn main() -> ExitCode {
         Command::Dev(args) => Dev::repository().serve(args).await,
         Command::Schema(args) => Dev::repository().write_schema(&args),
         Command::Sessions { command: SessionsCommand::List(args) } => cli::sessions::list_sessions(&args).await,
+        Command::Sessions { command: SessionsCommand::Close(args) } => cli::sessions::close_sessions(&args).await,
         Command::Send(args) => cli::send::send(&args).await,
         Command::Cleanup(args) => cli::cleanup::cleanup(&args).await,
         Command::Tokens { command: TokensCommand::Purge(args) } => cli::tokens::purge_tokens(&args).await,

@@ -78,6 +78,18 @@ async fn next_json(ws: &mut Ws) -> Value {
     }
 }
 
+/// The close code the gateway sends, within 5 s (frames before it skipped).
+async fn close_code(ws: &mut Ws) -> u16 {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("a close in time") {
+            Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
+            Some(Ok(Message::Close(None))) => return 1005,
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return 1006,
+        }
+    }
+}
+
 /// Runs `lambda-ws <args>` with AWS settings for the local engine: (exit success, stdout, stderr).
 async fn cli(args: &[&str]) -> (bool, String, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_lambda-ws"))
@@ -168,6 +180,18 @@ async fn operator_commands_against_a_running_gateway() {
     assert!(ok && out.contains("purged 0"), "{out}");
     let (ok, out, _) = cli(&[&["cleanup", "--check-connections"][..], &g].concat()).await;
     assert!(ok && out.contains("removed 0 session(s)") && out.contains("checked 3 live"), "{out}");
+
+    // Closing sessions: one connection, then a user (both of ann's were open).
+    let (ok, out, stderr) = cli(&[&["sessions", "close", "--connection", &a2][..], &g].concat()).await;
+    assert!(ok && out.contains("closed 1 connection;"), "{out}{stderr}");
+    assert_eq!(close_code(&mut ann2).await, 1000);
+    let (ok, out, stderr) = cli(&[&["sessions", "close", "--user", "ann"][..], &g].concat()).await;
+    assert!(ok && out.contains("closed 1 connection;") && out.contains("tokens issued"), "{out}{stderr}");
+    assert_eq!(close_code(&mut ann1).await, 1000);
+    let left = cli_json(&[&["sessions", "list", "--json"][..], &g].concat()).await;
+    assert_eq!(ids(&left), vec![b1.clone()], "only bob is left");
+    let (ok, _, stderr) = cli(&[&["sessions", "close"][..], &g].concat()).await;
+    assert!(!ok && stderr.contains("--user"), "a target is required: {stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,7 +253,7 @@ async fn operator_commands_against_a_dynamodb_table() {
     let listed = cli_json(&[&["sessions", "list", "--json"][..], &t].concat()).await;
     assert_eq!(ids(&listed), sorted(vec![a1.clone(), b1.clone()]), "live sessions are kept");
 
-    let record = |expires_at| TokenRecord { identity: Identity::user("ann"), channel: None, expires_at };
+    let record = |expires_at| TokenRecord { identity: Identity::user("ann"), channel: None, expires_at, issued_at: 0 };
     store.put_token("old1", &record(now / 1000 - 5)).await.unwrap();
     store.put_token("old2", &record(now / 1000 - 5)).await.unwrap();
     store.put_token("fresh", &record(now / 1000 + 60)).await.unwrap();

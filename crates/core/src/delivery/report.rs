@@ -38,6 +38,10 @@ pub struct DeliveryReport {
     /// The message's place in each channel stream it was appended to (channels with history).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub streams: Vec<StreamPosition>,
+    /// Connections closed (a request with `close`; absent otherwise). Connections already gone
+    /// are in `gone`, ones that could not be closed in `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed: Option<usize>,
 }
 
 /// Where a send put its message in one channel's stream.
@@ -67,6 +71,10 @@ impl DeliveryReport {
             (a, b) => a.or(b),
         };
         self.streams.extend(other.streams);
+        self.closed = match (self.closed, other.closed) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
         self
     }
 

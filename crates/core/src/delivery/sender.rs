@@ -22,6 +22,8 @@ use crate::protocol::{Extra, MemberJoined, MemberLeft, Outbound, OutboundError};
 use crate::session::{ChannelName, ConnectionId, Recipient, Session};
 use crate::store::{Cursor, Page, Removed, Segment, SessionFilter, SessionStore, StoreError};
 
+mod close;
+
 /// Why a send was refused before any post.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -354,9 +356,19 @@ impl Sender {
     /// session ([`Self::finish`]).
     async fn deliver(&self, recipient: &Recipient, payload: Bytes, deadline: Instant) -> Outcome {
         let id = &recipient.connection_id;
+        self.with_retries(id, deadline, || self.transport.post(&recipient.endpoint, id, payload.clone())).await
+    }
+
+    /// Makes one Management API call for connection `id` (a post, a close) until it succeeds, the
+    /// connection is gone, the error is final or `deadline` would pass.
+    async fn with_retries<F, Fut>(&self, id: &ConnectionId, deadline: Instant, call: F) -> Outcome
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<(), TransportError>>,
+    {
         let mut attempt: u32 = 0;
         loop {
-            let error = match self.transport.post(&recipient.endpoint, id, payload.clone()).await {
+            let error = match call().await {
                 Ok(()) => {
                     return Outcome::Delivered { retries: attempt as usize };
                 }

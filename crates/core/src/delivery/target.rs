@@ -66,20 +66,39 @@ pub struct SendRequest {
     /// Contract version; absent means the current one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u32>,
-    /// Who to deliver to.
+    /// Who to deliver to (and, with `close`, whose connections to close).
     pub target: Target,
-    /// What to deliver.
-    pub message: Outbound,
+    /// What to deliver. Required unless `close` is set; with `close`, delivered first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<Outbound>,
     /// Connections to leave out (e.g. the one whose action caused the broadcast).
     #[serde(default, deserialize_with = "one_or_many", skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "crate::schema::one_or_many_ids")]
     pub exclude: Vec<ConnectionId>,
+    /// Close every targeted connection (after delivering `message`, if any) and remove its
+    /// session, as a logout, a password change or a ban needs; for a `user` target, tokens
+    /// issued to the user before the close are refused at `$connect`. See [`Sender::close`].
+    ///
+    /// [`Sender::close`]: crate::delivery::Sender::close
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub close: bool,
 }
 
 impl SendRequest {
     /// A request in the current contract version, excluding no one.
     pub fn new(target: Target, message: Outbound) -> Self {
-        Self { version: Some(SEND_CONTRACT_VERSION), target, message, exclude: Vec::new() }
+        Self { version: Some(SEND_CONTRACT_VERSION), target, message: Some(message), exclude: Vec::new(), close: false }
+    }
+
+    /// A request that closes every connection `target` names, with no message.
+    pub fn close(target: Target) -> Self {
+        Self { version: Some(SEND_CONTRACT_VERSION), target, message: None, exclude: Vec::new(), close: true }
+    }
+
+    /// Closes the targeted connections after delivering the message.
+    pub fn closing(mut self) -> Self {
+        self.close = true;
+        self
     }
 
     /// Leaves these connections out.

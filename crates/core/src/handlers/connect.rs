@@ -187,6 +187,8 @@ async fn try_connect(
         }
         (req, bound) => req.or_else(|| bound.clone()).or_else(|| config.default_channel.clone()),
     };
+    // When the credential was issued: a close of the user's sessions after it refuses it.
+    let issued_ms = record.as_ref().map_or(now_ms, |r| r.issued_at);
     let identity = record.map(|r| r.identity);
     if let Some(channel) = &channel
         && !app.admits(identity.as_ref(), channel).await
@@ -229,10 +231,13 @@ async fn try_connect(
         max_connections: config.max_connections_per_user,
         connects_per_minute: config.rate_limits.connect_per_user,
     };
-    let slot = match app.sessions.claim_connection(&session, limits, now).await? {
+    let slot = match app.sessions.claim_connection(&session, limits, issued_ms, now).await? {
         Claim::Claimed { slot } => slot,
         Claim::RateLimited => return Err(ConnectRefusal::RateLimited),
         Claim::Full => return Err(ConnectRefusal::TooManyConnections),
+        Claim::Closed => {
+            return Err(ConnectRefusal::Unauthorized("token issued before the user's sessions were closed"));
+        }
     };
     // In a channel with presence, the connection is counted there at the same time; a user's
     // first connection there is announced once both writes hold.

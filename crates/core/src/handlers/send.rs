@@ -99,10 +99,28 @@ async fn deliver(app: &App, request: &SendRequest) -> Result<DeliveryReport, Val
             &format!("unsupported version {v}; this sender speaks {SEND_CONTRACT_VERSION}"),
         ));
     }
-    match app.sender().send(&request.target, &request.message, &request.exclude).await {
+    let sender = app.sender();
+    let sent = match (&request.message, request.close) {
+        (Some(message), _) => sender.send(&request.target, message, &request.exclude).await,
+        (None, true) => Ok(DeliveryReport::default()),
+        (None, false) => {
+            return Err(error(ErrorCode::BadRequest, "a send request needs a message, close: true, or both"));
+        }
+    };
+    // With `close`, the message (if any) went first: every post was accepted or failed before
+    // any connection is closed.
+    let sent = match sent {
+        Ok(report) if request.close => {
+            let closed = sender.close(&request.target, &request.exclude).await;
+            Ok(if request.message.is_some() { with_closes(report, closed) } else { closed })
+        }
+        other => other,
+    };
+    match sent {
         Ok(report) => {
             tracing::info!(
                 target = request.target.kind(),
+                closed = report.closed,
                 recipients = report.recipients,
                 delivered = report.delivered,
                 gone = report.gone.len(),
@@ -124,6 +142,25 @@ async fn deliver(app: &App, request: &SendRequest) -> Result<DeliveryReport, Val
             Err(error(code, &e.to_string()))
         }
     }
+}
+
+/// A message's report with what closing the same recipients then did: `closed`, and the
+/// connections found gone or not closed added to `gone` and `failed` (each once).
+fn with_closes(mut sent: DeliveryReport, closes: DeliveryReport) -> DeliveryReport {
+    sent.closed = closes.closed;
+    for id in closes.gone {
+        if !sent.gone.contains(&id) {
+            sent.gone.push(id);
+        }
+    }
+    sent.failed.extend(closes.failed);
+    sent.retries += closes.retries;
+    sent.duration_ms += closes.duration_ms;
+    sent.incomplete = match (sent.incomplete, closes.incomplete) {
+        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+        (a, b) => a.or(b),
+    };
+    sent
 }
 
 /// Answers a history or presence query: the channel's, or an error for a channel without it.

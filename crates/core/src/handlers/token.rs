@@ -76,7 +76,7 @@ pub async fn issue_token(app: &App, request: TokenRequest) -> HttpAnswer {
                 return HttpAnswer::error(500, ErrorCode::Internal, "temporarily unavailable");
             }
         }
-        match token::issue(&*app.tokens, identity, channel, config.token_ttl.as_secs(), now).await {
+        match token::issue(&*app.tokens, identity, channel, config.token_ttl.as_secs(), app.clock.now_millis()).await {
             Ok(issued) => {
                 tracing::info!(user = %user, "token issued");
                 HttpAnswer { status: 200, body: json!({ "token": issued.token, "expires_in": issued.expires_in }) }

@@ -57,6 +57,11 @@ const MESSAGES_PREFIX: &str = "msgs_";
 const CHANNELS: &str = "channels";
 /// The session attribute saying it holds one of its user's connection slots.
 const SLOT: &str = "slot";
+/// The token attribute holding when it was issued (Unix milliseconds).
+const TOKEN_ISSUED: &str = "token_issued";
+/// The user item's attribute holding when its sessions were last closed (Unix milliseconds):
+/// tokens issued until then are refused.
+const CLOSED: &str = "closed_at";
 /// The index key of a membership; the session item carries its connect channel under it too.
 const CHANNEL: &str = "channel";
 /// Attributes of the user item counting its `$connect`s per rate window (`connects_<minute>`).
@@ -658,24 +663,35 @@ impl SessionStore for DynamoDbStore {
         }
     }
 
-    async fn claim_connection(&self, session: &Session, limits: UserLimits, now: i64) -> Result<Claim, StoreError> {
+    async fn claim_connection(
+        &self,
+        session: &Session,
+        limits: UserLimits,
+        issued_ms: i64,
+        now: i64,
+    ) -> Result<Claim, StoreError> {
         let Some(user) = session.user_id() else {
             return Ok(Claim::Claimed { slot: false });
         };
         let (max, limit) = (limits.max_connections, limits.connects_per_minute);
         let slot = max > 0;
-        if !slot && limit == 0 {
-            return Ok(Claim::Claimed { slot: false });
-        }
         let id = session.connection_id.as_str();
         let window = now.div_euclid(crate::rate::WINDOW_SECS);
         let counter = format!("{CONNECTS_PREFIX}{window}");
         for _ in 0..CLAIM_ATTEMPTS {
-            // The common case: one conditional write to the user item that counts the connect in
-            // this minute's window (dropping the two before) and takes a slot.
-            let mut sets = vec!["#exp = :exp"];
-            let mut conditions = Vec::new();
-            let mut update = self.client.update_item().table_name(&self.table).set_key(Some(slots_key(user)));
+            // The common case: one conditional write to the user item that checks the user's
+            // sessions were not closed since the token was issued, counts the connect in this
+            // minute's window (dropping the two before) and takes a slot. With both limits off it
+            // only checks, keeping the item's expiry (a close's mark must outlive its tokens).
+            let mut sets = vec![if slot || limit > 0 { "#exp = :exp" } else { "#exp = if_not_exists(#exp, :exp)" }];
+            let mut conditions = vec!["(attribute_not_exists(#closed) OR #closed < :issued)"];
+            let mut update = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(slots_key(user)))
+                .expression_attribute_names("#closed", CLOSED)
+                .expression_attribute_values(":issued", n(issued_ms));
             if slot {
                 sets.push("slots.#id = :exp");
                 conditions.push("attribute_exists(slots) AND (size(slots) < :max OR attribute_exists(slots.#id))");
@@ -707,6 +723,9 @@ impl SessionStore for DynamoDbStore {
             }
             // Refused: read the user item and see why.
             let item = self.user_item(user).await?;
+            if item.as_ref().and_then(|i| get_n(i, CLOSED).ok()).is_some_and(|closed| closed >= issued_ms) {
+                return Ok(Claim::Closed);
+            }
             let counted = item.as_ref().and_then(|i| get_n(i, &counter).ok()).unwrap_or(0);
             if limit > 0 && counted >= i64::from(limit) {
                 return Ok(Claim::RateLimited);
@@ -774,6 +793,41 @@ impl SessionStore for DynamoDbStore {
             reclaim.send().await.map_err(sdk_error)?;
         }
         Ok(Claim::Full)
+    }
+
+    async fn close_user(&self, user: &str, now_ms: i64, keep_until: i64) -> Result<(), StoreError> {
+        // The mark, and the item's expiry pushed out to `keep_until` where it is sooner (the item
+        // of a user with no live connection may be about to expire); otherwise the mark alone.
+        let extended = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(slots_key(user)))
+            .update_expression("SET #closed = :now, #exp = :keep")
+            .condition_expression("attribute_not_exists(#exp) OR #exp < :keep")
+            .expression_attribute_names("#closed", CLOSED)
+            .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":keep", n(keep_until))
+            .send()
+            .await;
+        match extended {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
+                self.client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(slots_key(user)))
+                    .update_expression("SET #closed = :now")
+                    .expression_attribute_names("#closed", CLOSED)
+                    .expression_attribute_values(":now", n(now_ms))
+                    .send()
+                    .await
+                    .map_err(sdk_error)?;
+                Ok(())
+            }
+            Err(e) => Err(sdk_error(e)),
+        }
     }
 
     async fn open_session(
@@ -955,6 +1009,7 @@ impl TokenStore for DynamoDbStore {
             ("sk".to_owned(), s("token")),
             ("token_user".to_owned(), s(&record.identity.user_id)),
             (TTL_ATTRIBUTE.to_owned(), n(record.expires_at)),
+            (TOKEN_ISSUED.to_owned(), n(record.issued_at)),
         ]);
         if !record.identity.groups.is_empty() {
             item.insert(
@@ -1031,6 +1086,8 @@ impl TokenStore for DynamoDbStore {
             identity: Identity { user_id: user_id.to_owned(), groups },
             channel,
             expires_at: get_n(&item, TTL_ATTRIBUTE)?,
+            // A token stored before issue times were kept counts as issued at once.
+            issued_at: get_n(&item, TOKEN_ISSUED).unwrap_or(0),
         }))
     }
 }

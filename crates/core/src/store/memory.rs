@@ -33,6 +33,8 @@ struct State {
     slots: HashMap<String, HashMap<ConnectionId, i64>>,
     /// user → (rate window, connects counted in it).
     user_connects: HashMap<String, (i64, u32)>,
+    /// user → (when its sessions were last closed, Unix ms; until when that is kept, Unix s).
+    closed: HashMap<String, (i64, i64)>,
     /// channel → its history stream (channels with a history rule that were sent to).
     streams: HashMap<ChannelName, Stream>,
     /// channel → who is present (channels with a presence rule).
@@ -62,6 +64,7 @@ impl State {
         self.user_connects.retain(|_, (w, _)| *w >= window);
         self.counters.retain(|_, (_, expires_at)| *expires_at > now);
         self.tokens.retain(|_, token| token.expires_at > now);
+        self.closed.retain(|_, (_, kept)| *kept > now);
     }
 }
 
@@ -249,13 +252,22 @@ impl SessionStore for MemoryStore {
         Ok(true)
     }
 
-    async fn claim_connection(&self, session: &Session, limits: UserLimits, now: i64) -> Result<Claim, StoreError> {
+    async fn claim_connection(
+        &self,
+        session: &Session,
+        limits: UserLimits,
+        issued_ms: i64,
+        now: i64,
+    ) -> Result<Claim, StoreError> {
         let Some(user) = session.user_id() else {
             return Ok(Claim::Claimed { slot: false });
         };
         let mut guard = self.state();
         let state = &mut *guard;
         state.sweep(now.saturating_mul(1000));
+        if state.closed.get(user).is_some_and(|(closed, _)| *closed >= issued_ms) {
+            return Ok(Claim::Closed);
+        }
         let window = now.div_euclid(crate::rate::WINDOW_SECS);
         let limit = limits.connects_per_minute;
         let counted = state.user_connects.get(user).filter(|(w, _)| *w == window).map_or(0, |(_, n)| *n);
@@ -275,6 +287,13 @@ impl SessionStore for MemoryStore {
             state.user_connects.insert(user.to_owned(), (window, counted + 1));
         }
         Ok(Claim::Claimed { slot })
+    }
+
+    async fn close_user(&self, user: &str, now_ms: i64, keep_until: i64) -> Result<(), StoreError> {
+        let mut s = self.state();
+        let kept = s.closed.get(user).map_or(keep_until, |(_, kept)| (*kept).max(keep_until));
+        s.closed.insert(user.to_owned(), (now_ms, kept));
+        Ok(())
     }
 
     async fn leave(&self, id: &ConnectionId, channel: &ChannelName) -> Result<bool, StoreError> {

@@ -146,13 +146,25 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     /// more than `max` memberships ever exist.
     async fn join(&self, session: &Session, channel: &ChannelName, max: usize) -> Result<Joined, StoreError>;
 
-    /// Admits a user's new connection, in one conditional write in the common case: counts it
-    /// against `limits.connects_per_minute` (in the minute window of `now`) and takes one of the
-    /// user's `limits.max_connections` slots for it. A limit of 0 is off; with both off, or for a
-    /// session without a user, nothing is written. Atomic under concurrent connects; slots of
-    /// expired sessions are reclaimed; removing a session frees its slot. A refused claim writes
-    /// nothing.
-    async fn claim_connection(&self, session: &Session, limits: UserLimits, now: i64) -> Result<Claim, StoreError>;
+    /// Admits a user's new connection, in one conditional write in the common case: refuses it
+    /// if the user's sessions were closed ([`SessionStore::close_user`]) at or after `issued_ms`
+    /// (when the token it connects with was issued, Unix milliseconds), counts it against
+    /// `limits.connects_per_minute` (in the minute window of `now`) and takes one of the user's
+    /// `limits.max_connections` slots for it. A limit of 0 is off. For a session without a user
+    /// nothing is written. Atomic under concurrent connects; slots of expired sessions are
+    /// reclaimed; removing a session frees its slot. A refused claim writes nothing.
+    async fn claim_connection(
+        &self,
+        session: &Session,
+        limits: UserLimits,
+        issued_ms: i64,
+        now: i64,
+    ) -> Result<Claim, StoreError>;
+
+    /// Marks `user`'s sessions closed at `now_ms`: a claim with a token issued until then is
+    /// refused ([`Claim::Closed`]). The mark is kept at least until `keep_until` (Unix seconds),
+    /// which must outlast every token issued before it.
+    async fn close_user(&self, user: &str, now_ms: i64, keep_until: i64) -> Result<(), StoreError>;
 
     /// What a message needs before its route runs, in one round trip: the live session, with the
     /// message counted in rate window `window` (a minute number) unless `limit` messages were
@@ -272,6 +284,8 @@ pub enum Claim {
     RateLimited,
     /// The user has `max_connections` open connections.
     Full,
+    /// The user's sessions were closed after the connection's token was issued.
+    Closed,
 }
 
 /// What [`SessionStore::join`] did.
@@ -294,6 +308,9 @@ pub struct TokenRecord {
     pub channel: Option<ChannelName>,
     /// When the token stops being valid, in Unix seconds.
     pub expires_at: i64,
+    /// When the token was issued, in Unix milliseconds (a close of the user's sessions after it
+    /// refuses it).
+    pub issued_at: i64,
 }
 
 /// Single-use connect tokens.

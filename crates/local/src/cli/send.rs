@@ -8,7 +8,7 @@ use super::{Source, fail, progress};
 
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("target").required(true).multiple(false)))]
-#[command(group(clap::ArgGroup::new("body").required(true).multiple(false)))]
+#[command(group(clap::ArgGroup::new("body").required(true).multiple(true)))]
 pub(crate) struct SendArgs {
     #[command(flatten)]
     pub(crate) source: Source,
@@ -28,8 +28,12 @@ pub(crate) struct SendArgs {
     #[arg(long, group = "body")]
     pub(crate) message: Option<String>,
     /// Read the message from this file (`-` for standard input).
-    #[arg(long, group = "body")]
+    #[arg(long, group = "body", conflicts_with = "message")]
     pub(crate) file: Option<std::path::PathBuf>,
+    /// Close the targeted connections (after delivering the message, if one is given) and
+    /// remove their sessions; for --user, tokens issued before now are refused.
+    #[arg(long, group = "body")]
+    pub(crate) close: bool,
     /// Leave these connections out.
     #[arg(long, num_args = 1..)]
     pub(crate) exclude: Vec<String>,
@@ -44,10 +48,16 @@ pub(crate) fn send_request(args: &SendArgs) -> Result<SendRequest, String> {
             text
         }
         (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
-        (None, None) => return Err("give --message or --file".into()),
+        (None, None) if args.close => String::new(),
+        (None, None) => return Err("give --message, --file or --close".into()),
     };
-    let message: Outbound = serde_json::from_str(&text).map_err(|e| format!("the message is not valid: {e}"))?;
-    message.validate().map_err(|e| format!("the message is not valid: {e}"))?;
+    let message: Option<Outbound> = if text.is_empty() && args.close {
+        None
+    } else {
+        let message: Outbound = serde_json::from_str(&text).map_err(|e| format!("the message is not valid: {e}"))?;
+        message.validate().map_err(|e| format!("the message is not valid: {e}"))?;
+        Some(message)
+    };
     let ids = |list: &[String]| {
         list.iter().map(|id| ConnectionId::new(id.as_str()).map_err(|e| e.to_string())).collect::<Result<Vec<_>, _>>()
     };
@@ -65,7 +75,12 @@ pub(crate) fn send_request(args: &SendArgs) -> Result<SendRequest, String> {
         ([], None, [], true) => Target::All,
         _ => return Err("give one target: --connection, --user, --channel or --all".into()),
     };
-    Ok(SendRequest::new(target, message).excluding(ids(&args.exclude)?))
+    let request = match message {
+        Some(message) => SendRequest::new(target, message),
+        None => SendRequest::close(target),
+    };
+    let request = if args.close { request.closing() } else { request };
+    Ok(request.excluding(ids(&args.exclude)?))
 }
 
 pub(crate) async fn send(args: &SendArgs) -> ExitCode {

@@ -1,10 +1,10 @@
-//! `lambda-ws sessions list`.
+//! `lambda-ws sessions list` and `lambda-ws sessions close`.
 
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use lambda_ws::ChannelName;
 use lambda_ws::admin::Selection;
+use lambda_ws::{ChannelName, ConnectionId, SendRequest, Target};
 
 use super::{Source, fail, progress};
 
@@ -12,6 +12,74 @@ use super::{Source, fail, progress};
 pub(crate) enum SessionsCommand {
     /// List live sessions (oldest first) with their user, channels and age.
     List(ListArgs),
+    /// Close sessions (a logout, a ban): every connection of a user, one connection, or a
+    /// channel's members; for a user, tokens issued before the close are refused from now on.
+    Close(CloseArgs),
+}
+
+#[derive(Debug, clap::Args)]
+#[group(id = "whose", required = true, multiple = false, args = ["user", "connection", "channel"])]
+pub(crate) struct CloseArgs {
+    #[command(flatten)]
+    pub(crate) source: Source,
+    /// Every connection of this user.
+    #[arg(long)]
+    pub(crate) user: Option<String>,
+    /// This connection.
+    #[arg(long)]
+    pub(crate) connection: Option<String>,
+    /// Every member of this channel.
+    #[arg(long)]
+    pub(crate) channel: Option<String>,
+    /// Print the sender's report as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+pub(crate) async fn close_sessions(args: &CloseArgs) -> ExitCode {
+    let target = match (&args.user, &args.connection, &args.channel) {
+        (Some(user), _, _) => Target::User(user.clone()),
+        (_, Some(id), _) => match ConnectionId::new(id.as_str()) {
+            Ok(id) => Target::Connection(id),
+            Err(e) => return fail(e),
+        },
+        (_, _, Some(channel)) => match ChannelName::new(channel.as_str()) {
+            Ok(channel) => Target::Channel(channel),
+            Err(e) => return fail(e),
+        },
+        (None, None, None) => return fail("name --user, --connection or --channel"),
+    };
+    let backend = match args.source.backend().await {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
+    let report = match backend.send(&SendRequest::close(target)).await {
+        Ok(report) => report,
+        Err(e) => return fail(e),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    }
+    if let Some(error) = report.get("error") {
+        return fail(error["message"].as_str().unwrap_or("the sender refused"));
+    }
+    if !args.json {
+        let count = |name: &str| report[name].as_array().map_or(0, Vec::len);
+        let closed = report["closed"].as_u64().unwrap_or(0);
+        println!(
+            "closed {closed} connection{}; {} already gone, {} could not be closed",
+            if closed == 1 { "" } else { "s" },
+            count("gone"),
+            count("failed")
+        );
+        if args.user.is_some() {
+            println!("tokens issued to the user before now are refused");
+        }
+    }
+    if report["failed"].as_array().is_some_and(|f| !f.is_empty()) || report.get("incomplete").is_some() {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }
 
 #[derive(Debug, clap::Args)]
