@@ -30,12 +30,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use lambda_ws::App;
 use lambda_ws::schema::Contract;
-use lambda_ws::{App, ChannelName, Config};
 
 use crate::routes::{BUILTIN_ROUTES, Functions, Handler, RouteTable, SelectionExpression};
 use crate::server::{AppSetup, Gateway, GatewayOptions, StoreChoice};
-use crate::template::Template;
+use crate::template::{Template, environment};
+
+mod configured;
+use configured::Configured;
 
 /// The history rules `lambda-ws dev` uses when `LWS_HISTORY` is not set.
 pub const DEV_HISTORY: &str = "lobby=100/10m; room-*=100/10m; task-*=100/5m";
@@ -91,6 +94,11 @@ pub struct DevArgs {
     /// `fetch("/ws-token")` is same-origin).
     #[arg(long)]
     pub pages: Option<std::path::PathBuf>,
+    /// Template parameters, as `sam deploy` takes them: `Key=Value` pairs (space-separated, a
+    /// value may be quoted) or `ParameterKey=Key,ParameterValue=Value`. Each function runs with
+    /// the environment the template gives it, parameters at their defaults otherwise.
+    #[arg(long, num_args = 1..)]
+    pub parameter_overrides: Vec<String>,
 }
 
 /// `500ms`, `30s`, `10m`, `2h`, or plain seconds.
@@ -144,6 +152,8 @@ struct Prepared {
     routes_text: String,
     store_text: String,
     config_limits: (u32, u32, usize, u32),
+    /// What configuration each function runs with, for the banner.
+    config_text: Vec<String>,
     args: DevArgs,
 }
 
@@ -281,19 +291,28 @@ impl Dev {
                 args.host
             );
         }
-        let mut config = Config::from_env().map_err(|e| e.to_string())?;
-        if std::env::var_os("LWS_HISTORY").is_none() {
-            // Resume out of the box: the demo's chat, chat rooms and task channels keep history.
-            config.history = lambda_ws::HistoryRules::parse(DEV_HISTORY).unwrap_or_default();
-        }
-        if std::env::var_os("LWS_PRESENCE").is_none() {
-            // Who is here, out of the box: the demo's chat and chat rooms list their members.
-            config.presence = lambda_ws::PresenceRules::parse(DEV_PRESENCE).unwrap_or_default();
-        }
-        if config.default_channel.is_none() {
-            config.default_channel = ChannelName::new("lobby").ok();
-        }
+        let shell = |name: &str| std::env::var(name).ok();
+        let template =
+            args.template.exists().then(|| Template::load(&args.template)).transpose().map_err(|e| e.to_string())?;
+        let configured = match &template {
+            Some(template) => {
+                let overrides = environment::parse_overrides(&args.parameter_overrides)
+                    .map_err(|e| format!("--parameter-overrides: {e}"))?;
+                let text = std::fs::read_to_string(&args.template).map_err(|e| e.to_string())?;
+                let env = environment::resolve(&text, &overrides).map_err(|e| e.to_string())?;
+                let connect = template.routes.iter().find(|r| r.route_key == "$connect").map(|r| r.binary.as_str());
+                configured::from_template(&env, &args.template.display().to_string(), connect, &shell)?
+            }
+            None if !args.parameter_overrides.is_empty() => {
+                return Err(format!("--parameter-overrides needs a template; {} not found", args.template.display()));
+            }
+            None => configured::without_template(&shell)?,
+        };
+        let Configured { base: mut config, functions: mut function_configs, roles, lines: config_text } = configured;
         config.ip_limits_on_loopback = args.enforce_ip_limits;
+        for c in function_configs.values_mut() {
+            c.ip_limits_on_loopback = args.enforce_ip_limits;
+        }
         let store = match args.dynamodb_endpoint.clone() {
             Some(endpoint) => StoreChoice::DynamoDb { endpoint, table: args.table.clone() },
             None => StoreChoice::Memory,
@@ -303,22 +322,14 @@ impl Dev {
             StoreChoice::DynamoDb { endpoint, table } => format!("DynamoDB table {table} at {endpoint}"),
         };
         let in_process = args.invoke_endpoint.is_none();
-        let (mut routes, routes_text) = if args.template.exists() {
-            match Template::load(&args.template) {
-                Ok(template) => {
-                    for route in template.invoked_routes(&self.functions).iter().filter(|_| in_process) {
-                        eprintln!(
-                            "warning: route {} runs {}, which is not built in; start with --invoke-endpoint to reach it",
-                            route.route_key, route.binary
-                        );
-                    }
-                    (
-                        template.route_table(&self.functions, in_process),
-                        format!("routes from {}", args.template.display()),
-                    )
-                }
-                Err(e) => return Err(e.to_string()),
+        let (mut routes, routes_text) = if let Some(template) = &template {
+            for route in template.invoked_routes(&self.functions).iter().filter(|_| in_process) {
+                eprintln!(
+                    "warning: route {} runs {}, which is not built in; start with --invoke-endpoint to reach it",
+                    route.route_key, route.binary
+                );
             }
+            (template.route_table(&self.functions, in_process), format!("routes from {}", args.template.display()))
         } else if let Some(routes) = self.without_template {
             let selection = SelectionExpression::body_field("action");
             (
@@ -350,13 +361,15 @@ impl Dev {
             pages: args.pages.clone(),
             demo: self.demo,
             setup: self.setup.clone(),
+            function_configs,
+            roles,
             gateway_secret: std::env::var("LWS_GATEWAY_SECRET")
                 .ok()
                 .and_then(|list| list.split(',').map(str::trim).find(|s| !s.is_empty()).map(str::to_owned)),
             ..GatewayOptions::default()
         };
         let addr = SocketAddr::new(args.host, args.port);
-        Ok(Prepared { addr, options, routes_text, store_text, config_limits, args })
+        Ok(Prepared { addr, options, routes_text, store_text, config_limits, config_text, args })
     }
 
     /// Starts the gateway as `args` say and returns it running (what [`Dev::serve`] does before
@@ -368,13 +381,14 @@ impl Dev {
 
     /// Runs the gateway with `args` until Ctrl-C.
     pub async fn serve(self, args: DevArgs) -> ExitCode {
-        let Prepared { addr, options, routes_text, store_text, config_limits, args } = match self.options(args) {
-            Ok(prepared) => prepared,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
+        let Prepared { addr, options, routes_text, store_text, config_limits, config_text, args } =
+            match self.options(args) {
+                Ok(prepared) => prepared,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
         let gateway = match Gateway::start(addr, options).await {
             Ok(g) => g,
             Err(e) => {
@@ -411,6 +425,9 @@ impl Dev {
             "  Limits             $connect per IP {per_ip}; per user {}/min; {} connections per user; messages {}/min",
             config_limits.1, config_limits.2, config_limits.3
         );
+        for (i, line) in config_text.iter().enumerate() {
+            println!("  {:<18} {line}", if i == 0 { "Configuration" } else { "" });
+        }
         println!();
         println!("  Ctrl-C stops it.");
         println!();

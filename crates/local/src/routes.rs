@@ -228,6 +228,8 @@ pub struct RouteTable {
     routes: BTreeMap<String, Handler>,
     /// Routes with a route response: their handler's body is sent back to the client.
     answered: BTreeSet<String>,
+    /// The function binary that serves each route, where known (its configuration applies).
+    binaries: BTreeMap<String, String>,
 }
 
 impl RouteTable {
@@ -263,13 +265,14 @@ impl RouteTable {
         for (route_key, binary) in routes {
             let handler = if in_process { functions.handler(binary) } else { Handler::Invoke(binary.to_owned()) };
             table.insert(route_key, handler);
+            table.binaries.insert(route_key.to_owned(), binary.to_owned());
         }
         table
     }
 
     /// A table with no routes, selecting with `selection`.
     pub fn empty(selection: SelectionExpression) -> Self {
-        Self { selection, routes: BTreeMap::new(), answered: BTreeSet::new() }
+        Self { selection, routes: BTreeMap::new(), answered: BTreeSet::new(), binaries: BTreeMap::new() }
     }
 
     /// Declares a route response for a route (as an `AWS::ApiGatewayV2::RouteResponse` does):
@@ -284,14 +287,22 @@ impl RouteTable {
         self.answered.contains(route_key)
     }
 
-    /// Adds or replaces a route.
+    /// Adds or replaces a route (a replaced route no longer runs as its template's function).
     pub fn insert(&mut self, route_key: impl Into<String>, handler: Handler) {
-        self.routes.insert(route_key.into(), handler);
+        let route_key = route_key.into();
+        self.binaries.remove(&route_key);
+        self.routes.insert(route_key, handler);
     }
 
     /// Removes a route.
     pub fn remove(&mut self, route_key: &str) -> Option<Handler> {
+        self.binaries.remove(route_key);
         self.routes.remove(route_key)
+    }
+
+    /// The function binary that serves a route, if the table was built from functions.
+    pub fn binary(&self, route_key: &str) -> Option<&str> {
+        self.binaries.get(route_key).map(String::as_str)
     }
 
     /// The handler of a route key.

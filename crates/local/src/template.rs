@@ -13,6 +13,8 @@ use yaml_rust2::{Yaml, YamlLoader};
 
 use crate::routes::{Functions, RouteTable, SelectionExpression};
 
+pub mod environment;
+
 /// Why a template could not be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

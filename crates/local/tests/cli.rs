@@ -342,3 +342,42 @@ async fn a_bad_route_selection_expression_is_refused_at_start_up() {
     assert!(!ok, "it must not start");
     assert!(stderr.contains("route selection expression \"$request.header.action\""), "{stderr}");
 }
+
+/// `lambda-ws dev` runs the repository's functions with `template.yaml`'s environment and lists
+/// it at start-up: parameters at their defaults, an override as `sam deploy` takes it, a
+/// variable set in the shell over both, a resource as the gateway's own; an unknown parameter
+/// stops it.
+#[tokio::test]
+async fn dev_lists_the_template_environment_it_applies() {
+    let template = concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_lambda-ws"))
+        .args(["dev", "--port", "0", "--template", template, "--parameter-overrides", "PresenceRules='room-*=50'"])
+        .env("RUST_LOG", "warn")
+        .env("LWS_HISTORY", "task-*=10/1m")
+        .env_remove("LWS_CHANNEL_RULES")
+        .env_remove("LWS_PRESENCE")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncBufReadExt as _;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut banner = String::new();
+    while !banner.contains("Ctrl-C") {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.unwrap().unwrap().unwrap();
+        banner.push_str(&line);
+        banner.push('\n');
+    }
+    child.kill().await.unwrap();
+    for expected in [
+        "parameters at their defaults but PresenceRules=room-*=50",
+        "LWS_CHANNEL_RULES=lobby=all; general=all; room-*=authenticated; *=none   (parameter ChannelRules, default)",
+        "LWS_PRESENCE=room-*=50   (parameter PresenceRules, override)",
+        "LWS_HISTORY=task-*=10/1m   (shell)",
+        "LWS_TABLE_NAME: the gateway's own (SessionsTable)",
+    ] {
+        assert!(banner.contains(expected), "{expected:?} in\n{banner}");
+    }
+    let (ok, _, stderr) = cli(&["dev", "--port", "0", "--template", template, "--parameter-overrides", "Nope=1"]).await;
+    assert!(!ok && stderr.contains("no parameter Nope"), "{stderr}");
+}

@@ -42,7 +42,7 @@ pub(super) async fn admin_cleanup(State(shared): State<Arc<Shared>>, RawQuery(qu
         dry_run: flag(&query, "dry_run"),
         check_connections: flag(&query, "check_connections"),
     };
-    match lambda_ws::admin::cleanup(&shared.app, options, &|_| {}).await {
+    match lambda_ws::admin::cleanup(shared.app_of(shared.options.roles.cleanup.as_deref()), options, &|_| {}).await {
         Ok(summary) => json_response(200, &json!(summary)),
         Err(e) => admin_error(&e),
     }

@@ -29,8 +29,8 @@ pub(super) async fn invoke(
         let shared = shared.clone();
         async move {
             match kind {
-                "sender" => handlers::send(&shared.app, payload).await,
-                _ => match handlers::cleanup(&shared.app).await {
+                "sender" => handlers::send(shared.app_of(shared.options.roles.sender.as_deref()), payload).await,
+                _ => match handlers::cleanup(shared.app_of(shared.options.roles.cleanup.as_deref())).await {
                     Ok(report) => serde_json::to_value(report).unwrap_or(Value::Null),
                     Err(e) => json!({ "errorType": "StoreError", "errorMessage": e.to_string() }),
                 },

@@ -19,6 +19,7 @@ pub(super) async fn issue_token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let app = shared.app_of(shared.options.roles.issuer.as_deref());
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let channel = parse_query(query.as_deref())
         .remove("channel")
@@ -27,9 +28,9 @@ pub(super) async fn issue_token(
     let request = TokenRequest {
         identity: Some(dev_identity(&shared, &headers)),
         origin: header("origin"),
-        csrf_header: header(&shared.app.config.csrf_header).is_some(),
+        csrf_header: header(&app.config.csrf_header).is_some(),
         channel,
     };
-    let answer = handlers::issue_token(&shared.app, request).await;
+    let answer = handlers::issue_token(app, request).await;
     json_response(answer.status, &answer.body)
 }

@@ -12,6 +12,7 @@ mod socket;
 
 pub use issuer::DEV_USER_HEADER;
 
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -103,6 +104,24 @@ pub struct GatewayOptions {
     pub demo: bool,
     /// What your functions add to the app (hooks, checks) before it serves.
     pub setup: AppSetup,
+    /// Each function's own configuration, by binary (what its template environment gives it): a
+    /// route, the token issuer, the sender or the clean-up served by a binary listed here runs
+    /// with it; anything else runs with `config`.
+    pub function_configs: BTreeMap<String, Config>,
+    /// Which binaries serve the token issuer, the sender and the clean-up (for their
+    /// configuration in `function_configs`).
+    pub roles: FunctionRoles,
+}
+
+/// The binaries that serve the gateway's fixed endpoints, as a template deploys them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FunctionRoles {
+    /// `POST /ws-token`.
+    pub issuer: Option<String>,
+    /// The `sender` of the Lambda Invoke API.
+    pub sender: Option<String>,
+    /// The `cleanup` of the Lambda Invoke API and `/_admin/cleanup`.
+    pub cleanup: Option<String>,
 }
 
 /// What a deployment's functions add to their [`App`] (hooks, checks, metrics), applied to the
@@ -148,6 +167,8 @@ impl Default for GatewayOptions {
             write_timeout: Duration::from_secs(5),
             demo: true,
             setup: AppSetup::default(),
+            function_configs: BTreeMap::new(),
+            roles: FunctionRoles::default(),
         }
     }
 }
@@ -166,6 +187,8 @@ pub enum StartError {
 
 struct Shared {
     app: App,
+    /// Each function's app (its own configuration, the same store and transport), by binary.
+    apps: BTreeMap<String, App>,
     lambda: Option<aws_sdk_lambda::Client>,
     registry: Arc<Registry>,
     routes: RouteTable,
@@ -177,6 +200,13 @@ struct Shared {
     domain: Arc<str>,
     stage: Arc<str>,
     api_id: Arc<str>,
+}
+
+impl Shared {
+    /// The app the function built as `binary` runs with (the gateway's own when it has none).
+    fn app_of(&self, binary: Option<&str>) -> &App {
+        binary.and_then(|b| self.apps.get(b)).unwrap_or(&self.app)
+    }
 }
 
 /// A running gateway.
@@ -218,6 +248,17 @@ impl Gateway {
                 App::new(options.config.clone(), Arc::new(store), transport)
             }
         };
+        let apps: BTreeMap<String, App> = options
+            .function_configs
+            .iter()
+            .map(|(binary, config)| {
+                let mut config = config.clone();
+                if config.management_endpoint.is_none() {
+                    config.management_endpoint = options.config.management_endpoint.clone();
+                }
+                (binary.clone(), options.setup.apply(App { config: Arc::new(config), ..app.clone() }))
+            })
+            .collect();
         let app = options.setup.apply(app);
         let stage = options.stage.clone();
         let lambda = options.invoke_endpoint.as_ref().map(|endpoint| {
@@ -235,6 +276,7 @@ impl Gateway {
             port: addr.port(),
             stage_path: format!("/{}", options.stage).into(),
             app: app.clone(),
+            apps,
             lambda,
             registry: registry.clone(),
             routes,

@@ -40,17 +40,37 @@ pub(super) async fn upgrade(
         Some(protocol) => ws.protocols([protocol]),
         None => ws,
     };
+    // Postable from the moment `$connect` succeeded, as with API Gateway: a post that comes before
+    // the socket task starts waits in the outbox (a 410 then would remove a live session).
+    let connection = Arc::new(Connection::new(ctx));
+    shared.registry.insert(&connection.ctx.connection_id, connection.clone());
+    let failed = (shared.clone(), connection.clone());
     ws.read_buffer_size(SOCKET_BUFFER_BYTES)
         .write_buffer_size(SOCKET_BUFFER_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .max_message_size(lambda_ws::protocol::MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| run_connection(shared, ctx, socket))
+        .on_failed_upgrade(move |error| {
+            // The client went away during the handshake: the connection ends there.
+            let (shared, connection) = failed;
+            tracing::debug!(connection_id = %connection.ctx.connection_id, %error, "upgrade failed");
+            tokio::spawn(async move { end_connection(&shared, &connection, 1006, "").await });
+        })
+        .on_upgrade(move |socket| run_connection(shared, connection, socket))
+}
+
+/// Takes a connection out of the registry and runs `$disconnect` for it.
+async fn end_connection(shared: &Shared, connection: &Connection, status: u16, reason: &str) {
+    shared.registry.remove(&connection.ctx.connection_id);
+    connection.end();
+    let event = connection.ctx.disconnect(status, reason, now_ms());
+    Box::pin(invoke_route(shared, "$disconnect", &event)).await;
 }
 
 /// Runs the handler of `route_key`; `None` when the route does not exist. With a gateway secret,
 /// every event carries it (messages and `$disconnect` too), as a front that adds it would.
 async fn invoke_route(shared: &Shared, route_key: &str, event: &Value) -> Option<RouteAnswer> {
     let handler = shared.routes.get(route_key)?;
+    let app = shared.app_of(shared.routes.binary(route_key));
     let mut signed;
     let event = match shared.options.gateway_secret.as_deref() {
         Some(secret) => {
@@ -71,9 +91,9 @@ async fn invoke_route(shared: &Shared, route_key: &str, event: &Value) -> Option
         }
     };
     let response = match handler {
-        Handler::Connect => handlers::connect(&shared.app, &typed).await,
-        Handler::Disconnect => handlers::disconnect(&shared.app, &typed).await,
-        Handler::Messages(router) => handlers::message(&shared.app, router, &typed).await,
+        Handler::Connect => handlers::connect(app, &typed).await,
+        Handler::Disconnect => handlers::disconnect(app, &typed).await,
+        Handler::Messages(router) => handlers::message(app, router, &typed).await,
         Handler::Invoke(function) => return Some(invoke_function(shared, function, event).await),
     };
     let body = match response.body {
@@ -144,10 +164,8 @@ pub(crate) const MAX_FRAMES_IN_FLIGHT: usize = 32;
 /// This future lives as long as the connection, so it is kept small: one socket (not a split
 /// pair), one timer for the nearer of the idle and lifetime deadlines, and the `$disconnect`
 /// invocation boxed so its (large) state is only allocated when the connection ends.
-async fn run_connection(shared: Arc<Shared>, ctx: EventContext, mut socket: WebSocket) {
-    let connection = Arc::new(Connection::new(ctx));
+async fn run_connection(shared: Arc<Shared>, connection: Arc<Connection>, mut socket: WebSocket) {
     let ctx = &connection.ctx;
-    shared.registry.insert(&ctx.connection_id, connection.clone());
     let ends_at = Instant::now() + shared.options.max_lifetime;
     let mut idle_deadline = Instant::now() + shared.options.idle_timeout;
     // Each frame runs its route in a task of its own; at most MAX_FRAMES_IN_FLIGHT of one
@@ -215,11 +233,8 @@ async fn run_connection(shared: Arc<Shared>, ctx: EventContext, mut socket: WebS
             }
         }
     };
-    shared.registry.remove(&ctx.connection_id);
-    connection.end();
     drop(socket);
-    let event = ctx.disconnect(status, &reason, now_ms());
-    Box::pin(invoke_route(&shared, "$disconnect", &event)).await;
+    end_connection(&shared, &connection, status, &reason).await;
 }
 
 /// Sends a close frame (giving up after a second if the client is not reading); returns the
