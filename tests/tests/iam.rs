@@ -317,8 +317,9 @@ struct Grant {
     methods: BTreeSet<String>,
 }
 
-fn template() -> Yaml {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+/// A template of the repository, by its path from the repository's root.
+fn template(path: &str) -> Yaml {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
     yaml_rust2::YamlLoader::load_from_str(&std::fs::read_to_string(path).unwrap()).unwrap().remove(0)
 }
 
@@ -338,8 +339,8 @@ fn connection_methods(doc: &Yaml, policy: &str) -> BTreeSet<String> {
     methods
 }
 
-fn granted() -> BTreeMap<String, Grant> {
-    let doc = template();
+fn granted(path: &str) -> BTreeMap<String, Grant> {
+    let doc = template(path);
     let mut functions = BTreeMap::new();
     for (_, resource) in doc["Resources"].as_hash().unwrap() {
         if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
@@ -394,7 +395,7 @@ fn granted() -> BTreeMap<String, Grant> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_function_is_granted_exactly_the_dynamodb_actions_its_handler_uses() {
-    let granted = granted();
+    let granted = granted("template.yaml");
     assert_eq!(granted.len(), 7, "{:?}", granted.keys());
     let mut mismatches = Vec::new();
     for (binary, grant) in &granted {
@@ -420,7 +421,7 @@ async fn every_function_is_granted_exactly_the_dynamodb_actions_its_handler_uses
 /// close one. Recorded from the requests the real SDK client sends to the test Management API.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_function_may_call_exactly_the_connection_methods_its_handler_uses() {
-    let granted = granted();
+    let granted = granted("template.yaml");
     let mut mismatches = Vec::new();
     for (binary, grant) in &granted {
         let used = connection_methods_used(binary).await;
@@ -429,6 +430,35 @@ async fn every_function_may_call_exactly_the_connection_methods_its_handler_uses
         }
     }
     assert!(mismatches.is_empty(), "template.yaml and the handlers disagree:\n{}", mismatches.join("\n"));
+}
+
+/// The invoices example's functions run the same handlers as the repository's (its messages
+/// function the built-in actions plus routes that read the session and fan out, as `default`
+/// does), so its template grants each exactly what the repository's grants the same handler:
+/// actions, index access, key prefixes and `@connections` methods.
+#[test]
+fn the_invoices_template_grants_what_the_same_handlers_use() {
+    let root = granted("template.yaml");
+    let invoices = granted("examples/invoices/template.yaml");
+    let same = [
+        ("invoices-connect", "connect"),
+        ("invoices-disconnect", "disconnect"),
+        ("invoices-messages", "default"),
+        ("invoices-sender", "sender"),
+        ("invoices-cleanup", "cleanup"),
+        ("invoices-issue-token", "issue_token"),
+    ];
+    for (theirs, ours) in same {
+        let (a, b) = (&invoices[theirs], &root[ours]);
+        assert_eq!(
+            (&a.actions, a.indexes, &a.leading_keys, &a.methods),
+            (&b.actions, b.indexes, &b.leading_keys, &b.methods),
+            "{theirs} against {ours}"
+        );
+    }
+    let notify = &invoices["invoices-notify"];
+    assert!(notify.actions.is_empty() && notify.methods.is_empty(), "notify only invokes the sender");
+    assert_eq!(invoices.len(), same.len() + 1, "{:?}", invoices.keys());
 }
 
 /// The HTTP methods one function's cases sent to the Management API.
