@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ulimit -n "$(ulimit -Hn)"  # 10,000 connections need 10,000 descriptors in each process
-cargo build --profile bench -p lambda-ws-local --bins
+cargo build --profile bench -p lambda-ws-cli --bin lambda-ws -p lambda-ws-bench --bin gateway-bench
 exec target/release/gateway-bench "$@"

@@ -34,7 +34,8 @@ for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && br
 
 build() { # directory, target directory
   (cd "$1" && CARGO_TARGET_DIR="$2" cargo build --quiet --profile bench \
-    -p lambda-ws-local --bin lambda-ws -p lambda-ws-bench --bin fanout-bench)
+    -p "$(if [ -d "$1/crates/cli" ]; then echo lambda-ws-cli; else echo lambda-ws-local; fi)" --bin lambda-ws \
+    -p lambda-ws-bench --bin fanout-bench)
 }
 git worktree remove --force "$tree" 2>/dev/null || true
 git worktree add --detach --quiet "$tree" "$baseline"

@@ -107,7 +107,7 @@ fi
 if [ ! -d clients/js/node_modules/playwright-core ] || [ clients/js/package-lock.json -nt clients/js/node_modules/.package-lock.json ]; then
   (cd clients/js && npm ci --no-audit --no-fund --loglevel=error)
 fi
-cargo build --locked -q -p lambda-ws-local --bin lambda-ws
+cargo build --locked -q -p lambda-ws-cli --bin lambda-ws
 set +e
 LWS_GATEWAY_BIN="$root/target/debug/lambda-ws" node --test clients/js/test/ 2>&1 | tee "$log"
 node_status="${PIPESTATUS[0]}"

@@ -98,7 +98,7 @@ async fn the_workspace_functions_under_cargo_lambda_watch_serve_the_gateway() {
     // Every route of the template invokes its function, as deployed.
     let routes = Template::load(&root.join("template.yaml"))
         .unwrap()
-        .route_table(&lambda_ws_local::Functions::repository(), false);
+        .route_table(&lambda_ws_cli::repository::functions(), false);
     let options = GatewayOptions {
         routes,
         invoke_endpoint: Some(format!("http://{emulator}")),

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use lambda_ws_local::contract::{ASYNCAPI_PATH, TYPESCRIPT_PATH, asyncapi, typescript};
+use lambda_ws_cli::contract::{ASYNCAPI_PATH, TYPESCRIPT_PATH, asyncapi, typescript};
 
 fn committed(path: &str) -> String {
     let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
@@ -17,7 +17,7 @@ fn committed(path: &str) -> String {
 fn the_asyncapi_document_is_fresh() {
     assert!(
         committed(ASYNCAPI_PATH) == asyncapi(),
-        "{ASYNCAPI_PATH} is stale: run `cargo run -p lambda-ws-local -- schema -o {ASYNCAPI_PATH}`"
+        "{ASYNCAPI_PATH} is stale: run `cargo run -p lambda-ws-cli -- schema -o {ASYNCAPI_PATH}`"
     );
 }
 
@@ -25,7 +25,7 @@ fn the_asyncapi_document_is_fresh() {
 fn the_typescript_declarations_are_fresh() {
     assert!(
         committed(TYPESCRIPT_PATH) == typescript(),
-        "{TYPESCRIPT_PATH} is stale: run `cargo run -p lambda-ws-local -- schema --typescript -o {TYPESCRIPT_PATH}`"
+        "{TYPESCRIPT_PATH} is stale: run `cargo run -p lambda-ws-cli -- schema --typescript -o {TYPESCRIPT_PATH}`"
     );
 }
 

@@ -12,6 +12,7 @@ use aws_sdk_apigatewaymanagement::primitives::Blob;
 use futures::{SinkExt, StreamExt};
 use lambda_ws::policy::OriginPolicy;
 use lambda_ws::{Config, RateLimits};
+use lambda_ws_cli::repository;
 use lambda_ws_local::{Gateway, GatewayOptions, Handler, RouteTable, StoreChoice};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,7 +31,7 @@ fn options(store: StoreChoice) -> GatewayOptions {
         rate_limits: RateLimits::off(),
         ..Config::default()
     };
-    GatewayOptions { config, store, ..GatewayOptions::default() }
+    GatewayOptions { config, store, ..repository::gateway_options() }
 }
 
 async fn start(store: StoreChoice) -> Gateway {
@@ -309,7 +310,7 @@ async fn idle_connections_are_closed(store: StoreChoice) {
 }
 
 async fn unmatched_routes_without_default_get_forbidden(store: StoreChoice) {
-    let mut routes = RouteTable::builtin();
+    let mut routes = repository::routes(true);
     routes.remove("$default");
     let gw = start_with(GatewayOptions { routes, ..options(store) }).await;
     let mut ws = connect(&gw, "ann", "lobby").await;
@@ -697,7 +698,7 @@ impl FunctionHost {
     /// A gateway whose every route invokes its function on this host.
     async fn gateway(&self) -> Gateway {
         start_with(GatewayOptions {
-            routes: RouteTable::builtin_invoking_functions(),
+            routes: repository::routes(false),
             invoke_endpoint: Some(format!("http://{}", self.addr)),
             ..options(StoreChoice::Memory)
         })
@@ -733,7 +734,7 @@ async fn routes_can_invoke_functions_through_the_invoke_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_routes_with_a_route_response_send_the_handler_body_back() {
     let host = FunctionHost::start().await;
-    let mut routes = RouteTable::builtin_invoking_functions();
+    let mut routes = repository::routes(false);
     routes.insert("whoami", Handler::Invoke("whoami".into()));
     routes.insert("silent", Handler::Invoke("whoami".into()));
     routes.answer_with_response("whoami");
@@ -788,7 +789,7 @@ impl lambda_ws::Route for SlowRoute {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_connection_runs_a_bounded_number_of_frames_at_once() {
     let slow = Arc::new(Slow::default());
-    let mut routes = RouteTable::builtin();
+    let mut routes = repository::routes(true);
     routes.insert("slow", Handler::Messages(lambda_ws::Router::new().route("slow", SlowRoute(slow.clone()))));
     let gw = start_with(GatewayOptions { routes, ..options(StoreChoice::Memory) }).await;
     let mut ws = connect(&gw, "ann", "lobby").await;

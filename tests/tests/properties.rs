@@ -10,7 +10,6 @@ use std::sync::Mutex;
 
 use lambda_ws::protocol::{ErrorCode, Inbound, MAX_MESSAGE_BYTES};
 use lambda_ws::{ChannelName, ConnectionId, SendRequest};
-use lambda_ws_local::RouteTable;
 use lambda_ws_local::events::parse_query;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree as _;
@@ -176,7 +175,7 @@ fn oversize_bodies_are_refused_before_parsing() {
 #[test]
 fn route_selection_is_total_and_exact() {
     let tally = Tally::default();
-    let table = RouteTable::builtin();
+    let table = lambda_ws_cli::repository::routes(true);
     proptest!(config(), |(body in body())| {
         let (key, _) = table.select(&body).expect("with $default every frame has a route");
         let action = serde_json::from_str::<Value>(&body).ok()

@@ -9,9 +9,10 @@ use std::path::PathBuf;
 
 use lambda_ws::Router;
 use lambda_ws::store::dynamodb::{CHANNEL_INDEX, INDEX_PROJECTION, TTL_ATTRIBUTE, USER_INDEX};
+use lambda_ws_cli::repository;
 use lambda_ws_functions::chat::ChatRoute;
+use lambda_ws_local::Handler;
 use lambda_ws_local::template::Template;
-use lambda_ws_local::{Functions, Handler, RouteTable};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -39,7 +40,7 @@ fn every_function_is_a_workspace_binary_and_every_binary_is_deployed() {
 fn every_route_reaches_an_in_process_handler() {
     let t = template();
     assert_eq!(t.selection.as_str(), "$request.body.action");
-    assert!(t.invoked_routes(&Functions::repository()).is_empty(), "{:?}", t.invoked_routes(&Functions::repository()));
+    assert!(t.invoked_routes(&repository::functions()).is_empty(), "{:?}", t.invoked_routes(&repository::functions()));
     let routes: Vec<(&str, &str)> = t.routes.iter().map(|r| (r.route_key.as_str(), r.binary.as_str())).collect();
     assert_eq!(
         routes,
@@ -60,8 +61,8 @@ fn every_route_reaches_an_in_process_handler() {
 
 #[test]
 fn the_gateway_serves_the_same_routes_from_the_template_as_built_in() {
-    let from_template = template().route_table(&Functions::repository(), true);
-    let builtin = RouteTable::builtin();
+    let from_template = template().route_table(&repository::functions(), true);
+    let builtin = repository::routes(true);
     // `echo` is the development route `lambda-ws dev` adds on top of the template's.
     let deployed: Vec<&str> = builtin.keys().filter(|k| *k != "echo").collect();
     assert_eq!(from_template.keys().collect::<Vec<_>>(), deployed);

@@ -1,5 +1,5 @@
-//! Your own dev binary: the local gateway with your functions, hooks and template, as
-//! `lambda-ws dev` runs this repository's.
+//! Your own dev binary: the local gateway with your functions, hooks and template (the
+//! repository's `lambda-ws dev` is one, built the same way).
 //!
 //! ```no_run
 //! use lambda_ws::Router;
@@ -33,8 +33,8 @@ use clap::Parser;
 use lambda_ws::App;
 use lambda_ws::schema::Contract;
 
-use crate::routes::{BUILTIN_ROUTES, Functions, Handler, RouteTable, SelectionExpression};
-use crate::server::{AppSetup, Gateway, GatewayOptions, StoreChoice};
+use crate::routes::{Functions, Handler, RouteTable, SelectionExpression};
+use crate::server::{AppSetup, Endpoints, Gateway, GatewayOptions, StoreChoice};
 use crate::template::{Template, environment};
 
 mod configured;
@@ -181,8 +181,10 @@ pub struct Dev {
     contract: ContractFn,
     extra_routes: Vec<(String, Handler)>,
     /// `(route key, binary)` pairs served when there is no template.
-    without_template: Option<&'static [(&'static str, &'static str)]>,
-    demo: bool,
+    without_template: Option<Vec<(String, String)>>,
+    endpoints: Option<Endpoints>,
+    /// Lines the banner adds for the endpoints: (label, path).
+    endpoint_banner: Vec<(String, String)>,
 }
 
 impl fmt::Debug for Dev {
@@ -201,18 +203,31 @@ impl Dev {
             contract: Arc::new(|contract| contract),
             extra_routes: Vec::new(),
             without_template: None,
-            demo: false,
+            endpoints: None,
+            endpoint_banner: Vec::new(),
         }
     }
 
-    /// This repository's `lambda-ws dev`: its functions, the demo page and task, the `echo`
-    /// route, and the built-in routes when there is no `template.yaml`.
-    pub fn repository() -> Self {
-        let mut dev = Self::new("lambda-ws dev", Functions::repository());
-        dev.demo = true;
-        dev.without_template = Some(&BUILTIN_ROUTES);
-        dev.extra_routes.push(("echo".into(), crate::server::demo::echo()));
-        dev
+    /// Adds a route the template does not declare (a development route such as
+    /// [`pages::echo`](crate::server::pages::echo)), or replaces one it does.
+    pub fn route(mut self, route_key: impl Into<String>, handler: Handler) -> Self {
+        self.extra_routes.push((route_key.into(), handler));
+        self
+    }
+
+    /// The `(route key, function binary)` pairs to serve when there is no template (`--template`
+    /// naming no file); without them a missing template stops the gateway.
+    pub fn routes_without_template<'a>(mut self, routes: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        self.without_template = Some(routes.into_iter().map(|(k, b)| (k.to_owned(), b.to_owned())).collect());
+        self
+    }
+
+    /// Serves your own HTTP endpoints beside the gateway's (see [`GatewayOptions::endpoints`]);
+    /// `banner` lists those the start-up banner shows, as `(label, path)`.
+    pub fn endpoints(mut self, endpoints: Endpoints, banner: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.endpoints = Some(endpoints);
+        self.endpoint_banner = banner.into_iter().collect();
+        self
     }
 
     /// Adds your hooks and checks to the app the handlers run with, as your functions' `main`s
@@ -330,12 +345,10 @@ impl Dev {
                 );
             }
             (template.route_table(&self.functions, in_process), format!("routes from {}", args.template.display()))
-        } else if let Some(routes) = self.without_template {
+        } else if let Some(routes) = &self.without_template {
             let selection = SelectionExpression::body_field("action");
-            (
-                RouteTable::from_functions(selection, routes.iter().copied(), &self.functions, in_process),
-                "built-in routes".to_owned(),
-            )
+            let routes = routes.iter().map(|(k, b)| (k.as_str(), b.as_str()));
+            (RouteTable::from_functions(selection, routes, &self.functions, in_process), "built-in routes".to_owned())
         } else {
             return Err(format!("{} not found; give your SAM template with --template", args.template.display()));
         };
@@ -359,7 +372,7 @@ impl Dev {
             config,
             store,
             pages: args.pages.clone(),
-            demo: self.demo,
+            endpoints: self.endpoints.clone(),
             setup: self.setup.clone(),
             function_configs,
             roles,
@@ -403,8 +416,8 @@ impl Dev {
             None => println!("  {} is running ({routes_text}, handlers in-process, sessions {store_text})", self.name),
         }
         println!();
-        if self.demo {
-            println!("  Demo page          {http}/");
+        for (label, path) in &self.endpoint_banner {
+            println!("  {label:<18} {http}{path}");
         }
         println!("  WebSocket          {}?ws_token=<token>&channel=<name>", gateway.websocket_url());
         println!(

@@ -12,14 +12,14 @@
 //!   clean-up, so backend code calling `lambda.invoke` works locally.
 //! - `GET /_admin/sessions`, `POST /_admin/cleanup`, `POST /_admin/tokens/purge`: what the operator
 //!   commands call with `--gateway`.
-//! - `GET /`: a demo page using the browser client (this repository's gateway).
+//! - `GET /client/websocket-manager.js`: the browser client; `/pages/<file>`: your own pages; and
+//!   any endpoints of your own ([`GatewayOptions::endpoints`]: the repository's command adds its
+//!   demo page this way).
 //!
 //! ## Layout
 //! - [`dev`]: [`Dev`], the gateway with your functions, hooks and `template.yaml`, from your own
-//!   dev binary (`lambda-ws dev` is [`Dev::repository`]).
-//! - [`contract`]: this repository's AsyncAPI document and TypeScript declarations (`lambda-ws schema`).
+//!   dev binary (the `lambda-ws` command's `dev` is one, in the `lambda-ws-cli` crate).
 //! - [`events`]: API Gateway-shaped events.
-//! - [`ops`]: the operator commands (`sessions list`, `send`, `cleanup`, `tokens purge`).
 //! - [`routes`]: route selection, the route table and the in-process [`Functions`].
 //! - [`registry`]: open connections and the in-process transport.
 //! - [`server`]: the HTTP and WebSocket endpoints.
@@ -27,10 +27,8 @@
 
 #![warn(missing_docs)]
 
-pub mod contract;
 pub mod dev;
 pub mod events;
-pub mod ops;
 pub mod registry;
 pub mod routes;
 pub mod server;
@@ -38,4 +36,6 @@ pub mod template;
 
 pub use dev::{Dev, DevArgs};
 pub use routes::{Functions, Handler, RouteTable, SelectionError, SelectionExpression};
-pub use server::{AppSetup, Gateway, GatewayOptions, StoreChoice, local_aws_config};
+pub use server::{
+    AppSetup, EndpointContext, Endpoints, FunctionRoles, Gateway, GatewayOptions, StoreChoice, local_aws_config,
+};

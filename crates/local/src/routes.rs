@@ -7,20 +7,6 @@ use std::fmt;
 
 use lambda_ws::Router;
 
-/// The routes this repository's `template.yaml` declares, with the function binary that serves each.
-pub const BUILTIN_ROUTES: [(&str, &str); 10] = [
-    ("$connect", "connect"),
-    ("$disconnect", "disconnect"),
-    ("$default", "default"),
-    ("subscribe", "default"),
-    ("unsubscribe", "default"),
-    ("history", "default"),
-    ("presence", "default"),
-    ("ping", "default"),
-    ("chat", "chat"),
-    ("chat_message", "chat"),
-];
-
 /// Which function binaries run in-process, and as what: the gateway runs a route whose
 /// template function (`BuildProperties: Binary`) is listed here with its handler, and invokes any
 /// other through the Lambda Invoke API.
@@ -42,16 +28,6 @@ impl Functions {
     /// No in-process functions.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// This repository's functions: `connect`, `disconnect`, `default` (the built-in actions and
-    /// the chat example) and `chat`.
-    pub fn repository() -> Self {
-        Self::new()
-            .connect("connect")
-            .disconnect("disconnect")
-            .messages("default", lambda_ws_functions::default_router())
-            .messages("chat", lambda_ws_functions::chat_router())
     }
 
     /// `binary` is a `$connect` function (the core handler).
@@ -233,25 +209,6 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// This repository's routes ([`BUILTIN_ROUTES`]), handled in-process, plus the development
-    /// `echo` route.
-    pub fn builtin() -> Self {
-        Self::repository(true)
-    }
-
-    /// The same routes, each invoking the function that serves it in the deployment; `echo` stays
-    /// in-process.
-    pub fn builtin_invoking_functions() -> Self {
-        Self::repository(false)
-    }
-
-    fn repository(in_process: bool) -> Self {
-        let selection = SelectionExpression::body_field("action");
-        let mut table = Self::from_functions(selection, BUILTIN_ROUTES, &Functions::repository(), in_process);
-        table.insert("echo", crate::server::demo::echo());
-        table
-    }
-
     /// A table from `(route key, function binary)` pairs. In-process, the binaries `functions`
     /// lists run as its handlers and any other is invoked; otherwise every route invokes its
     /// function.
@@ -361,9 +318,15 @@ mod tests {
         }
     }
 
+    /// Routes as a template declares them: `$connect`, `$disconnect`, `$default`, `ping`, `chat`.
+    fn declared() -> RouteTable {
+        let routes = [("$connect", "c"), ("$disconnect", "d"), ("$default", "m"), ("ping", "m"), ("chat", "m")];
+        RouteTable::from_functions(SelectionExpression::body_field("action"), routes, &Functions::new(), true)
+    }
+
     #[test]
     fn selects_like_api_gateway() {
-        let table = RouteTable::builtin();
+        let table = declared();
         let key = |body: &str| table.select(body).map(|(k, _)| k.to_owned());
         assert_eq!(key(r#"{"action":"chat","message":"x"}"#).as_deref(), Some("chat"));
         assert_eq!(key(r#"{"action":"ping"}"#).as_deref(), Some("ping"));
@@ -373,7 +336,7 @@ mod tests {
         assert_eq!(key("not json").as_deref(), Some("$default"));
         assert_eq!(key("[]").as_deref(), Some("$default"));
         assert_eq!(key(r#"{"action":"chat","message":"x"}"#).as_deref(), Some("chat"));
-        let mut without_default = RouteTable::builtin();
+        let mut without_default = declared();
         without_default.remove("$default");
         assert!(without_default.select(r#"{"action":"nope"}"#).is_none());
         assert!(without_default.select(r#"{"action":"chat"}"#).is_some());

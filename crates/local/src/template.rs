@@ -221,16 +221,17 @@ Resources:
         assert_eq!(t.selection.as_str(), "$request.body.op");
         let routes: Vec<(&str, &str)> = t.routes.iter().map(|r| (r.route_key.as_str(), r.binary.as_str())).collect();
         assert_eq!(routes, [("$connect", "connect"), ("report", "report")]);
-        assert_eq!(t.invoked_routes(&Functions::repository()).len(), 1, "report is not a workspace binary");
+        let functions = Functions::new().connect("connect");
+        assert_eq!(t.invoked_routes(&functions).len(), 1, "report is not a binary the gateway runs");
         let answered: Vec<bool> = t.routes.iter().map(|r| r.route_response).collect();
         assert_eq!(answered, [false, true], "only report declares a route response");
-        let table = t.route_table(&Functions::repository(), true);
+        let table = t.route_table(&functions, true);
         assert!(table.answers_with_response("report") && !table.answers_with_response("$connect"));
         assert_eq!(table.selection.as_str(), "$request.body.op");
         assert!(matches!(table.get("$connect"), Some(Handler::Connect)));
         assert!(matches!(table.get("report"), Some(Handler::Invoke(b)) if b == "report"));
         assert!(table.get("$default").is_none());
-        let invoking = t.route_table(&Functions::repository(), false);
+        let invoking = t.route_table(&functions, false);
         assert!(matches!(invoking.get("$connect"), Some(Handler::Invoke(b)) if b == "connect"));
     }
 

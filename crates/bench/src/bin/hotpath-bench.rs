@@ -582,17 +582,18 @@ async fn measure_presence_answers(
                 let frame = tokio::time::timeout(Duration::from_secs(10), ws.next()).await?.ok_or("socket ended")??;
                 if let Message::Text(text) = frame {
                     let value: Value = serde_json::from_str(&text)?;
-                    if value["ref"] == "p" || value["type"] == "presence" {
+                    if value["ref"] == "p" {
                         break value;
                     }
                 }
             };
             let answered = from.elapsed();
-            if answer["type"] != "presence" {
+            // `reply {data: {channel, users, ...}}`; a build without presence answers an error.
+            if answer["type"] != "reply" {
                 return Ok(None);
             }
-            if answer["users"].as_u64() != Some(size as u64) {
-                return Err(format!("presence answered {} users of {size}", answer["users"]).into());
+            if answer["data"]["users"].as_u64() != Some(size as u64) {
+                return Err(format!("presence answered {} users of {size}", answer["data"]["users"]).into());
             }
             asks.push(cost(&proxy.calls_since(from), from, Instant::now(), answered));
         }

@@ -1,16 +1,16 @@
 //! The gateway: [`Gateway::start`] and what every endpoint shares. One module per endpoint family:
 //! `socket` (the WebSocket API), `management` (`@connections`), `issuer` (`POST /ws-token`),
-//! `invoke` (the Lambda Invoke API), `admin` (`/_admin/*`) and `demo` (the demo page and task, the
-//! `echo` route, `--pages`).
+//! `invoke` (the Lambda Invoke API), `admin` (`/_admin/*`) and `pages` (the browser client,
+//! `--pages`, the `echo` route). Your own endpoints join them through [`GatewayOptions::endpoints`].
 
 mod admin;
-pub(crate) mod demo;
 mod invoke;
 mod issuer;
 mod management;
+pub mod pages;
 mod socket;
 
-pub use issuer::DEV_USER_HEADER;
+pub use issuer::{DEV_USER_HEADER, dev_identity};
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -24,12 +24,11 @@ use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use lambda_ws::handlers::{self, TokenRequest};
 use lambda_ws::protocol::{ErrorCode, ErrorEnvelope};
-use lambda_ws::protocol::{Level, TaskProgress, Toast};
-use lambda_ws::{App, Config, DynamoDbStore, GATEWAY_SECRET_HEADER, Identity, MemoryStore, Outbound, Target};
+use lambda_ws::{App, Config, DynamoDbStore, GATEWAY_SECRET_HEADER, Identity, MemoryStore, Outbound};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -37,12 +36,12 @@ use tokio::time::Instant;
 
 use crate::events::{self, EventContext, iso8601, new_id, parse_query};
 use crate::registry::{Connection, LocalTransport, Outgoing, PostError, Registry};
-use crate::routes::{Handler, RouteTable};
+use crate::routes::{Handler, RouteTable, SelectionExpression};
 use admin::{admin_cleanup, admin_purge_tokens, admin_sessions};
-use demo::{client_file, demo_page, demo_task, page_file};
 use invoke::invoke;
 use issuer::issue_token;
 use management::{delete_connection, get_connection, post_to_connection};
+use pages::{client_file, page_file};
 use socket::upgrade;
 
 /// API Gateway's limit on one frame.
@@ -100,8 +99,9 @@ pub struct GatewayOptions {
     /// A folder of your own pages, served at `/pages/<file>` on the gateway's origin, so that
     /// their token requests (`fetch("/ws-token")`) are same-origin as in your app.
     pub pages: Option<std::path::PathBuf>,
-    /// Serve the demo page at `/` and its task at `POST /demo/task`.
-    pub demo: bool,
+    /// Your own HTTP endpoints, served beside the gateway's (behind the same `Host` and `Origin`
+    /// checks): a demo page, a page of your app, a fake backend. `None` serves none.
+    pub endpoints: Option<Endpoints>,
     /// What your functions add to the app (hooks, checks) before it serves.
     pub setup: AppSetup,
     /// Each function's own configuration, by binary (what its template environment gives it): a
@@ -122,6 +122,49 @@ pub struct FunctionRoles {
     pub sender: Option<String>,
     /// The `cleanup` of the Lambda Invoke API and `/_admin/cleanup`.
     pub cleanup: Option<String>,
+}
+
+/// What your own endpoints are built with ([`GatewayOptions::endpoints`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct EndpointContext {
+    /// The app the gateway's handlers run with (its sender reaches the gateway's connections).
+    pub app: App,
+    /// The stage (`local`): the WebSocket path is `/<stage>`.
+    pub stage: String,
+    /// The user the token issuer gives a request that names none.
+    pub dev_user: String,
+}
+
+/// Your own HTTP endpoints for the gateway to serve: an axum router built from the
+/// [`EndpointContext`] when the gateway starts.
+///
+/// ```
+/// use axum::routing::get;
+/// use lambda_ws_local::{Endpoints, GatewayOptions};
+///
+/// let options = GatewayOptions {
+///     endpoints: Some(Endpoints::new(|ctx| {
+///         let stage = ctx.stage.clone();
+///         axum::Router::new().route("/hello", get(move || async move { format!("stage {stage}") }))
+///     })),
+///     ..GatewayOptions::default()
+/// };
+/// ```
+#[derive(Clone)]
+pub struct Endpoints(Arc<dyn Fn(&EndpointContext) -> Router + Send + Sync>);
+
+impl Endpoints {
+    /// Endpoints that `build` makes.
+    pub fn new(build: impl Fn(&EndpointContext) -> Router + Send + Sync + 'static) -> Self {
+        Self(Arc::new(build))
+    }
+}
+
+impl std::fmt::Debug for Endpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Endpoints(custom)")
+    }
 }
 
 /// What a deployment's functions add to their [`App`] (hooks, checks, metrics), applied to the
@@ -160,12 +203,12 @@ impl Default for GatewayOptions {
             dev_user: "dev-user".into(),
             config: Config::default(),
             store: StoreChoice::Memory,
-            routes: RouteTable::builtin(),
+            routes: RouteTable::empty(SelectionExpression::body_field("action")),
             invoke_endpoint: None,
             gateway_secret: None,
             pages: None,
             write_timeout: Duration::from_secs(5),
-            demo: true,
+            endpoints: None,
             setup: AppSetup::default(),
             function_configs: BTreeMap::new(),
             roles: FunctionRoles::default(),
@@ -285,12 +328,17 @@ impl Gateway {
             stage: stage_name,
             api_id,
         });
-        let demo = shared.options.demo;
-        let mut router = Router::new();
-        if demo {
-            router = router.route("/", get(demo_page)).route("/demo/task", post(demo_task));
-        }
-        let router = router
+        // Your endpoints first (they may not take the gateway's paths: axum refuses a duplicate),
+        // then the guard over all of them.
+        let own: Router = match &shared.options.endpoints {
+            Some(endpoints) => (endpoints.0)(&EndpointContext {
+                app: app.clone(),
+                stage: shared.options.stage.clone(),
+                dev_user: shared.options.dev_user.clone(),
+            }),
+            None => Router::new(),
+        };
+        let router = Router::new()
             .route("/client/{file}", get(client_file))
             .route("/pages/{*path}", get(page_file))
             .route("/ws-token", post(issue_token))
@@ -310,8 +358,9 @@ impl Gateway {
                 &format!("/{stage}/%40connections/{{id}}"),
                 post(post_to_connection).get(get_connection).delete(delete_connection),
             )
-            .layer(axum::middleware::from_fn_with_state(shared.clone(), guard))
-            .with_state(shared);
+            .with_state(shared.clone())
+            .merge(own)
+            .layer(axum::middleware::from_fn_with_state(shared, guard));
         let (shutdown, signal) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let service = router.into_make_service_with_connect_info::<SocketAddr>();

@@ -36,7 +36,7 @@ async fn gateway(store: StoreChoice, token_ttl: Duration) -> Gateway {
         token_ttl,
         ..Config::default()
     };
-    let options = GatewayOptions { config, store, ..GatewayOptions::default() };
+    let options = GatewayOptions { config, store, ..lambda_ws_cli::repository::gateway_options() };
     Gateway::start(SocketAddr::from(([127, 0, 0, 1], 0)), options).await.unwrap()
 }
 

@@ -81,7 +81,8 @@ impl Backend {
     /// A running local gateway at `url`.
     pub fn gateway(url: &str) -> Self {
         let url = url.trim_end_matches('/').to_owned();
-        let conf = aws_sdk_lambda::config::Builder::from(&crate::server::local_aws_config()).endpoint_url(&url).build();
+        let conf =
+            aws_sdk_lambda::config::Builder::from(&lambda_ws_local::local_aws_config()).endpoint_url(&url).build();
         Self::Gateway {
             url,
             http: Box::new(Client::builder(TokioExecutor::new()).build_http()),

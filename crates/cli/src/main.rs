@@ -1,6 +1,7 @@
 //! `lambda-ws`: the local gateway (`lambda-ws dev`), operator commands (`sessions list`, `send`,
 //! `cleanup`, `tokens purge`) and the contract files (`lambda-ws schema`). One module per command
-//! in `cli/`; `dev` and `schema` are the library's [`Dev`] with this repository's functions.
+//! in `cli/`; `dev` and `schema` are the gateway library's `Dev` with this repository's functions
+//! (`lambda_ws_cli::repository::dev`).
 
 // Command output is this binary's user interface; libraries never print.
 #![allow(clippy::print_stdout)]
@@ -10,7 +11,7 @@ mod cli;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use lambda_ws_local::Dev;
+use lambda_ws_cli::repository;
 use lambda_ws_local::dev::{DevArgs, SchemaArgs};
 
 use cli::cleanup::CleanupArgs;
@@ -58,8 +59,8 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     lambda_ws_local::dev::init_logs();
     match cli.command {
-        Command::Dev(args) => Dev::repository().serve(args).await,
-        Command::Schema(args) => Dev::repository().write_schema(&args),
+        Command::Dev(args) => repository::dev().serve(args).await,
+        Command::Schema(args) => repository::dev().write_schema(&args),
         Command::Sessions { command: SessionsCommand::List(args) } => cli::sessions::list_sessions(&args).await,
         Command::Sessions { command: SessionsCommand::Close(args) } => cli::sessions::close_sessions(&args).await,
         Command::Send(args) => cli::send::send(&args).await,

@@ -1,56 +1,21 @@
-//! The demo: the page at `/` (the browser client and the chat example), its long task
-//! (`POST /demo/task`), the development `echo` route, and your own pages (`--pages`).
+//! What the gateway serves besides the APIs: the browser client (`/client/websocket-manager.js`),
+//! your own pages (`--pages`), and the development `echo` route.
 
 use super::*;
 use async_trait::async_trait;
 use lambda_ws::{Inbound, MessageContext, Route, RouteError};
 
-use super::issuer::dev_identity;
-
-/// Starts a fake long task for the caller: `task_progress` every 150 ms to all their tabs, then
-/// a toast. Shows the sender driving a progress bar.
-pub(super) async fn demo_task(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    let user = dev_identity(&shared, &headers).user_id;
-    let task_id = format!("task-{}", &new_id()[..6]);
-    let sender = shared.app.sender();
-    let id = task_id.clone();
-    tokio::spawn(async move {
-        let target = Target::User(user);
-        for step in 0..=10u8 {
-            let done = step == 10;
-            let mut progress = TaskProgress::new(id.clone(), step * 10);
-            progress.message = Some(if done { "done".into() } else { format!("step {step} of 10") });
-            progress.done = Some(done);
-            let progress = Outbound::TaskProgress(progress);
-            let _ = sender.send(&target, &progress, &[]).await;
-            tokio::time::sleep(Duration::from_millis(150)).await;
-        }
-        let mut toast = Toast::new(Level::Success, format!("{id} finished"));
-        toast.title = Some("Task complete".into());
-        toast.timeout_ms = Some(4000);
-        let toast = Outbound::Toast(toast);
-        let _ = sender.send(&target, &toast, &[]).await;
-    });
-    json_response(202, &json!({ "task_id": task_id }))
-}
-
-// Inside this crate, so a packaged crate carries them. `assets/websocket-manager.js` is the
-// browser client as `clients/js` publishes it; `tests/tests/contract.rs` keeps the two identical.
-const DEMO_HTML: &str = include_str!("../../assets/demo/index.html");
+// Inside this crate, so a packaged crate carries it: the browser client as `clients/js`
+// publishes it (`tests/tests/contract.rs` keeps the two identical).
 const CLIENT_JS: &str = include_str!("../../assets/websocket-manager.js");
-const DEMO_UI_JS: &str = include_str!("../../assets/demo/demo-ui.js");
 
-pub(super) async fn demo_page(State(shared): State<Arc<Shared>>) -> Html<String> {
-    Html(DEMO_HTML.replace("{{STAGE}}", &shared.options.stage))
-}
-
+/// `GET /client/websocket-manager.js`: the browser client, so a page on the gateway's origin
+/// imports it with no build step.
 pub(super) async fn client_file(Path(file): Path<String>) -> Response {
-    let body = match file.as_str() {
-        "websocket-manager.js" => CLIENT_JS,
-        "demo-ui.js" => DEMO_UI_JS,
-        _ => return StatusCode::NOT_FOUND.into_response(),
-    };
-    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], body).into_response()
+    if file != "websocket-manager.js" {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], CLIENT_JS).into_response()
 }
 
 /// `GET /pages/<path>`: a file of [`GatewayOptions::pages`]. Only plain path segments are
@@ -92,8 +57,8 @@ pub(super) async fn page_file(State(shared): State<Arc<Shared>>, Path(path): Pat
     }
 }
 
-/// The development `echo` route's handler.
-pub(crate) fn echo() -> Handler {
+/// The development `echo` route's handler ([`EchoRoute`]).
+pub fn echo() -> Handler {
     Handler::Messages(lambda_ws::Router::new().route("echo", EchoRoute))
 }
 

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use lambda_ws_local::ops::{Backend, OpsError};
+use lambda_ws_cli::ops::{Backend, OpsError};
 
 /// Where the sessions are: a DynamoDB table or a running local gateway.
 #[derive(Debug, clap::Args)]

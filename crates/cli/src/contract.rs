@@ -1,7 +1,5 @@
 //! The contract files `lambda-ws schema` writes, as text, and where the repository keeps them.
 
-use crate::Dev;
-
 /// The AsyncAPI document, relative to the workspace root.
 pub const ASYNCAPI_PATH: &str = "docs/asyncapi.json";
 
@@ -10,10 +8,10 @@ pub const TYPESCRIPT_PATH: &str = "clients/js/protocol.d.ts";
 
 /// The AsyncAPI 3.0 document of this repository's routes, pretty-printed JSON.
 pub fn asyncapi() -> String {
-    Dev::repository().asyncapi_file()
+    crate::repository::dev().asyncapi_file()
 }
 
 /// The TypeScript declarations of every message and sender type of this repository's routes.
 pub fn typescript() -> String {
-    Dev::repository().typescript()
+    crate::repository::dev().typescript()
 }
