@@ -12,8 +12,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
+use lambda_ws::config::RateLimits;
 use lambda_ws::store::SessionStore as _;
-use lambda_ws::{Config, ConnectionId, DynamoDbStore, RateLimits};
+use lambda_ws::{Config, ConnectionId, DynamoDbStore};
 use lambda_ws_e2e::{DYNAMODB_ENDPOINT_VAR, dynamodb_client};
 use lambda_ws_local::template::Template;
 use lambda_ws_local::{Gateway, GatewayOptions, StoreChoice};

@@ -7,12 +7,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use lambda_ws::clock::SystemClock;
 use lambda_ws::delivery::ConnectionInfo;
+use lambda_ws::delivery::{SendOptions, Transport, TransportError};
 use lambda_ws::protocol::{Level, SystemMessage, Toast};
+use lambda_ws::store::SessionStore;
 use lambda_ws::testing::SlowPages;
 use lambda_ws::{
-    App, ChannelName, Config, ConnectionId, DynamoDbStore, Identity, ManagementApi, MemoryStore, Outbound, SendOptions,
-    Sender, Session, SessionStore, SystemClock, Target, Transport, TransportError, handlers,
+    App, ChannelName, Config, ConnectionId, DynamoDbStore, Identity, ManagementApi, MemoryStore, Outbound, Sender,
+    Session, Target, handlers,
 };
 use lambda_ws_e2e::{Faults, MgmtServer, fresh_dynamodb_store, management_api};
 use serde_json::{Value, json};
@@ -377,7 +380,7 @@ async fn no_message_is_lost_under_random_faults() {
 #[derive(Debug, Default)]
 struct Recorded(std::sync::Mutex<Vec<(String, usize, usize)>>);
 
-impl lambda_ws::MetricsSink for Recorded {
+impl lambda_ws::delivery::MetricsSink for Recorded {
     fn record(&self, target: &str, report: &lambda_ws::DeliveryReport) {
         self.0.lock().unwrap().push((target.to_owned(), report.delivered, report.gone.len()));
     }

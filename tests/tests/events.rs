@@ -6,9 +6,10 @@
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use aws_lambda_events::cloudwatch_events::CloudWatchEvent;
+use lambda_ws::config::RateLimits;
 use lambda_ws::handlers::{self, TokenRequest};
 use lambda_ws::policy::OriginPolicy;
-use lambda_ws::{App, Config, Identity, RateLimits};
+use lambda_ws::{App, Config, Identity};
 use lambda_ws_e2e::{MgmtServer, events_dir, fresh_dynamodb_store, management_api, sample_event};
 use lambda_ws_functions::default_router;
 use serde_json::{Value, json};

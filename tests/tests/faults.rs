@@ -6,9 +6,10 @@
 
 use std::sync::Arc;
 
+use lambda_ws::config::RateLimits;
 use lambda_ws::handlers::{self, TokenRequest};
 use lambda_ws::policy::OriginPolicy;
-use lambda_ws::{App, Config, DynamoDbStore, Identity, RateLimits, Router, Target};
+use lambda_ws::{App, Config, DynamoDbStore, Identity, Router, Target};
 use lambda_ws_e2e::{Events, MgmtServer, OwnDynamoDb, management_api};
 use serde_json::{Value, json};
 

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use futures::{SinkExt, StreamExt};
+use lambda_ws::Config;
+use lambda_ws::config::RateLimits;
 use lambda_ws::policy::OriginPolicy;
-use lambda_ws::{Config, RateLimits};
 use lambda_ws_cli::repository;
 use lambda_ws_local::{Gateway, GatewayOptions, Handler, RouteTable, StoreChoice};
 use serde_json::{Value, json};
@@ -563,7 +564,7 @@ async fn the_gateway_adds_its_secret_and_drops_one_a_client_sends() {
     let secret = "s".repeat(40);
     let with_secret = |gateway_secret: Option<String>| GatewayOptions {
         config: Config {
-            gateway_secrets: lambda_ws::GatewaySecrets::parse(&secret).unwrap(),
+            gateway_secrets: lambda_ws::policy::GatewaySecrets::parse(&secret).unwrap(),
             require_token: false,
             ..options(StoreChoice::Memory).config
         },
@@ -574,7 +575,7 @@ async fn the_gateway_adds_its_secret_and_drops_one_a_client_sends() {
         let mut request = format!("{}?channel=x", gw.websocket_url()).into_client_request().unwrap();
         request.headers_mut().insert("origin", ORIGIN.parse().unwrap());
         if let Some(value) = header {
-            request.headers_mut().insert(lambda_ws::GATEWAY_SECRET_HEADER, value.parse().unwrap());
+            request.headers_mut().insert(lambda_ws::policy::GATEWAY_SECRET_HEADER, value.parse().unwrap());
         }
         async move {
             match tokio_tungstenite::connect_async(request).await {

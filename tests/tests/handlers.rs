@@ -10,12 +10,12 @@ use std::sync::Arc;
 use aws_lambda_events::apigw::ApiGatewayProxyResponse;
 use aws_lambda_events::encodings::Body;
 use aws_sdk_dynamodb::types::AttributeValue;
+use lambda_ws::clock::{Clock as _, ManualClock};
+use lambda_ws::config::RateLimits;
 use lambda_ws::handlers::{self, TokenRequest};
 use lambda_ws::policy::{ChannelRules, OriginPolicy};
-use lambda_ws::{
-    App, ChannelCheck, ChannelName, Clock as _, Config, DynamoDbStore, GATEWAY_SECRET_HEADER, GatewaySecrets, Identity,
-    ManualClock, RateLimits, Router,
-};
+use lambda_ws::policy::{GATEWAY_SECRET_HEADER, GatewaySecrets};
+use lambda_ws::{App, ChannelCheck, ChannelName, Config, DynamoDbStore, Identity, Router};
 use lambda_ws_e2e::{Events, MgmtServer, dynamodb_client, fresh_dynamodb_store, management_api};
 use serde_json::{Value, json};
 
@@ -852,7 +852,7 @@ fn unpacked(posts: &[Value]) -> Vec<Value> {
 }
 
 fn history_config(rules: &str) -> Config {
-    Config { history: lambda_ws::HistoryRules::parse(rules).unwrap(), ..base_config() }
+    Config { history: lambda_ws::history::HistoryRules::parse(rules).unwrap(), ..base_config() }
 }
 
 /// Sends `{"type":"task_progress","task_id":"t","percent":n}` to `channel` through the app's sender.
@@ -1105,8 +1105,10 @@ async fn an_apps_route_reads_channels_only_through_the_checks() {
             Ok(Some(ctx.reply(json!({ "history": history, "presence": presence }))))
         }
     }
-    let config =
-        Config { presence: lambda_ws::PresenceRules::parse("room-*").unwrap(), ..history_config("room-*=10/5m") };
+    let config = Config {
+        presence: lambda_ws::presence::PresenceRules::parse("room-*").unwrap(),
+        ..history_config("room-*=10/5m")
+    };
     let h = Harness::new(config).await;
     fill(&h, "room-secret", 1, 10).await;
     let token = h.token("ann", Some("room-mine")).await;
@@ -1155,7 +1157,7 @@ impl lambda_ws::hooks::ConnectHook for Names {
 
 async fn presence_harness(rules: &str) -> Harness {
     let config = Config {
-        presence: lambda_ws::PresenceRules::parse(rules).unwrap(),
+        presence: lambda_ws::presence::PresenceRules::parse(rules).unwrap(),
         presence_metadata: vec!["name".to_owned()],
         require_token: false,
         session_ttl: std::time::Duration::from_secs(600),
@@ -1291,8 +1293,8 @@ async fn clean_up_announces_the_users_it_removes_and_large_channels_answer_count
 #[tokio::test]
 async fn the_sender_answers_history_and_presence_queries() {
     let config = Config {
-        history: lambda_ws::HistoryRules::parse("room-*=3/5m").unwrap(),
-        presence: lambda_ws::PresenceRules::parse("room-*").unwrap(),
+        history: lambda_ws::history::HistoryRules::parse("room-*=3/5m").unwrap(),
+        presence: lambda_ws::presence::PresenceRules::parse("room-*").unwrap(),
         ..base_config()
     };
     let h = Harness::new(config).await;

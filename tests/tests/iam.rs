@@ -21,9 +21,10 @@ use aws_sdk_dynamodb::operation::query::QueryInput;
 use aws_sdk_dynamodb::operation::scan::ScanInput;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemInput;
 use aws_sdk_dynamodb::types::AttributeValue;
+use lambda_ws::clock::{Clock as _, ManualClock};
 use lambda_ws::handlers::{self, TokenRequest};
 use lambda_ws::policy::OriginPolicy;
-use lambda_ws::{App, Clock as _, Config, DynamoDbStore, Identity, ManualClock, Router};
+use lambda_ws::{App, Config, DynamoDbStore, Identity, Router};
 use lambda_ws_e2e::{Events, MgmtServer, dynamodb_client, fresh_dynamodb_store, management_api};
 use serde_json::json;
 use yaml_rust2::Yaml;
@@ -114,13 +115,13 @@ struct Methods {
 }
 
 #[lambda_ws::async_trait]
-impl lambda_ws::Transport for Methods {
+impl lambda_ws::delivery::Transport for Methods {
     async fn post(
         &self,
         endpoint: &str,
         connection: &lambda_ws::ConnectionId,
         payload: bytes::Bytes,
-    ) -> Result<(), lambda_ws::TransportError> {
+    ) -> Result<(), lambda_ws::delivery::TransportError> {
         self.methods.lock().unwrap().insert("POST".into());
         self.inner.post(endpoint, connection, payload).await
     }
@@ -129,7 +130,7 @@ impl lambda_ws::Transport for Methods {
         &self,
         endpoint: &str,
         connection: &lambda_ws::ConnectionId,
-    ) -> Result<lambda_ws::delivery::ConnectionInfo, lambda_ws::TransportError> {
+    ) -> Result<lambda_ws::delivery::ConnectionInfo, lambda_ws::delivery::TransportError> {
         self.methods.lock().unwrap().insert("GET".into());
         self.inner.get_connection(endpoint, connection).await
     }
@@ -138,7 +139,7 @@ impl lambda_ws::Transport for Methods {
         &self,
         endpoint: &str,
         connection: &lambda_ws::ConnectionId,
-    ) -> Result<(), lambda_ws::TransportError> {
+    ) -> Result<(), lambda_ws::delivery::TransportError> {
         self.methods.lock().unwrap().insert("DELETE".into());
         self.inner.disconnect(endpoint, connection).await
     }
@@ -167,10 +168,13 @@ impl Function {
             allowed_origins: OriginPolicy::parse(ORIGIN).unwrap(),
             max_connections_per_user: 2,
             // Channels with history: sends to them append to their streams, subscribes read them.
-            history: lambda_ws::HistoryRules::parse("lobby=10/5m; news=10/5m").unwrap(),
+            history: lambda_ws::history::HistoryRules::parse("lobby=10/5m; news=10/5m").unwrap(),
             // Channels with presence: joins and leaves are counted there and announced.
-            presence: lambda_ws::PresenceRules::parse("lobby; news").unwrap(),
-            rate_limits: lambda_ws::RateLimits { messages_per_connection: 5, ..lambda_ws::RateLimits::default() },
+            presence: lambda_ws::presence::PresenceRules::parse("lobby; news").unwrap(),
+            rate_limits: lambda_ws::config::RateLimits {
+                messages_per_connection: 5,
+                ..lambda_ws::config::RateLimits::default()
+            },
             ..Config::default()
         };
         let clock = Arc::new(ManualClock::at(lambda_ws::clock::unix_now_millis()));

@@ -8,11 +8,10 @@ use std::sync::Arc;
 
 use lambda_ws::history::{HistoryRule, HistoryStore};
 use lambda_ws::presence::{Member, Presence, PresenceStore, Present};
+use lambda_ws::session::Recipient;
 use lambda_ws::store::{Admission, Claim, Joined, Removed, Segment, SessionFilter, UserLimits};
-use lambda_ws::{
-    ChannelName, ConnectionId, CounterStore, Cursor, Identity, Page, Recipient, Session, SessionStore, StoreError,
-    TokenRecord, TokenStore,
-};
+use lambda_ws::store::{CounterStore, Cursor, Page, SessionStore, StoreError, TokenRecord, TokenStore};
+use lambda_ws::{ChannelName, ConnectionId, Identity, Session};
 use lambda_ws_e2e::fresh_dynamodb_store;
 
 const NOW: i64 = 1_795_446_000;

@@ -128,7 +128,7 @@ fn the_shipped_channel_rules_are_closed() {
     let overridden =
         samconfig.lines().find_map(|l| l.trim().strip_prefix("\"ChannelRules=")).map(|v| v.trim_end_matches("\","));
     assert_eq!(overridden, Some(default.as_str()), "samconfig.toml deploys the same closed rules");
-    let rules = lambda_ws::ChannelRules::parse(&default).unwrap();
+    let rules = lambda_ws::policy::ChannelRules::parse(&default).unwrap();
     let anyone = lambda_ws::Identity::user("mallory");
     let name = |n: &str| lambda_ws::ChannelName::new(n).unwrap();
     for closed in ["user-alice", "staff", "admin", "task-1"] {

@@ -23,7 +23,7 @@ use serde_json::Value;
 pub enum OpsError {
     /// The table could not be read or written.
     #[error("DynamoDB: {0}")]
-    Store(#[from] lambda_ws::StoreError),
+    Store(#[from] lambda_ws::store::StoreError),
     /// The gateway could not be reached.
     #[error("cannot reach the gateway at {url}: {reason}")]
     Unreachable {

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt as _;
+use lambda_ws::config::RateLimits;
 use lambda_ws::policy::OriginPolicy;
 use lambda_ws::store::{SessionStore as _, TokenRecord, TokenStore as _};
-use lambda_ws::{ChannelName, Config, ConnectionId, DynamoDbStore, Identity, RateLimits, Session};
+use lambda_ws::{ChannelName, Config, ConnectionId, DynamoDbStore, Identity, Session};
 use lambda_ws_local::{Gateway, GatewayOptions, StoreChoice};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

@@ -3,15 +3,14 @@
 use std::sync::Arc;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, ConfigError};
-use crate::delivery::{ManagementApi, MetricsSink, SendOptions, Sender, Transport};
+use crate::config::Config;
+use crate::delivery::{MetricsSink, SendOptions, Sender, Transport};
 use crate::history::ChannelHistory;
 use crate::history::HistoryStore;
 use crate::hooks::{ConnectHook, DisconnectHook};
 use crate::policy::ChannelCheck;
 use crate::presence::{ChannelPresence, PresenceStore, Tracker};
 use crate::session::{ChannelName, Identity, Session};
-use crate::store::dynamodb::DynamoDbStore;
 use crate::store::{CounterStore, SessionStore, StoreError, TokenStore};
 
 /// Configuration plus the store, transport and clock the handlers use. Cheap to clone.
@@ -68,7 +67,9 @@ impl App {
 
     /// Reads [`Config`] from the environment, loads AWS configuration (region, credentials,
     /// `AWS_ENDPOINT_URL_*` overrides) and builds the DynamoDB store and Management API transport.
-    pub async fn from_env() -> Result<Self, ConfigError> {
+    #[cfg(all(feature = "dynamodb", feature = "management-api"))]
+    #[cfg_attr(docsrs, doc(cfg(all(feature = "dynamodb", feature = "management-api"))))]
+    pub async fn from_env() -> Result<Self, crate::config::ConfigError> {
         let config = Config::from_env()?;
         config.require_table()?;
         config.check_deployment()?;
@@ -86,10 +87,12 @@ impl App {
 
     /// An app on the DynamoDB table `config` names, posting through the Management API, both
     /// with the AWS settings in `aws`.
-    pub fn for_table(config: Config, aws: aws_config::SdkConfig) -> Result<Self, ConfigError> {
+    #[cfg(all(feature = "dynamodb", feature = "management-api"))]
+    #[cfg_attr(docsrs, doc(cfg(all(feature = "dynamodb", feature = "management-api"))))]
+    pub fn for_table(config: Config, aws: aws_config::SdkConfig) -> Result<Self, crate::config::ConfigError> {
         let table = config.require_table()?.to_owned();
-        let store = Arc::new(DynamoDbStore::new(aws_sdk_dynamodb::Client::new(&aws), table));
-        Ok(Self::new(config, store, Arc::new(ManagementApi::new(aws))))
+        let store = Arc::new(crate::store::dynamodb::DynamoDbStore::new(aws_sdk_dynamodb::Client::new(&aws), table));
+        Ok(Self::new(config, store, Arc::new(crate::delivery::ManagementApi::new(aws))))
     }
 
     /// Replaces the clock (tests).

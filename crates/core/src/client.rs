@@ -38,7 +38,7 @@ pub enum ClientError {
     /// The function ran and failed (crash, timeout).
     #[error("the sender failed: {0}")]
     Function(String),
-    /// The sender refused the request (an [`ErrorEnvelope`](crate::protocol::ErrorEnvelope)).
+    /// The sender refused the request (a [`crate::protocol::ErrorEnvelope`]).
     #[error("the sender refused the request ({}): {message}", code.as_str())]
     Refused {
         /// The error code, e.g. `bad_request` or `too_large`.

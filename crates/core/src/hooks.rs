@@ -24,15 +24,13 @@
 //! Metadata is stored with the session and its memberships: `lambda-ws sessions list` shows it and
 //! the sender's `filter` target matches on it (`{"filter": {"metadata": {"tenant": "acme"}}}`).
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use async_trait::async_trait;
 
 use crate::session::{ChannelName, ConnectionId, Identity};
 
-/// Attributes an application attaches to a session: string keys and values.
-pub type Metadata = BTreeMap<String, String>;
+pub use crate::session::Metadata;
 
 /// What a connect hook knows about the connection being opened. Every check of `$connect` has
 /// passed (origin, token, channel permission); the session is not written yet.

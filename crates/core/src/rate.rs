@@ -7,7 +7,7 @@
 use crate::store::{CounterStore, StoreError};
 
 /// Length of a rate window.
-pub const WINDOW_SECS: i64 = 60;
+pub use crate::store::RATE_WINDOW_SECS as WINDOW_SECS;
 
 /// What is being limited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

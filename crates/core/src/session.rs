@@ -220,6 +220,10 @@ pub struct Recipient {
     pub endpoint: String,
 }
 
+/// Session metadata: string pairs your connect hook attaches (a tenant, a display name), stored
+/// with the session and its memberships.
+pub type Metadata = std::collections::BTreeMap<String, String>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

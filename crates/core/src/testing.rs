@@ -67,6 +67,7 @@ use aws_lambda_events::encodings::Body;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
+use crate::clock::{Clock as _, ManualClock};
 use crate::delivery::{ConnectionInfo, Transport, TransportError};
 use crate::handlers;
 use crate::routing::Router;
@@ -74,7 +75,7 @@ use crate::session::{ChannelName, ConnectionId, Identity, Recipient, Session};
 use crate::store::{
     Admission, Claim, Cursor, Joined, Page, Removed, Segment, SessionFilter, SessionStore, StoreError, UserLimits,
 };
-use crate::{App, Clock as _, Config, ManualClock, MemoryStore, token};
+use crate::{App, Config, MemoryStore, token};
 
 /// The domain name and stage the harness's events carry.
 pub const DOMAIN: &str = "test.execute-api.local";

@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use lambda_ws::ConnectionId;
 use lambda_ws::delivery::{ConnectionInfo, ManagementApi};
+use lambda_ws::delivery::{Transport, TransportError};
 use lambda_ws::protocol::MAX_MESSAGE_BYTES;
-use lambda_ws::{ConnectionId, Transport, TransportError};
 use tokio::sync::Notify;
 
 use crate::events::EventContext;

@@ -86,7 +86,7 @@ async fn a_bad_request_names_its_field() {
 #[tokio::test]
 async fn presence_shows_the_public_part_of_what_the_hook_attaches() {
     let config = Config {
-        presence: lambda_ws::PresenceRules::parse("invoices-*").unwrap(),
+        presence: lambda_ws::presence::PresenceRules::parse("invoices-*").unwrap(),
         presence_metadata: vec!["client".to_owned()],
         ..Config::default()
     };

@@ -32,11 +32,15 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use futures::{StreamExt, TryStreamExt, stream};
+use lambda_ws::clock::SystemClock;
+use lambda_ws::delivery::{SendOptions, Transport};
+use lambda_ws::history::{HistoryRules, HistoryStore};
 use lambda_ws::protocol::{Level, SystemMessage};
+use lambda_ws::session::Recipient;
+use lambda_ws::store::SessionStore;
 use lambda_ws::testing::SlowPages;
 use lambda_ws::{
-    ChannelName, ConnectionId, DynamoDbStore, HistoryRules, HistoryStore, ManagementApi, MemoryStore, Outbound,
-    Recipient, SendOptions, Sender, Session, SessionStore, SystemClock, Target, Transport,
+    ChannelName, ConnectionId, DynamoDbStore, ManagementApi, MemoryStore, Outbound, Sender, Session, Target,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};

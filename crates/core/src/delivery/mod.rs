@@ -6,14 +6,19 @@
 //!   what may succeed, removes sessions the API reports gone, and returns a [`DeliveryReport`].
 //! - [`metrics`]: the report as CloudWatch Embedded Metric Format.
 
+#[cfg(feature = "management-api")]
+mod management_api;
 pub mod metrics;
 mod report;
 mod sender;
 mod target;
 mod transport;
 
+#[cfg(feature = "management-api")]
+#[cfg_attr(docsrs, doc(cfg(feature = "management-api")))]
+pub use management_api::ManagementApi;
 pub use metrics::MetricsSink;
 pub use report::{DeliveryReport, FailedDelivery, StreamPosition};
 pub use sender::{SendError, SendOptions, Sender};
 pub use target::{Query, SEND_CONTRACT_VERSION, SendRequest, SenderQuery, Target};
-pub use transport::{ConnectionInfo, ManagementApi, Transport, TransportError};
+pub use transport::{ConnectionInfo, Transport, TransportError};

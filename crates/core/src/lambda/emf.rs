@@ -1,7 +1,8 @@
 //! Send metrics as CloudWatch Embedded Metric Format lines on stdout.
 
+use crate::DeliveryReport;
+use crate::delivery::MetricsSink;
 use crate::delivery::metrics::{DEFAULT_NAMESPACE, emf_document};
-use crate::{DeliveryReport, MetricsSink};
 
 /// Writes each send's metrics to stdout as one CloudWatch Embedded Metric Format line
 /// (namespace `LWS_METRICS_NAMESPACE`, default `lambda-ws`; dimension `Function` from

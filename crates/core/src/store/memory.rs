@@ -9,14 +9,13 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
+use super::history::{Entry, HistoryRule, HistoryStore, Position, Recent};
+use super::presence::{Member, Presence, PresenceStore, Present};
 use super::{
     Admission, Claim, CounterStore, Cursor, Joined, Page, Removed, Segment, SessionFilter, SessionStore, StoreError,
     TokenRecord, TokenStore, UserLimits,
 };
-use crate::history::{Entry, HistoryRule, HistoryStore, Position, Recent};
-use crate::hooks::Metadata;
-use crate::presence::{Member, Presence, PresenceStore, Present};
-use crate::session::{ChannelName, ConnectionId, Recipient, Session};
+use crate::session::{ChannelName, ConnectionId, Metadata, Recipient, Session};
 
 #[derive(Debug, Default)]
 struct State {
@@ -60,7 +59,7 @@ impl State {
         self.swept_at = now_ms;
         let now = now_ms.div_euclid(1000);
         self.streams.retain(|_, stream| stream.head_at.saturating_add(stream.window_ms) > now_ms);
-        let window = now.div_euclid(crate::rate::WINDOW_SECS);
+        let window = now.div_euclid(super::RATE_WINDOW_SECS);
         self.user_connects.retain(|_, (w, _)| *w >= window);
         self.counters.retain(|_, (_, expires_at)| *expires_at > now);
         self.tokens.retain(|_, token| token.expires_at > now);
@@ -268,7 +267,7 @@ impl SessionStore for MemoryStore {
         if state.closed.get(user).is_some_and(|(closed, _)| *closed >= issued_ms) {
             return Ok(Claim::Closed);
         }
-        let window = now.div_euclid(crate::rate::WINDOW_SECS);
+        let window = now.div_euclid(super::RATE_WINDOW_SECS);
         let limit = limits.connects_per_minute;
         let counted = state.user_connects.get(user).filter(|(w, _)| *w == window).map_or(0, |(_, n)| *n);
         if limit > 0 && counted >= limit {
@@ -467,7 +466,7 @@ impl HistoryStore for MemoryStore {
         s.sweep(now_ms);
         let window_ms = i64::try_from(rule.window.as_millis()).unwrap_or(i64::MAX);
         let stream = s.streams.entry(channel.clone()).or_insert_with(|| Stream {
-            epoch: crate::history::new_epoch(),
+            epoch: super::history::new_epoch(),
             head: 0,
             head_at: now_ms,
             window_ms,

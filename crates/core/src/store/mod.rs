@@ -1,14 +1,22 @@
-//! Where sessions, channel memberships, tokens and rate counters live.
+//! Where sessions, channel memberships, tokens, rate counters, channel streams and presence live:
+//! the interfaces, and the two stores that implement them.
 //!
-//! Three small traits, each implemented by [`DynamoDbStore`](dynamodb::DynamoDbStore) (production)
-//! and [`MemoryStore`](memory::MemoryStore) (local gateway and unit tests). One conformance suite
-//! in the end-to-end tests runs against both.
+//! Five traits: [`SessionStore`], [`TokenStore`], [`CounterStore`] here,
+//! [`HistoryStore`](history::HistoryStore) and [`PresenceStore`](presence::PresenceStore) in their
+//! modules, each implemented by [`DynamoDbStore`](dynamodb::DynamoDbStore) (production, one module
+//! per concern under `dynamodb/`) and [`MemoryStore`](memory::MemoryStore) (local gateway and unit
+//! tests). One conformance suite in the end-to-end tests runs against both. The features (history,
+//! presence, rate limits, hooks) are built on these interfaces; nothing here imports them.
 //!
 //! Reads take `now` (Unix seconds) and ignore items whose `expires_at` has passed: DynamoDB's TTL
 //! deletes expired items hours late, so expiry must not depend on it.
 
+#[cfg(feature = "dynamodb")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dynamodb")))]
 pub mod dynamodb;
+pub mod history;
 pub mod memory;
+pub mod presence;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,6 +25,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::session::{ChannelName, ConnectionId, Identity, Recipient, Session};
+
+/// Length of a rate window (per-minute limits are counted per window of this many seconds).
+pub const RATE_WINDOW_SECS: i64 = 60;
 
 /// A store failure. Client mistakes never produce one; these are infrastructure problems.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

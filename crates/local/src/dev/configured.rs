@@ -31,12 +31,12 @@ pub(super) fn without_template(shell: &dyn Fn(&str) -> Option<String>) -> Result
         vec!["no template: LWS_* variables from the shell, and these defaults for what they leave unset".into()];
     if shell("LWS_HISTORY").is_none() {
         // Resume out of the box: the demo's chat, chat rooms and task channels keep history.
-        config.history = lambda_ws::HistoryRules::parse(DEV_HISTORY).unwrap_or_default();
+        config.history = lambda_ws::history::HistoryRules::parse(DEV_HISTORY).unwrap_or_default();
         lines.push(format!("LWS_HISTORY={DEV_HISTORY}"));
     }
     if shell("LWS_PRESENCE").is_none() {
         // Who is here, out of the box: the demo's chat and chat rooms list their members.
-        config.presence = lambda_ws::PresenceRules::parse(DEV_PRESENCE).unwrap_or_default();
+        config.presence = lambda_ws::presence::PresenceRules::parse(DEV_PRESENCE).unwrap_or_default();
         lines.push(format!("LWS_PRESENCE={DEV_PRESENCE}"));
     }
     if config.default_channel.is_none() {

@@ -6,7 +6,7 @@ fn flag(query: &HashMap<String, Vec<String>>, name: &str) -> bool {
     query.get(name).and_then(|v| v.last()).is_some_and(|v| matches!(v.as_str(), "" | "1" | "true" | "yes"))
 }
 
-fn admin_error(e: &lambda_ws::StoreError) -> Response {
+fn admin_error(e: &lambda_ws::store::StoreError) -> Response {
     error_response(500, ErrorCode::Internal, &e.to_string())
 }
 

@@ -27,8 +27,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use lambda_ws::handlers::{self, TokenRequest};
+use lambda_ws::policy::GATEWAY_SECRET_HEADER;
 use lambda_ws::protocol::{ErrorCode, ErrorEnvelope};
-use lambda_ws::{App, Config, DynamoDbStore, GATEWAY_SECRET_HEADER, Identity, MemoryStore, Outbound};
+use lambda_ws::{App, Config, DynamoDbStore, Identity, MemoryStore, Outbound};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -225,7 +226,7 @@ pub enum StartError {
     Bind(#[from] std::io::Error),
     /// The DynamoDB table could not be reached or created.
     #[error("DynamoDB: {0}")]
-    Store(#[from] lambda_ws::StoreError),
+    Store(#[from] lambda_ws::store::StoreError),
 }
 
 struct Shared {
@@ -482,7 +483,7 @@ async fn guard(
         let origin = origin.to_str().unwrap_or_default();
         let own = origin.strip_prefix("http://").is_some_and(|o| serves_host(o, shared.port));
         let listed = path == "/ws-token"
-            && shared.app.config.allowed_origins != lambda_ws::OriginPolicy::Any
+            && shared.app.config.allowed_origins != lambda_ws::policy::OriginPolicy::Any
             && shared.app.config.allowed_origins.allows(Some(origin));
         if !own && !listed {
             tracing::warn!(origin = %lambda_ws::handlers::loggable(origin), path, "cross-site request refused");

@@ -20,9 +20,9 @@ use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use super::{DynamoDbStore, Item, TTL_ATTRIBUTE, get_n, get_s, n, s, sdk_error, string_map, string_map_attribute};
-use crate::presence::{Member, Presence, PresenceStore, Present};
 use crate::session::{ChannelName, ConnectionId};
 use crate::store::StoreError;
+use crate::store::presence::{Member, Presence, PresenceStore, Present};
 
 const PRESENCE_PREFIX: &str = "pres#";
 const USER_PREFIX: &str = "u#";
