@@ -78,6 +78,10 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "the library without its default features (no AWS SDKs), and its docs"
+cargo clippy -p lambda-ws --no-default-features --all-targets --locked -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc -p lambda-ws -p lambda-ws-local --no-deps --all-features --locked
+
 step "cargo-lambda (the runtime emulator of the deployed-shape test)"
 # tests/tests/cargo_lambda.rs runs this workspace's functions under `cargo lambda watch`. The
 # functions are built first so the emulator's first invocations do not wait for a compile.

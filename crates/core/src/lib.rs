@@ -38,6 +38,10 @@
 //! - `management-api` (default): the Management API transport.
 //! - `lambda`: the Lambda runtime adapters (needs both of the above).
 //! - `invoke-client`: a typed client for code that invokes the sender function.
+//! - `schema`: the contract writers ([`schema`]): the AsyncAPI document and the TypeScript
+//!   declarations of a router (the `lambda-ws schema` command and your dev binary use them; a
+//!   Lambda function does not). The JSON Schema of each message type is derived (`schemars`)
+//!   whatever the features, since a typed route's request type is its contract.
 //! - `testing`: the test harness for your routes.
 //!
 //! With `--no-default-features` the crate builds without the AWS SDKs (the in-memory store and
@@ -68,6 +72,8 @@ pub mod presence;
 pub mod protocol;
 pub mod rate;
 pub mod routing;
+#[cfg(feature = "schema")]
+#[cfg_attr(docsrs, doc(cfg(feature = "schema")))]
 pub mod schema;
 pub mod session;
 pub mod store;

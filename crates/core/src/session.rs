@@ -224,6 +224,35 @@ pub struct Recipient {
 /// with the session and its memberships.
 pub type Metadata = std::collections::BTreeMap<String, String>;
 
+// Their JSON Schema (the contract names them), written by hand: the patterns are the rules.
+impl schemars::JsonSchema for ConnectionId {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ConnectionId".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "An API Gateway connection id, e.g. `L0SM9cOFvHcCIhw=`.",
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_=-]{1,128}$",
+        })
+    }
+}
+
+impl schemars::JsonSchema for ChannelName {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ChannelName".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A channel name.",
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_-]{1,128}$",
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

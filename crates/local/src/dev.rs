@@ -90,7 +90,7 @@ pub struct DevArgs {
     /// `cargo lambda watch` serves) instead of running the handlers in-process.
     #[arg(long)]
     pub invoke_endpoint: Option<String>,
-    /// Serve your own pages from this folder at /pages/<file>, on the gateway's origin (so their
+    /// Serve your own pages from this folder at /pages/FILE, on the gateway's origin (so their
     /// `fetch("/ws-token")` is same-origin).
     #[arg(long)]
     pub pages: Option<std::path::PathBuf>,

@@ -73,7 +73,7 @@ pub struct SendRequest {
     pub message: Option<Outbound>,
     /// Connections to leave out (e.g. the one whose action caused the broadcast).
     #[serde(default, deserialize_with = "one_or_many", skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "crate::schema::one_or_many_ids")]
+    #[schemars(schema_with = "one_or_many_ids")]
     pub exclude: Vec<ConnectionId>,
     /// Close every targeted connection (after delivering `message`, if any) and remove its
     /// session, as a logout, a password change or a ban needs; for a `user` target, tokens
@@ -163,6 +163,12 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ConnectionId>, D::
         Some(OneOrMany::One(id)) => vec![id],
         Some(OneOrMany::Many(ids)) => ids,
     })
+}
+
+/// Schema of `exclude`: one connection id or a list of them.
+fn one_or_many_ids(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let id = generator.subschema_for::<ConnectionId>();
+    schemars::json_schema!({ "anyOf": [id, { "type": "array", "items": id }] })
 }
 
 #[cfg(test)]

@@ -280,7 +280,7 @@ pub const REPLY_OR_ERROR: &[&str] = &["reply", "error"];
 /// but `action`, `handler` and `ref`) into [`Self::Request`] before calling [`Self::handle`]; a
 /// message that does not parse gets a `bad_request` error naming the field path, and a channel
 /// name that breaks the rule a `bad_channel` error. The request type's JSON Schema is the route's
-/// entry in the contract ([`crate::schema::Contract`]).
+/// entry in the contract (`schema::Contract`, feature `schema`).
 ///
 /// Return `Some` to answer the sender (usually [`MessageContext::reply`]), `None` to stay silent,
 /// or an error to send `{"type":"error",...}` with the client's `ref`.
