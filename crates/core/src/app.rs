@@ -76,7 +76,7 @@ impl App {
         if config.allowed_origins == crate::policy::OriginPolicy::Any {
             tracing::warn!("LWS_ALLOWED_ORIGINS is not set: connections are accepted from any origin");
         }
-        if config.channel_rules.0.is_empty() {
+        if config.channel_rules.is_empty() {
             tracing::warn!(
                 "LWS_CHANNEL_RULES is not set: every channel is open to every connection (set rules, e.g. \
                  \"public-*=all; *=none\")"

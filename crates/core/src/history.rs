@@ -18,43 +18,28 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::policy::{PolicyParseError, pattern_matches, valid_pattern};
+use crate::policy::PolicyParseError;
+use crate::rules::Rules;
 use crate::session::ChannelName;
 use crate::store::StoreError;
 pub use crate::store::history::{Entry, HistoryRule, HistoryStore, Position, Recent, new_epoch};
 
 /// Which channels keep history (`LWS_HISTORY`): `pattern=size/window` rules separated by `;`,
 /// first match wins; a pattern is a name or a prefix ending in `*`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct HistoryRules(pub Vec<(String, HistoryRule)>);
+pub type HistoryRules = Rules<HistoryRule>;
 
-impl HistoryRules {
+impl Rules<HistoryRule> {
     /// Parses `task-*=100/5m; room-*=50/10m` (window units `s`, `m`, `h`).
     pub fn parse(text: &str) -> Result<Self, PolicyParseError> {
-        let mut rules = Vec::new();
-        for raw in text.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-            let bad = || PolicyParseError::History(raw.to_owned());
-            let (pattern, keep) = raw.split_once('=').ok_or_else(bad)?;
-            let pattern = pattern.trim();
-            if !valid_pattern(pattern) {
-                return Err(bad());
-            }
-            let (size, window) = keep.trim().split_once('/').ok_or_else(bad)?;
-            let size: u32 = size.trim().parse().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(bad)?;
-            let window = parse_window(window.trim()).ok_or_else(bad)?;
-            rules.push((pattern.to_owned(), HistoryRule { size, window }));
-        }
-        Ok(Self(rules))
-    }
-
-    /// The rule for `channel`, if it keeps history.
-    pub fn rule_for(&self, channel: &ChannelName) -> Option<HistoryRule> {
-        self.0.iter().find(|(pattern, _)| pattern_matches(pattern, channel.as_str())).map(|(_, rule)| *rule)
-    }
-
-    /// Whether no channel keeps history.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        Rules::parse_with(
+            text,
+            |keep| {
+                let (size, window) = keep?.split_once('/')?;
+                let size: u32 = size.trim().parse().ok().filter(|n| (1..=1000).contains(n))?;
+                Some(HistoryRule { size, window: parse_window(window.trim())? })
+            },
+            PolicyParseError::History,
+        )
     }
 }
 

@@ -72,6 +72,7 @@ pub mod presence;
 pub mod protocol;
 pub mod rate;
 pub mod routing;
+pub mod rules;
 #[cfg(feature = "schema")]
 #[cfg_attr(docsrs, doc(cfg(feature = "schema")))]
 pub mod schema;

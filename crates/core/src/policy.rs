@@ -13,6 +13,8 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
+use crate::rules::Rules;
+pub use crate::rules::{pattern_matches, valid_pattern};
 use crate::session::{ChannelName, Identity};
 
 /// Why a policy value from configuration could not be read.
@@ -189,69 +191,26 @@ impl FromStr for Access {
     }
 }
 
-/// One rule: a channel pattern (exact, or a prefix ending in `*`) and its access level.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelRule {
-    /// `lobby`, `team-*` or `*`.
-    pub pattern: String,
-    /// Who the rule admits.
-    pub access: Access,
-}
-
-impl ChannelRule {
-    fn matches(&self, channel: &str) -> bool {
-        pattern_matches(&self.pattern, channel)
-    }
-}
-
-/// Whether a channel pattern (a name, or a prefix ending in `*`) matches `channel`. The channel
-/// rules, history rules and presence rules all use it.
-pub fn pattern_matches(pattern: &str, channel: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(prefix) => channel.starts_with(prefix),
-        None => pattern == channel,
-    }
-}
-
-/// Whether `pattern` is a channel name, or a prefix of one followed by a single `*` (`*` alone
-/// matches every channel).
-pub fn valid_pattern(pattern: &str) -> bool {
-    let stem = pattern.strip_suffix('*').unwrap_or(pattern);
-    !stem.contains('*') && (stem.is_empty() || ChannelName::new(stem).is_ok())
-}
-
-/// Ordered channel rules; the first rule whose pattern matches decides.
+/// Ordered channel rules (`LWS_CHANNEL_RULES`); the first rule whose pattern matches decides.
 ///
 /// With no rules every channel is open to everyone. With rules, a channel no rule matches is
 /// refused, so adding a rule never silently opens the rest (end the list with `*=...` to choose
 /// a default).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ChannelRules(pub Vec<ChannelRule>);
+pub type ChannelRules = Rules<Access>;
 
-impl ChannelRules {
+impl Rules<Access> {
     /// Parses `pattern=access` rules separated by `;`, e.g.
     /// `public-*=all; staff=groups:admin|staff; dm-*=authenticated; *=none`.
     pub fn parse(text: &str) -> Result<Self, PolicyParseError> {
-        let mut rules = Vec::new();
-        for raw in text.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-            let bad = || PolicyParseError::Rule(raw.to_owned());
-            let (pattern, access) = raw.split_once('=').ok_or_else(bad)?;
-            let pattern = pattern.trim();
-            if !valid_pattern(pattern) {
-                return Err(bad());
-            }
-            let access = access.parse().map_err(|()| bad())?;
-            rules.push(ChannelRule { pattern: pattern.to_owned(), access });
-        }
-        Ok(Self(rules))
+        Rules::parse_with(text, |access| access?.parse().ok(), PolicyParseError::Rule)
     }
 
     /// Whether `identity` may join `channel` under these rules.
     pub fn admits(&self, identity: Option<&Identity>, channel: &ChannelName) -> bool {
-        if self.0.is_empty() {
+        if self.is_empty() {
             return true;
         }
-        self.0.iter().find(|r| r.matches(channel.as_str())).is_some_and(|r| r.access.admits(identity))
+        self.rule_for(channel).is_some_and(|access| access.admits(identity))
     }
 }
 

@@ -20,7 +20,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::hooks::Metadata;
-use crate::policy::{PolicyParseError, pattern_matches, valid_pattern};
+use crate::policy::PolicyParseError;
+use crate::rules::Rules;
 use crate::session::{ChannelName, ConnectionId, Session};
 use crate::store::StoreError;
 pub use crate::store::presence::{Member, Presence, PresenceStore, Present};
@@ -39,39 +40,22 @@ pub struct PresenceRule {
 
 /// Which channels have presence (`LWS_PRESENCE`): `pattern[=listed]` rules separated by `;`,
 /// first match wins; a pattern is a name or a prefix ending in `*`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct PresenceRules(pub Vec<(String, PresenceRule)>);
+pub type PresenceRules = Rules<PresenceRule>;
 
-impl PresenceRules {
+impl Rules<PresenceRule> {
     /// Parses `room-*; lobby=500`.
     pub fn parse(text: &str) -> Result<Self, PolicyParseError> {
-        let mut rules = Vec::new();
-        for raw in text.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-            let bad = || PolicyParseError::Presence(raw.to_owned());
-            let (pattern, listed) = match raw.split_once('=') {
-                Some((pattern, listed)) => {
-                    let listed: usize =
-                        listed.trim().parse().ok().filter(|n| (1..=MAX_LISTED).contains(n)).ok_or_else(bad)?;
-                    (pattern.trim(), listed)
-                }
-                None => (raw, DEFAULT_LISTED),
-            };
-            if !valid_pattern(pattern) {
-                return Err(bad());
-            }
-            rules.push((pattern.to_owned(), PresenceRule { listed }));
-        }
-        Ok(Self(rules))
-    }
-
-    /// The rule for `channel`, if it has presence.
-    pub fn rule_for(&self, channel: &ChannelName) -> Option<PresenceRule> {
-        self.0.iter().find(|(pattern, _)| pattern_matches(pattern, channel.as_str())).map(|(_, rule)| *rule)
-    }
-
-    /// Whether no channel has presence.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        Rules::parse_with(
+            text,
+            |listed| {
+                let listed = match listed {
+                    Some(listed) => listed.parse().ok().filter(|n| (1..=MAX_LISTED).contains(n))?,
+                    None => DEFAULT_LISTED,
+                };
+                Some(PresenceRule { listed })
+            },
+            PolicyParseError::Presence,
+        )
     }
 }
 
