@@ -184,7 +184,7 @@ pub async fn cleanup(
         let removed = app.sessions.remove_sessions(&doomed).await?;
         summary.removed = removed.len();
         crate::hooks::tell_all(app.disconnect_hook.as_deref(), &removed, crate::hooks::Ending::CleanedUp).await;
-        app.sender().leave_presence(&removed).await;
+        app.leave_presence(&removed).await;
     }
     if !options.dry_run && !app.config.presence.is_empty() {
         summary.recounted = app.presence.recount().await?;

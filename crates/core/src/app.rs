@@ -133,12 +133,28 @@ impl App {
         let sender = Sender::new(self.sessions.clone(), self.transport.clone(), self.clock.clone(), options)
             .with_history(self.history.clone(), self.config.history.clone());
         let sender = match self.presence_tracker() {
-            Some(tracker) => sender.with_presence(tracker),
+            Some(tracker) => sender.with_removal_listener(Arc::new(tracker)),
             None => sender,
         };
         match &self.disconnect_hook {
             Some(hook) => sender.with_disconnect_hook(hook.clone()),
             None => sender,
+        }
+    }
+
+    /// Takes removed sessions (or left memberships) out of presence and announces who left
+    /// (nothing when no channel has presence).
+    pub async fn leave_presence(&self, removed: &[crate::store::Removed]) {
+        if let Some(tracker) = self.presence_tracker() {
+            tracker.leave(&self.sender(), removed).await;
+        }
+    }
+
+    /// Counts `session` in `channel`'s presence (if it has presence) and announces a first join.
+    pub async fn join_presence(&self, session: &Session, channel: &ChannelName) -> Result<(), StoreError> {
+        match self.presence_tracker() {
+            Some(tracker) => tracker.join(&self.sender(), session, channel).await,
+            None => Ok(()),
         }
     }
 

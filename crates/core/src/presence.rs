@@ -19,10 +19,13 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::delivery::{OnRemoved, Sender, Target};
 use crate::hooks::Metadata;
 use crate::policy::PolicyParseError;
+use crate::protocol::{Extra, MemberJoined, MemberLeft, Outbound};
 use crate::rules::Rules;
 use crate::session::{ChannelName, ConnectionId, Session};
+use crate::store::Removed;
 use crate::store::StoreError;
 pub use crate::store::presence::{Member, Presence, PresenceStore, Present};
 
@@ -156,6 +159,102 @@ impl Tracker {
         now: i64,
     ) -> Result<bool, StoreError> {
         self.store.exit(channel, id, user_id, now).await
+    }
+}
+
+impl Tracker {
+    /// Counts `session` in `channel`'s presence, if the channel has presence; for its user's first
+    /// connection there, tells the channel's other members `member_joined` through `sender`.
+    pub async fn join(&self, sender: &Sender, session: &Session, channel: &ChannelName) -> Result<(), StoreError> {
+        if self.rule_for(channel).is_none() {
+            return Ok(());
+        }
+        if let Some(member) = self.enter(channel, session, sender.clock().now_secs()).await? {
+            self.announce_joined(sender, channel, member, &session.connection_id).await;
+        }
+        Ok(())
+    }
+
+    /// Tells `channel`'s members but `joiner` that `member` joined (not a stream message: presence
+    /// events take no number and are not kept).
+    pub async fn announce_joined(&self, sender: &Sender, channel: &ChannelName, member: Member, joiner: &ConnectionId) {
+        let message =
+            Outbound::MemberJoined(MemberJoined { channel: channel.to_string(), member, extra: Extra::new() });
+        let gone = announce(sender, channel, &message, std::slice::from_ref(joiner)).await;
+        // Members found gone leave in turn (`leave` loops; it never announces a join).
+        let removed = sender.remove_gone(&gone).await;
+        self.leave(sender, &removed).await;
+    }
+
+    /// Takes removed sessions (or left memberships) out of the presence of their channels that
+    /// have presence, and tells each channel's remaining members `member_left` for every user
+    /// with no connection left there. Members an announcement finds gone are removed and leave in
+    /// turn, in this loop (not by a send inside a send). Failures are logged: the entries expire
+    /// in time.
+    pub async fn leave(&self, sender: &Sender, removed: &[Removed]) {
+        let mut pending: Vec<Removed> = removed.to_vec();
+        while !pending.is_empty() {
+            let mut gone = Vec::new();
+            for (channel, user_id) in self.exit_all(sender, &pending).await {
+                let message =
+                    Outbound::MemberLeft(MemberLeft { channel: channel.to_string(), user_id, extra: Extra::new() });
+                gone.extend(announce(sender, &channel, &message, &[]).await);
+            }
+            pending = sender.remove_gone(&gone).await;
+        }
+    }
+
+    /// Takes each removed session out of its channels with presence; the users who left.
+    async fn exit_all(&self, sender: &Sender, removed: &[Removed]) -> Vec<(ChannelName, String)> {
+        let exits: Vec<(&ChannelName, &Removed)> = removed
+            .iter()
+            .flat_map(|r| r.channels.iter().filter(|c| self.rule_for(c).is_some()).map(move |c| (c, r)))
+            .collect();
+        let mut left = Vec::new();
+        let now = sender.clock().now_secs();
+        for batch in exits.chunks(8) {
+            let answers = futures::future::join_all(
+                batch.iter().map(|(c, r)| self.exit(c, &r.connection_id, r.user_id.as_deref(), now)),
+            )
+            .await;
+            for ((channel, r), answer) in batch.iter().zip(answers) {
+                match answer {
+                    Ok(true) => left.extend(r.user_id.clone().map(|user| ((*channel).clone(), user))),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(
+                        channel = %channel, connection_id = %r.connection_id, error = %e, "could not leave presence"
+                    ),
+                }
+            }
+        }
+        left
+    }
+}
+
+/// Posts a presence event to a channel's members, outside its stream; the connections it found gone.
+async fn announce(
+    sender: &Sender,
+    channel: &ChannelName,
+    message: &Outbound,
+    exclude: &[ConnectionId],
+) -> Vec<ConnectionId> {
+    match message.encode() {
+        Ok(payload) => {
+            let report = sender.post_all(&Target::Channel(channel.clone()), payload, exclude).await;
+            tracing::debug!(channel = %channel, kind = message.type_name(), delivered = report.delivered, "presence event sent");
+            report.gone
+        }
+        Err(e) => {
+            tracing::error!(channel = %channel, error = %e, "presence event could not be encoded");
+            Vec::new()
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl OnRemoved for Tracker {
+    async fn removed(&self, sender: &Sender, removed: &[Removed]) {
+        self.leave(sender, removed).await;
     }
 }
 

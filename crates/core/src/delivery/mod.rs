@@ -19,6 +19,6 @@ mod transport;
 pub use management_api::ManagementApi;
 pub use metrics::MetricsSink;
 pub use report::{DeliveryReport, FailedDelivery, StreamPosition};
-pub use sender::{SendError, SendOptions, Sender};
+pub use sender::{OnRemoved, SendError, SendOptions, Sender};
 pub use target::{Query, SEND_CONTRACT_VERSION, SendRequest, SenderQuery, Target};
 pub use transport::{ConnectionInfo, Transport, TransportError};

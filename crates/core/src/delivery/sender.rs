@@ -17,9 +17,8 @@ use super::transport::{Transport, TransportError};
 use crate::clock::Clock;
 use crate::history::{HistoryRule, HistoryRules, HistoryStore, stamp};
 use crate::hooks::{self, DisconnectHook, Ending};
-use crate::presence::{Member, Tracker};
-use crate::protocol::{Extra, MemberJoined, MemberLeft, Outbound, OutboundError};
-use crate::session::{ChannelName, ConnectionId, Recipient, Session};
+use crate::protocol::{Outbound, OutboundError};
+use crate::session::{ChannelName, ConnectionId, Recipient};
 use crate::store::{Cursor, Page, Removed, Segment, SessionFilter, SessionStore, StoreError};
 
 mod close;
@@ -75,7 +74,15 @@ pub struct Sender {
     options: SendOptions,
     disconnect_hook: Option<Arc<dyn DisconnectHook>>,
     history: Option<HistorySetup>,
-    presence: Option<Tracker>,
+    on_removed: Option<Arc<dyn OnRemoved>>,
+}
+
+/// Told about the sessions a send found gone (410) and removed, once the send is done: how
+/// presence takes them out of its channels without delivery knowing about presence.
+#[async_trait::async_trait]
+pub trait OnRemoved: Send + Sync + std::fmt::Debug {
+    /// `removed` were removed by a send of `sender` (or closed by it).
+    async fn removed(&self, sender: &Sender, removed: &[Removed]);
 }
 
 /// Where channel streams live and which channels have one.
@@ -108,7 +115,7 @@ impl Sender {
         clock: Arc<dyn Clock>,
         options: SendOptions,
     ) -> Self {
-        Self { sessions, transport, clock, options, disconnect_hook: None, history: None, presence: None }
+        Self { sessions, transport, clock, options, disconnect_hook: None, history: None, on_removed: None }
     }
 
     /// Appends every message sent to a channel that `rules` names to its stream in `store`
@@ -118,80 +125,44 @@ impl Sender {
         self
     }
 
-    /// Keeps presence with `tracker`: a session a send finds gone leaves the channels with presence
-    /// it was in, and their members hear `member_left` for a user who has no connection left there.
-    pub fn with_presence(mut self, tracker: Tracker) -> Self {
-        self.presence = Some(tracker);
+    /// The clock the sender stamps with.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Tells `listener` about the sessions a send found gone and removed (presence takes them
+    /// out of its channels this way), once the send is done.
+    pub fn with_removal_listener(mut self, listener: Arc<dyn OnRemoved>) -> Self {
+        self.on_removed = Some(listener);
         self
     }
 
-    /// The presence this sender keeps, if any channel has presence.
-    pub fn presence(&self) -> Option<&Tracker> {
-        self.presence.as_ref()
+    /// Posts `payload` to every recipient of `target` but `exclude`, without removing the sessions
+    /// it finds gone: they are in `report.gone`, for the caller to remove ([`Sender::remove_gone`]).
+    /// What presence uses to announce, so that a 410 found while announcing is handled by the
+    /// announcer's own loop rather than by a send inside a send.
+    pub async fn post_all(&self, target: &Target, payload: Bytes, exclude: &[ConnectionId]) -> DeliveryReport {
+        let started = Instant::now();
+        let mut report = self.post(target, payload, exclude).await;
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        report
     }
 
-    /// Counts `session` in `channel`'s presence, if the channel has presence; for its user's first
-    /// connection there, tells the channel's other members `member_joined`.
-    pub async fn enter_presence(&self, session: &Session, channel: &ChannelName) -> Result<(), StoreError> {
-        let Some(tracker) = self.presence.as_ref().filter(|t| t.rule_for(channel).is_some()) else {
-            return Ok(());
-        };
-        if let Some(member) = tracker.enter(channel, session, self.clock.now_secs()).await? {
-            self.announce_joined(channel, member, &session.connection_id).await;
+    /// Removes the sessions of connections found gone (one batch) and tells the disconnect hook;
+    /// returns what was removed (the removal listener is not told: the caller is).
+    pub async fn remove_gone(&self, gone: &[ConnectionId]) -> Vec<Removed> {
+        if gone.is_empty() {
+            return Vec::new();
         }
-        Ok(())
-    }
-
-    /// Tells `channel`'s members but `joiner` that `member` joined (not a stream message: presence
-    /// events take no number and are not kept).
-    pub async fn announce_joined(&self, channel: &ChannelName, member: Member, joiner: &ConnectionId) {
-        let message =
-            Outbound::MemberJoined(MemberJoined { channel: channel.to_string(), member, extra: Extra::new() });
-        self.announce(channel, &message, std::slice::from_ref(joiner)).await;
-    }
-
-    /// Takes removed sessions (or left memberships) out of the presence of their channels that
-    /// have presence, and tells each channel's remaining members `member_left` for every user
-    /// with no connection left there. Failures are logged: the entries expire in time.
-    pub async fn leave_presence(&self, removed: &[Removed]) {
-        let Some(tracker) = &self.presence else { return };
-        let exits: Vec<(&ChannelName, &Removed)> = removed
-            .iter()
-            .flat_map(|r| r.channels.iter().filter(|c| tracker.rule_for(c).is_some()).map(move |c| (c, r)))
-            .collect();
-        let mut left: Vec<(ChannelName, String)> = Vec::new();
-        let now = self.clock.now_secs();
-        for batch in exits.chunks(8) {
-            let answers = futures::future::join_all(
-                batch.iter().map(|(c, r)| tracker.exit(c, &r.connection_id, r.user_id.as_deref(), now)),
-            )
-            .await;
-            for ((channel, r), answer) in batch.iter().zip(answers) {
-                match answer {
-                    Ok(true) => left.extend(r.user_id.clone().map(|user| ((*channel).clone(), user))),
-                    Ok(false) => {}
-                    Err(e) => tracing::warn!(
-                        channel = %channel, connection_id = %r.connection_id, error = %e, "could not leave presence"
-                    ),
-                }
+        match self.sessions.remove_sessions(gone).await {
+            Ok(removed) => {
+                hooks::tell_all(self.disconnect_hook.as_deref(), &removed, Ending::Gone).await;
+                removed
             }
-        }
-        for (channel, user_id) in left {
-            let message =
-                Outbound::MemberLeft(MemberLeft { channel: channel.to_string(), user_id, extra: Extra::new() });
-            self.announce(&channel, &message, &[]).await;
-        }
-    }
-
-    /// Sends a presence event to a channel's members, outside its stream.
-    async fn announce(&self, channel: &ChannelName, message: &Outbound, exclude: &[ConnectionId]) {
-        match message.encode() {
-            // Boxed: a 410 found here removes sessions, which may announce again.
-            Ok(payload) => {
-                let report = Box::pin(self.fan_out(&Target::Channel(channel.clone()), payload, exclude)).await;
-                tracing::debug!(channel = %channel, kind = message.type_name(), delivered = report.delivered, "presence event sent");
+            Err(e) => {
+                tracing::warn!(gone = gone.len(), error = %e, "could not remove gone sessions");
+                Vec::new()
             }
-            Err(e) => tracing::error!(channel = %channel, error = %e, "presence event could not be encoded"),
         }
     }
 
@@ -291,7 +262,13 @@ impl Sender {
     /// Posts `payload` to every recipient of `target` (no stream).
     async fn fan_out(&self, target: &Target, payload: Bytes, exclude: &[ConnectionId]) -> DeliveryReport {
         let started = Instant::now();
-        let deadline = started + self.options.deadline;
+        let report = self.post(target, payload, exclude).await;
+        self.finish(report, started).await
+    }
+
+    /// The posts of a fan-out, with retries; nothing removed yet.
+    async fn post(&self, target: &Target, payload: Bytes, exclude: &[ConnectionId]) -> DeliveryReport {
+        let deadline = Instant::now() + self.options.deadline;
         let exclude: HashSet<&ConnectionId> = exclude.iter().collect();
         let forbidden_logged = AtomicBool::new(false);
         let outcomes = self.resolve(target).map(|resolved| {
@@ -306,30 +283,29 @@ impl Sender {
                 }
             }
         });
-        let report = outcomes
+        outcomes
             .buffer_unordered(self.options.concurrency.max(1))
             .fold(DeliveryReport::default(), |mut report, outcome| {
                 record(&mut report, outcome, &forbidden_logged);
                 ready(report)
             })
-            .await;
-        self.finish(report, started).await
+            .await
     }
 
     /// Removes the sessions a send found gone, in one batch once the posts are done rather than
     /// one delete per 410, and stamps the duration.
     async fn finish(&self, mut report: DeliveryReport, started: Instant) -> DeliveryReport {
-        if !report.gone.is_empty() {
-            match self.sessions.remove_sessions(&report.gone).await {
-                Ok(removed) => {
-                    hooks::tell_all(self.disconnect_hook.as_deref(), &removed, Ending::Gone).await;
-                    Box::pin(self.leave_presence(&removed)).await;
-                }
-                Err(e) => tracing::warn!(gone = report.gone.len(), error = %e, "could not remove gone sessions"),
-            }
-        }
+        let removed = self.remove_gone(&report.gone).await;
+        self.told_removed(&removed).await;
         report.duration_ms = started.elapsed().as_millis() as u64;
         report
+    }
+
+    /// Tells the removal listener (presence) about removed sessions.
+    pub(crate) async fn told_removed(&self, removed: &[Removed]) {
+        if let (Some(listener), false) = (&self.on_removed, removed.is_empty()) {
+            listener.removed(self, removed).await;
+        }
     }
 
     /// Delivers `message` to one known recipient (e.g. the connection that sent a message) without

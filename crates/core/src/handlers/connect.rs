@@ -241,18 +241,17 @@ async fn try_connect(
     };
     // In a channel with presence, the connection is counted there at the same time; a user's
     // first connection there is announced once both writes hold.
-    let sender = app.sender();
-    let tracker = sender.presence().filter(|t| channel.as_ref().is_some_and(|c| t.rule_for(c).is_some()));
+    let tracker = app.presence_tracker().filter(|t| channel.as_ref().is_some_and(|c| t.rule_for(c).is_some()));
     let (opened, entered) = futures::join!(app.sessions.open_session(&session, channel.as_ref(), slot), async {
-        match (tracker, &channel) {
+        match (&tracker, &channel) {
             (Some(tracker), Some(channel)) => tracker.enter(channel, &session, now).await,
             _ => Ok(None),
         }
     });
     match (opened, entered) {
         (Ok(()), Ok(joined)) => {
-            if let (Some(member), Some(channel)) = (joined, &channel) {
-                sender.announce_joined(channel, member, &session.connection_id).await;
+            if let (Some(member), Some(channel), Some(tracker)) = (joined, &channel, &tracker) {
+                tracker.announce_joined(&app.sender(), channel, member, &session.connection_id).await;
             }
             Ok((session, subprotocol))
         }
@@ -261,7 +260,7 @@ async fn try_connect(
             if opened.is_ok()
                 && let Some(removed) = app.sessions.remove_session(&session.connection_id).await.ok().flatten()
             {
-                sender.leave_presence(&[removed]).await;
+                app.leave_presence(&[removed]).await;
             } else if let (Ok(_), Some(tracker), Some(channel)) = (&entered, tracker, &channel) {
                 let _ = tracker.exit(channel, &session.connection_id, session.user_id(), now).await;
             }

@@ -30,7 +30,7 @@ pub async fn disconnect(app: &App, event: &ApiGatewayWebsocketProxyRequest) -> A
                 hook.on_disconnect(&Ended { connection_id: id.clone(), user_id, ending }).await;
             }
             if let Some(removed) = &found {
-                app.sender().leave_presence(std::slice::from_ref(removed)).await;
+                app.leave_presence(std::slice::from_ref(removed)).await;
             }
             tracing::info!(
                 connection_id = %id,

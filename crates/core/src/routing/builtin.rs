@@ -76,8 +76,7 @@ impl TypedRoute for SubscribeRoute {
                 return Err(RouteError::bad_request(format!("a connection may be in at most {max} channels")));
             }
             Joined::New => {
-                let sender = app.sender();
-                if let Err(e) = sender.enter_presence(ctx.session, &channel).await {
+                if let Err(e) = app.join_presence(ctx.session, &channel).await {
                     // Not counted there: leave again, so that a retry joins, and is counted, anew.
                     let _ = app.sessions.leave(ctx.connection_id(), &channel).await;
                     return Err(e.into());
@@ -88,7 +87,7 @@ impl TypedRoute for SubscribeRoute {
                 // will find both; one gone means undoing them here.
                 if app.sessions.get_session(ctx.connection_id(), app.clock.now_secs()).await?.is_none() {
                     let _ = app.sessions.leave(ctx.connection_id(), &channel).await;
-                    sender.leave_presence(&[Removed::of(ctx.session, vec![channel.clone()])]).await;
+                    app.leave_presence(&[Removed::of(ctx.session, vec![channel.clone()])]).await;
                     return Err(RouteError::new(ErrorCode::NotConnected, "the connection ended"));
                 }
             }
@@ -242,7 +241,7 @@ impl TypedRoute for UnsubscribeRoute {
         let was_member = app.sessions.leave(ctx.connection_id(), &request.channel).await?;
         if was_member {
             let left = Removed::of(ctx.session, vec![request.channel.clone()]);
-            app.sender().leave_presence(&[left]).await;
+            app.leave_presence(&[left]).await;
         }
         Ok(Some(ctx.reply(json!({ "channel": request.channel, "was_member": was_member }))))
     }

@@ -71,7 +71,7 @@ impl Sender {
             match self.sessions.remove_sessions(&closed).await {
                 Ok(removed) => {
                     hooks::tell_all(self.disconnect_hook.as_deref(), &removed, Ending::Closed).await;
-                    self.leave_presence(&removed).await;
+                    self.told_removed(&removed).await;
                 }
                 Err(e) => tracing::warn!(closed = closed.len(), error = %e, "could not remove closed sessions"),
             }
