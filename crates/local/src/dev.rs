@@ -46,6 +46,44 @@ pub const DEV_HISTORY: &str = "lobby=100/10m; room-*=100/10m; task-*=100/5m";
 /// The presence rules `lambda-ws dev` uses when `LWS_PRESENCE` is not set.
 pub const DEV_PRESENCE: &str = "lobby; room-*";
 
+/// Why a dev gateway could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DevError {
+    /// The command line does not parse.
+    #[error("{0}")]
+    Arguments(String),
+    /// `--host` beyond loopback without `--expose`.
+    #[error(
+        "--host {0} would let anyone on your network mint tokens for any user, post to every connection and read \
+         the sessions; pass --expose as well if that is what you want"
+    )]
+    NotExposed(IpAddr),
+    /// No template where `--template` points, and no routes to serve without one.
+    #[error("{0} not found; give your SAM template with --template")]
+    NoTemplate(String),
+    /// `--parameter-overrides` without a template.
+    #[error("--parameter-overrides needs a template; {0} not found")]
+    OverridesWithoutTemplate(String),
+    /// `--parameter-overrides` does not parse.
+    #[error("--parameter-overrides: {0}")]
+    Overrides(String),
+    /// The template cannot be read or used.
+    #[error(transparent)]
+    Template(#[from] crate::template::TemplateError),
+    /// A configuration variable (from the shell or the template) is invalid.
+    #[error("{origin}: {source}")]
+    Config {
+        /// Where it came from: the shell, or the template and function.
+        origin: String,
+        /// What is wrong with it.
+        source: lambda_ws::ConfigError,
+    },
+    /// The gateway did not start.
+    #[error(transparent)]
+    Start(#[from] crate::server::StartError),
+}
+
 /// The options of `lambda-ws dev` (and of your own dev binary).
 #[derive(Debug, Clone, clap::Args)]
 #[non_exhaustive]
@@ -160,13 +198,13 @@ struct Prepared {
 impl DevArgs {
     /// The options as a command line gives them (`["--port", "0", "--template", "app.yaml"]`),
     /// defaults for the rest.
-    pub fn parse_from<I, T>(args: I) -> Result<Self, String>
+    pub fn parse_from<I, T>(args: I) -> Result<Self, DevError>
     where
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
         let argv = std::iter::once(std::ffi::OsString::from("dev")).chain(args.into_iter().map(Into::into));
-        DevCli::try_parse_from(argv).map(|cli| cli.dev).map_err(|e| e.to_string())
+        DevCli::try_parse_from(argv).map(|cli| cli.dev).map_err(|e| DevError::Arguments(e.to_string()))
     }
 }
 
@@ -291,14 +329,10 @@ impl Dev {
     }
 
     /// The gateway's options for `args`, with the texts of its banner.
-    fn options(&self, args: DevArgs) -> Result<Prepared, String> {
+    fn options(&self, args: DevArgs) -> Result<Prepared, DevError> {
         if !args.host.is_loopback() {
             if !args.expose {
-                return Err(format!(
-                    "--host {} would let anyone on your network mint tokens for any user, post to every \
-                     connection and read the sessions; pass --expose as well if that is what you want",
-                    args.host
-                ));
+                return Err(DevError::NotExposed(args.host));
             }
             eprintln!(
                 "warning: listening on {} (--expose): the token issuer (any user, no password), the Management API, \
@@ -307,19 +341,18 @@ impl Dev {
             );
         }
         let shell = |name: &str| std::env::var(name).ok();
-        let template =
-            args.template.exists().then(|| Template::load(&args.template)).transpose().map_err(|e| e.to_string())?;
+        let template = args.template.exists().then(|| Template::load(&args.template)).transpose()?;
         let configured = match &template {
             Some(template) => {
-                let overrides = environment::parse_overrides(&args.parameter_overrides)
-                    .map_err(|e| format!("--parameter-overrides: {e}"))?;
-                let text = std::fs::read_to_string(&args.template).map_err(|e| e.to_string())?;
-                let env = environment::resolve(&text, &overrides).map_err(|e| e.to_string())?;
+                let overrides = environment::parse_overrides(&args.parameter_overrides).map_err(DevError::Overrides)?;
+                let text = std::fs::read_to_string(&args.template)
+                    .map_err(|e| crate::template::TemplateError::Read(args.template.display().to_string(), e))?;
+                let env = environment::resolve(&text, &overrides)?;
                 let connect = template.routes.iter().find(|r| r.route_key == "$connect").map(|r| r.binary.as_str());
                 configured::from_template(&env, &args.template.display().to_string(), connect, &shell)?
             }
             None if !args.parameter_overrides.is_empty() => {
-                return Err(format!("--parameter-overrides needs a template; {} not found", args.template.display()));
+                return Err(DevError::OverridesWithoutTemplate(args.template.display().to_string()));
             }
             None => configured::without_template(&shell)?,
         };
@@ -350,7 +383,7 @@ impl Dev {
             let routes = routes.iter().map(|(k, b)| (k.as_str(), b.as_str()));
             (RouteTable::from_functions(selection, routes, &self.functions, in_process), "built-in routes".to_owned())
         } else {
-            return Err(format!("{} not found; give your SAM template with --template", args.template.display()));
+            return Err(DevError::NoTemplate(args.template.display().to_string()));
         };
         for (route_key, handler) in &self.extra_routes {
             routes.insert(route_key.clone(), handler.clone());
@@ -387,9 +420,9 @@ impl Dev {
 
     /// Starts the gateway as `args` say and returns it running (what [`Dev::serve`] does before
     /// its banner; for tests of your routes on a real gateway).
-    pub async fn start(&self, args: DevArgs) -> Result<Gateway, String> {
+    pub async fn start(&self, args: DevArgs) -> Result<Gateway, DevError> {
         let prepared = self.options(args)?;
-        Gateway::start(prepared.addr, prepared.options).await.map_err(|e| e.to_string())
+        Ok(Gateway::start(prepared.addr, prepared.options).await?)
     }
 
     /// Runs the gateway with `args` until Ctrl-C.

@@ -34,7 +34,7 @@ pub mod routes;
 pub mod server;
 pub mod template;
 
-pub use dev::{Dev, DevArgs};
+pub use dev::{Dev, DevArgs, DevError};
 pub use routes::{Functions, Handler, RouteTable, SelectionError, SelectionExpression};
 pub use server::{
     AppSetup, EndpointContext, Endpoints, FunctionRoles, Gateway, GatewayOptions, StoreChoice, local_aws_config,

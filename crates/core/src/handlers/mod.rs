@@ -12,7 +12,7 @@ pub use cleanup::{CleanupReport, cleanup};
 pub use connect::{ConnectRefusal, connect};
 pub use disconnect::disconnect;
 pub use message::message;
-pub use send::{send, send_response};
+pub use send::{SendRefusal, deliver, send, send_response};
 pub use token::{HttpAnswer, TokenRequest, issue_token};
 
 use aws_lambda_events::apigw::{

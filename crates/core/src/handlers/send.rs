@@ -72,7 +72,10 @@ pub async fn send_sqs(app: &App, event: SqsEvent) -> SqsBatchResponse {
         };
         let retry = match deliver(app, &request).await {
             Ok(report) => report.incomplete.is_some() || (report.delivered == 0 && !report.failed.is_empty()),
-            Err(_) => false,
+            Err(refusal) => {
+                tracing::info!(message_id = %id, code = refusal.code.as_str(), reason = %refusal, "send refused");
+                false
+            }
         };
         if retry {
             let mut failure = BatchItemFailure::default();
@@ -87,24 +90,39 @@ pub async fn send_sqs(app: &App, event: SqsEvent) -> SqsBatchResponse {
 pub async fn send_response(app: &App, request: &SendRequest) -> Value {
     match deliver(app, request).await {
         Ok(report) => serde_json::to_value(&report).unwrap_or_else(|e| internal(&e)),
-        Err(answer) => answer,
+        Err(refusal) => error(refusal.code, &refusal.message),
     }
 }
 
-/// Sends one request, logs and records its report; a refused request is the error answer.
-async fn deliver(app: &App, request: &SendRequest) -> Result<DeliveryReport, Value> {
+/// Why the sender refused a request (nothing was posted): its answer is the error envelope.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SendRefusal {
+    /// `bad_request` or `too_large`.
+    pub code: ErrorCode,
+    /// Why.
+    pub message: String,
+}
+
+impl SendRefusal {
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self { code: ErrorCode::BadRequest, message: message.into() }
+    }
+}
+
+/// Sends one request, logs and records its report.
+pub async fn deliver(app: &App, request: &SendRequest) -> Result<DeliveryReport, SendRefusal> {
     if let Some(v) = request.version.filter(|v| *v != SEND_CONTRACT_VERSION) {
-        return Err(error(
-            ErrorCode::BadRequest,
-            &format!("unsupported version {v}; this sender speaks {SEND_CONTRACT_VERSION}"),
-        ));
+        return Err(SendRefusal::bad_request(format!(
+            "unsupported version {v}; this sender speaks {SEND_CONTRACT_VERSION}"
+        )));
     }
     let sender = app.sender();
     let sent = match (&request.message, request.close) {
         (Some(message), _) => sender.send(&request.target, message, &request.exclude).await,
         (None, true) => Ok(DeliveryReport::default()),
         (None, false) => {
-            return Err(error(ErrorCode::BadRequest, "a send request needs a message, close: true, or both"));
+            return Err(SendRefusal::bad_request("a send request needs a message, close: true, or both"));
         }
     };
     // With `close`, the message (if any) went first: every post was accepted or failed before
@@ -139,7 +157,7 @@ async fn deliver(app: &App, request: &SendRequest) -> Result<DeliveryReport, Val
                 OutboundError::TooLarge(_) => ErrorCode::TooLarge,
                 _ => ErrorCode::BadRequest,
             };
-            Err(error(code, &e.to_string()))
+            Err(SendRefusal { code, message: e.to_string() })
         }
     }
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use lambda_ws::{ChannelName, Config};
 
-use super::{DEV_HISTORY, DEV_PRESENCE};
+use super::{DEV_HISTORY, DEV_PRESENCE, DevError};
 use crate::server::FunctionRoles;
 use crate::template::environment::{Environment, Resolved};
 
@@ -25,8 +25,9 @@ pub(super) struct Configured {
 }
 
 /// Without a template: the shell's variables, with the dev defaults for what they leave unset.
-pub(super) fn without_template(shell: &dyn Fn(&str) -> Option<String>) -> Result<Configured, String> {
-    let mut config = Config::from_lookup(shell).map_err(|e| e.to_string())?;
+pub(super) fn without_template(shell: &dyn Fn(&str) -> Option<String>) -> Result<Configured, DevError> {
+    let mut config =
+        Config::from_lookup(shell).map_err(|source| DevError::Config { origin: "shell".into(), source })?;
     let mut lines =
         vec!["no template: LWS_* variables from the shell, and these defaults for what they leave unset".into()];
     if shell("LWS_HISTORY").is_none() {
@@ -52,17 +53,18 @@ pub(super) fn from_template(
     template: &str,
     connect_binary: Option<&str>,
     shell: &dyn Fn(&str) -> Option<String>,
-) -> Result<Configured, String> {
+) -> Result<Configured, DevError> {
     let mut functions = BTreeMap::new();
     for f in &env.functions {
         let lookup = |name: &str| shell(name).or_else(|| f.value(name).map(str::to_owned));
-        let config = Config::from_lookup(lookup).map_err(|e| format!("{template}, function {}: {e}", f.logical_id))?;
+        let config = Config::from_lookup(lookup)
+            .map_err(|source| DevError::Config { origin: format!("{template}, function {}", f.logical_id), source })?;
         functions.insert(f.binary.clone(), config);
     }
-    let base = connect_binary
-        .and_then(|b| functions.get(b))
-        .cloned()
-        .map_or_else(|| Config::from_lookup(shell).map_err(|e| e.to_string()), Ok)?;
+    let base = connect_binary.and_then(|b| functions.get(b)).cloned().map_or_else(
+        || Config::from_lookup(shell).map_err(|source| DevError::Config { origin: "shell".into(), source }),
+        Ok,
+    )?;
     let roles = FunctionRoles {
         issuer: env
             .functions
