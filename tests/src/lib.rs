@@ -20,6 +20,8 @@ use axum::routing::post;
 use lambda_ws::{DynamoDbStore, ManagementApi};
 use serde_json::{Value, json};
 
+pub mod ws;
+
 /// The variable `scripts/test.sh` sets to the DynamoDB engine's endpoint.
 pub const DYNAMODB_ENDPOINT_VAR: &str = "LWS_TEST_DYNAMODB_ENDPOINT";
 

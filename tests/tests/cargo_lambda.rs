@@ -11,51 +11,28 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use lambda_ws::config::RateLimits;
 use lambda_ws::store::SessionStore as _;
 use lambda_ws::{Config, ConnectionId, DynamoDbStore};
+use lambda_ws_e2e::ws::{self, Ws, next_json_within};
 use lambda_ws_e2e::{DYNAMODB_ENDPOINT_VAR, dynamodb_client};
 use lambda_ws_local::template::Template;
 use lambda_ws_local::{Gateway, GatewayOptions, StoreChoice};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 /// The variable `scripts/test.sh` sets to the cargo-lambda it installs.
 const CARGO_LAMBDA_VAR: &str = "LWS_TEST_CARGO_LAMBDA";
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
-
+/// Functions under the emulator answer their first invocations slowly.
 async fn next_json(ws: &mut Ws) -> Value {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(60), ws.next()).await.expect("a frame in time");
-        match frame.expect("socket open").expect("frame") {
-            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("expected text, got {other:?}"),
-        }
-    }
-}
-
-async fn token(gw: &Gateway, user: &str) -> String {
-    let mut stream = TcpStream::connect(gw.addr()).await.unwrap();
-    let request = format!(
-        "POST /ws-token HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nx-lambda-ws: 1\r\nx-lambda-ws-user: {user}\r\n\
-         Content-Length: 0\r\n\r\n",
-        gw.addr()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).await.unwrap();
-    let body: Value = serde_json::from_str(raw.split_once("\r\n\r\n").unwrap().1).unwrap();
-    body["token"].as_str().unwrap().to_owned()
+    next_json_within(ws, Duration::from_secs(60)).await
 }
 
 async fn connect(gw: &Gateway, user: &str) -> Ws {
-    let url = format!("{}?ws_token={}&channel=lobby", gw.websocket_url(), token(gw, user).await);
-    tokio_tungstenite::connect_async(url).await.map(|(ws, _)| ws).unwrap()
+    ws::connect(gw, user, "lobby").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_apigatewaymanagement::primitives::Blob;
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use lambda_ws::Config;
 use lambda_ws::config::RateLimits;
 use lambda_ws::policy::OriginPolicy;
@@ -20,11 +20,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-const ORIGIN: &str = "http://app.localhost:8080";
+use lambda_ws_e2e::ws::{ORIGIN, Ws, close_code, connect, connection_id, http, next_json, send, token, try_connect};
 
 fn options(store: StoreChoice) -> GatewayOptions {
     let config = Config {
@@ -43,23 +40,6 @@ async fn start_with(options: GatewayOptions) -> Gateway {
     Gateway::start(SocketAddr::from(([127, 0, 0, 1], 0)), options).await.unwrap()
 }
 
-/// A minimal HTTP/1.1 request: (status, JSON body).
-async fn http(gw: &Gateway, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, Value) {
-    let mut stream = TcpStream::connect(gw.addr()).await.unwrap();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", gw.addr());
-    for (k, v) in headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
-    }
-    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8_lossy(&raw);
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
-}
-
 /// A raw `GET` with this `Host` header: the whole answer as text.
 async fn raw_get(gw: &Gateway, host: &str, path: &str) -> String {
     let mut stream = TcpStream::connect(gw.addr()).await.unwrap();
@@ -68,67 +48,6 @@ async fn raw_get(gw: &Gateway, host: &str, path: &str) -> String {
     let mut raw = String::new();
     stream.read_to_string(&mut raw).await.unwrap();
     raw
-}
-
-async fn token(gw: &Gateway, user: &str) -> String {
-    let headers = [("x-lambda-ws", "1"), ("x-lambda-ws-user", user), ("origin", ORIGIN)];
-    let (status, body) = http(gw, "POST", "/ws-token", &headers, "").await;
-    assert_eq!(status, 200, "{body}");
-    body["token"].as_str().unwrap().to_owned()
-}
-
-async fn try_connect(gw: &Gateway, query: &str, origin: Option<&str>) -> Result<Ws, u16> {
-    let mut request = format!("{}?{query}", gw.websocket_url()).into_client_request().unwrap();
-    if let Some(origin) = origin {
-        request.headers_mut().insert("origin", origin.parse().unwrap());
-    }
-    request.headers_mut().insert("user-agent", "gateway-test/1".parse().unwrap());
-    match tokio_tungstenite::connect_async(request).await {
-        Ok((ws, _)) => Ok(ws),
-        Err(tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
-        Err(e) => panic!("unexpected handshake error: {e}"),
-    }
-}
-
-async fn connect(gw: &Gateway, user: &str, channel: &str) -> Ws {
-    let token = token(gw, user).await;
-    try_connect(gw, &format!("ws_token={token}&channel={channel}"), Some(ORIGIN)).await.unwrap()
-}
-
-/// The next JSON text frame, within 5 s.
-async fn next_json(ws: &mut Ws) -> Value {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("a frame in time");
-        match frame.expect("socket open").expect("frame") {
-            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("expected text, got {other:?}"),
-        }
-    }
-}
-
-/// The close code the server sends, within 5 s.
-async fn close_code(ws: &mut Ws) -> u16 {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("close in time");
-        match frame {
-            Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
-            Some(Ok(Message::Close(None))) => return 1005,
-            Some(Ok(_)) => continue,
-            Some(Err(_)) | None => return 1006,
-        }
-    }
-}
-
-async fn send(ws: &mut Ws, value: Value) {
-    ws.send(Message::text(value.to_string())).await.unwrap();
-}
-
-async fn connection_id(ws: &mut Ws) -> String {
-    send(ws, json!({"action":"ping","ref":"id"})).await;
-    let pong = next_json(ws).await;
-    assert_eq!(pong["type"], "pong");
-    pong["connection_id"].as_str().unwrap().to_owned()
 }
 
 fn management(gw: &Gateway) -> aws_sdk_apigatewaymanagement::Client {

@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt as _;
 use lambda_ws::config::RateLimits;
 use lambda_ws::policy::OriginPolicy;
 use lambda_ws::store::{SessionStore as _, TokenRecord, TokenStore as _};
@@ -19,11 +18,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-const ORIGIN: &str = "http://app.localhost";
+use lambda_ws_e2e::ws::{ORIGIN, Ws, close_code, connect, connection_id, next_json, token};
 
 fn dynamodb_endpoint() -> String {
     std::env::var("LWS_TEST_DYNAMODB_ENDPOINT")
@@ -41,54 +37,11 @@ async fn gateway(store: StoreChoice, token_ttl: Duration) -> Gateway {
     Gateway::start(SocketAddr::from(([127, 0, 0, 1], 0)), options).await.unwrap()
 }
 
-/// A token for `user` from the gateway's issuer.
-async fn token(gw: &Gateway, user: &str) -> String {
-    let mut stream = TcpStream::connect(gw.addr()).await.unwrap();
-    let request = format!(
-        "POST /ws-token HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nOrigin: {ORIGIN}\r\nx-lambda-ws: 1\r\n\
-         x-lambda-ws-user: {user}\r\nContent-Length: 0\r\n\r\n",
-        gw.addr()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).await.unwrap();
-    let body: Value = serde_json::from_str(raw.split_once("\r\n\r\n").unwrap().1).unwrap();
-    body["token"].as_str().unwrap().to_owned()
-}
-
 /// A connected client of `user` in `channel`, and its connection id.
 async fn client(gw: &Gateway, user: &str, channel: &str) -> (Ws, String) {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-    let token = token(gw, user).await;
-    let mut request =
-        format!("{}?ws_token={token}&channel={channel}", gw.websocket_url()).into_client_request().unwrap();
-    request.headers_mut().insert("origin", ORIGIN.parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    futures::SinkExt::send(&mut ws, Message::text(r#"{"action":"ping"}"#)).await.unwrap();
-    let pong = next_json(&mut ws).await;
-    (ws, pong["connection_id"].as_str().unwrap().to_owned())
-}
-
-async fn next_json(ws: &mut Ws) -> Value {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("a frame in time") {
-            Some(Ok(Message::Text(text))) => return serde_json::from_str(&text).unwrap(),
-            Some(Ok(_)) => continue,
-            other => panic!("socket closed: {other:?}"),
-        }
-    }
-}
-
-/// The close code the gateway sends, within 5 s (frames before it skipped).
-async fn close_code(ws: &mut Ws) -> u16 {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("a close in time") {
-            Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
-            Some(Ok(Message::Close(None))) => return 1005,
-            Some(Ok(_)) => continue,
-            Some(Err(_)) | None => return 1006,
-        }
-    }
+    let mut ws = connect(gw, user, channel).await;
+    let id = connection_id(&mut ws).await;
+    (ws, id)
 }
 
 /// Runs `lambda-ws <args>` with AWS settings for the local engine: (exit success, stdout, stderr).
