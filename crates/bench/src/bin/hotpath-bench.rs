@@ -623,6 +623,21 @@ fn dollars_per_million(c: &Cost) -> f64 {
     c.write_units * PRICE_PER_MILLION_WRITES + c.read_units * PRICE_PER_MILLION_READS
 }
 
+/// One row of the report's table: operation, build and the cost.
+fn table_row(op: &str, name: &str, c: &Cost) -> String {
+    format!(
+        "| {op} | {name} | {:.1} ms | {:.1} ms | {} | {} | {:.1} | {:.1} | {:.2} | {} |",
+        c.wall_ms,
+        c.store_ms,
+        c.round_trips,
+        c.calls,
+        c.read_units,
+        c.write_units,
+        dollars_per_million(c),
+        c.sequence,
+    )
+}
+
 /// One operation of build `name` (`n`) over build `base` (`b`): wall, round trips, capacity.
 fn ratio(label: &str, name: &str, base: &str, n: &Cost, b: &Cost) -> String {
     let units = |c: &Cost| c.read_units + c.write_units;
@@ -704,34 +719,13 @@ async fn main() -> Result<(), Error> {
             if label == "channel send" && measured.send.is_none() {
                 continue;
             }
-            let c = pick(measured);
             let op = if label == "channel send" { format!("send to {recipients} members") } else { label.to_owned() };
-            println!(
-                "| {op} | {name} | {:.1} ms | {:.1} ms | {} | {} | {:.1} | {:.1} | {:.2} | {} |",
-                c.wall_ms,
-                c.store_ms,
-                c.round_trips,
-                c.calls,
-                c.read_units,
-                c.write_units,
-                dollars_per_million(&c),
-                c.sequence,
-            );
+            println!("{}", table_row(&op, name, &pick(measured)));
         }
     }
     for (name, costs) in &answers {
         for (size, c) in PRESENCE_SIZES.iter().zip(costs) {
-            println!(
-                "| one `presence`, {size} users | {name} | {:.1} ms | {:.1} ms | {} | {} | {:.1} | {:.1} | {:.2} | {} |",
-                c.wall_ms,
-                c.store_ms,
-                c.round_trips,
-                c.calls,
-                c.read_units,
-                c.write_units,
-                dollars_per_million(c),
-                c.sequence,
-            );
+            println!("{}", table_row(&format!("one `presence`, {size} users"), name, c));
         }
     }
     if let (Some((with, presence)), Some((without, plain_build))) = (results.get(plain), results.get(plain - 1)) {

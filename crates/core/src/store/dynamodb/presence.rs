@@ -80,6 +80,22 @@ fn count_of(item: &Item, name: &str) -> usize {
     item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok()).map_or(0, |v| v.max(0) as usize)
 }
 
+/// The names of the counts item's attributes in its update expressions (`#u`, `#c`, `#a`, `#v`).
+fn counts_names() -> std::collections::HashMap<String, String> {
+    [("#u", USERS), ("#c", CONNECTIONS), ("#a", ANONYMOUS), ("#v", VERSION)]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// The values of a counts update: `:u`, `:c`, `:a` from `change`, and `:one` for the version.
+fn counts_values(change: Change) -> Item {
+    [(":u", change.0), (":c", change.1), (":a", change.2), (":one", 1)]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), n(v)))
+        .collect()
+}
+
 /// What a write changed: users, connections, anonymous connections.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Change(i64, i64, i64);
@@ -98,14 +114,8 @@ impl DynamoDbStore {
             .key("pk", presence_pk(channel))
             .key("sk", s(COUNTS_SK))
             .update_expression("ADD #u :u, #c :c, #a :a, #v :one")
-            .expression_attribute_names("#u", USERS)
-            .expression_attribute_names("#c", CONNECTIONS)
-            .expression_attribute_names("#a", ANONYMOUS)
-            .expression_attribute_names("#v", VERSION)
-            .expression_attribute_values(":u", n(change.0))
-            .expression_attribute_values(":c", n(change.1))
-            .expression_attribute_values(":a", n(change.2))
-            .expression_attribute_values(":one", n(1))
+            .set_expression_attribute_names(Some(counts_names()))
+            .set_expression_attribute_values(Some(counts_values(change)))
             .return_values(ReturnValue::UpdatedNew)
             .send()
             .await;
@@ -177,28 +187,24 @@ impl DynamoDbStore {
         }
         // Only if no write counted since the read: the count it added is in the items read, or
         // not, and only a later read can tell.
-        let key = (presence_pk(channel), s(COUNTS_SK));
-        let write = match counted.get(VERSION) {
-            Some(version) => self
-                .client
-                .update_item()
-                .condition_expression("#v = :v")
-                .expression_attribute_values(":v", version.clone()),
-            None => self.client.update_item().condition_expression("attribute_not_exists(#v)"),
+        let mut values = counts_values(Change(users, connections, anonymous));
+        let condition = match counted.get(VERSION) {
+            Some(version) => {
+                values.insert(":v".to_owned(), version.clone());
+                "#v = :v"
+            }
+            None => "attribute_not_exists(#v)",
         };
-        let result = write
+        let result = self
+            .client
+            .update_item()
             .table_name(&self.table)
-            .key("pk", key.0)
-            .key("sk", key.1)
+            .key("pk", presence_pk(channel))
+            .key("sk", s(COUNTS_SK))
             .update_expression("SET #u = :u, #c = :c, #a = :a ADD #v :one")
-            .expression_attribute_names("#u", USERS)
-            .expression_attribute_names("#c", CONNECTIONS)
-            .expression_attribute_names("#a", ANONYMOUS)
-            .expression_attribute_names("#v", VERSION)
-            .expression_attribute_values(":u", n(users))
-            .expression_attribute_values(":c", n(connections))
-            .expression_attribute_values(":a", n(anonymous))
-            .expression_attribute_values(":one", n(1))
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(counts_names()))
+            .set_expression_attribute_values(Some(values))
             .send()
             .await;
         match result {
