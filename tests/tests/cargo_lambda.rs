@@ -81,7 +81,12 @@ async fn the_workspace_functions_under_cargo_lambda_watch_serve_the_gateway() {
         routes,
         invoke_endpoint: Some(format!("http://{emulator}")),
         store: StoreChoice::DynamoDb { endpoint: dynamodb, table: table.clone() },
-        config: Config { rate_limits: RateLimits::off(), ..Config::default() },
+        // The test client's pages come from `ws::ORIGIN`: the gateway's issuer takes it.
+        config: Config {
+            rate_limits: RateLimits::off(),
+            allowed_origins: lambda_ws::policy::OriginPolicy::parse(ws::ORIGIN).unwrap(),
+            ..Config::default()
+        },
         ..GatewayOptions::default()
     };
     let gw = Gateway::start(SocketAddr::from(([127, 0, 0, 1], 0)), options).await.unwrap();
