@@ -161,9 +161,9 @@ async fn try_forward(proxy: &Proxy, request: Request) -> Result<Response, Error>
         fields.insert("ReturnConsumedCapacity".into(), json!("TOTAL"));
         body = Bytes::from(serde_json::to_vec(&fields)?);
     }
-    if let Ok(mut n) = proxy.in_flight.lock() {
-        *n += 1;
-    }
+    // Counted in flight until this call ends, also when its caller goes away mid-call (a gateway
+    // stopped while a store call was out): then the future is dropped, and the guard with it.
+    let in_flight = InFlight::enter(proxy);
     let started = Instant::now();
     let mut upstream = hyper::Request::builder().method(parts.method).uri(&proxy.upstream);
     for (name, value) in &parts.headers {
@@ -176,9 +176,7 @@ async fn try_forward(proxy: &Proxy, request: Request) -> Result<Response, Error>
     // engine is faster), so N sequential calls take N times it.
     wait_until(started + proxy.latency).await;
     let ended = Instant::now();
-    if let Ok(mut n) = proxy.in_flight.lock() {
-        *n = n.saturating_sub(1);
-    }
+    drop(in_flight);
     let (parts, body) = answer?.into_parts();
     let body = body.collect().await?.to_bytes();
     let units = consumed(&body, parts.status.as_u16());
@@ -187,6 +185,26 @@ async fn try_forward(proxy: &Proxy, request: Request) -> Result<Response, Error>
         calls.push(Call { op, started, ended, read_units, write_units });
     }
     Ok(Response::from_parts(parts, Body::from(body)))
+}
+
+/// One call in flight through the proxy, for as long as it lives.
+struct InFlight<'a>(&'a Proxy);
+
+impl<'a> InFlight<'a> {
+    fn enter(proxy: &'a Proxy) -> Self {
+        if let Ok(mut n) = proxy.in_flight.lock() {
+            *n += 1;
+        }
+        Self(proxy)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut n) = self.0.in_flight.lock() {
+            *n = n.saturating_sub(1);
+        }
+    }
 }
 
 /// Waits until `deadline`, to a fraction of a millisecond: the timer's 1 ms ticks would add up
