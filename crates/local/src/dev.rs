@@ -341,20 +341,25 @@ impl Dev {
             );
         }
         let shell = |name: &str| std::env::var(name).ok();
-        let template = args.template.exists().then(|| Template::load(&args.template)).transpose()?;
-        let configured = match &template {
-            Some(template) => {
+        // Read once: the routes and the functions' environment come from the same text.
+        let text = args
+            .template
+            .exists()
+            .then(|| std::fs::read_to_string(&args.template))
+            .transpose()
+            .map_err(|e| crate::template::TemplateError::Read(args.template.display().to_string(), e))?;
+        let template = text.as_deref().map(Template::parse).transpose()?;
+        let configured = match (&template, &text) {
+            (Some(template), Some(text)) => {
                 let overrides = environment::parse_overrides(&args.parameter_overrides).map_err(DevError::Overrides)?;
-                let text = std::fs::read_to_string(&args.template)
-                    .map_err(|e| crate::template::TemplateError::Read(args.template.display().to_string(), e))?;
-                let env = environment::resolve(&text, &overrides)?;
+                let env = environment::resolve(text, &overrides)?;
                 let connect = template.routes.iter().find(|r| r.route_key == "$connect").map(|r| r.binary.as_str());
                 configured::from_template(&env, &args.template.display().to_string(), connect, &shell)?
             }
-            None if !args.parameter_overrides.is_empty() => {
+            _ if !args.parameter_overrides.is_empty() => {
                 return Err(DevError::OverridesWithoutTemplate(args.template.display().to_string()));
             }
-            None => configured::without_template(&shell)?,
+            _ => configured::without_template(&shell)?,
         };
         let Configured { base: mut config, functions: mut function_configs, roles, lines: config_text } = configured;
         config.ip_limits_on_loopback = args.enforce_ip_limits;
