@@ -57,15 +57,18 @@ impl Sender {
         let (mut report, closed) = outcomes
             .buffer_unordered(self.options.concurrency.max(1))
             .fold((report, Vec::new()), |(mut report, mut closed), (id, outcome)| {
-                if let (Some(id), Outcome::Delivered { .. }) = (id, &outcome) {
-                    closed.push(id);
+                match (id, outcome) {
+                    // A close is not a delivery: this request's deliveries are its message's.
+                    (Some(id), Outcome::Delivered { retries }) => {
+                        report.recipients += 1;
+                        report.retries += retries;
+                        closed.push(id);
+                    }
+                    (_, outcome) => record(&mut report, outcome, &forbidden_logged),
                 }
-                record(&mut report, outcome, &forbidden_logged);
                 ready((report, closed))
             })
             .await;
-        // `record` counted each close as a delivery: this request's deliveries are its message's.
-        report.delivered -= closed.len();
         report.closed = Some(closed.len());
         if !closed.is_empty() {
             match self.sessions.remove_sessions(&closed).await {
