@@ -373,11 +373,11 @@ impl PresenceStore for DynamoDbStore {
             for item in out.items.unwrap_or_default() {
                 let sk = get_s(&item, "sk").unwrap_or_default();
                 if sk == COUNTS_SK {
-                    if count_of(&item, USERS) > listed {
-                        counts = item;
+                    let too_many = count_of(&item, USERS) > listed;
+                    counts = item;
+                    if too_many {
                         break 'read false;
                     }
-                    counts = item;
                     continue;
                 }
                 let Some(user) = sk.strip_prefix(USER_PREFIX) else { continue };
