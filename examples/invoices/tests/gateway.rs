@@ -43,6 +43,16 @@ async fn connect(gw: &Gateway, user: &str, tenant: &str) -> Ws {
     tokio_tungstenite::connect_async(url).await.map(|(ws, _)| ws).unwrap()
 }
 
+/// The status of `user`'s (of `tenant`) WebSocket handshake into `channel`: 101 when it connects.
+async fn handshake(gw: &Gateway, user: &str, tenant: &str, channel: &str) -> u16 {
+    let token = token(gw, user, &format!("tenant-{tenant}")).await;
+    match tokio_tungstenite::connect_async(format!("{}?ws_token={token}&channel={channel}", gw.websocket_url())).await {
+        Ok(_) => 101,
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
 /// The next JSON frame, presence events left out (`invoices-*` channels have presence, as the
 /// template deploys them).
 async fn next_json(ws: &mut Ws) -> Value {
@@ -102,27 +112,6 @@ async fn the_apps_routes_and_notify_run_on_its_own_gateway() {
 /// `--parameter-overrides` changes it as `sam deploy` would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_runs_the_templates_environment() {
-    let handshake = |gw: &Gateway, user: &str, tenant: &str, channel: &str| {
-        let (addr, url) = (gw.addr(), gw.websocket_url());
-        let (user, tenant, channel) = (user.to_owned(), tenant.to_owned(), channel.to_owned());
-        async move {
-            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let request = format!(
-                "POST /ws-token HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nx-lambda-ws: 1\r\n\
-                 x-lambda-ws-user: {user}\r\nx-lambda-ws-groups: tenant-{tenant}\r\nContent-Length: 0\r\n\r\n"
-            );
-            stream.write_all(request.as_bytes()).await.unwrap();
-            let mut raw = String::new();
-            stream.read_to_string(&mut raw).await.unwrap();
-            let body: Value = serde_json::from_str(raw.split_once("\r\n\r\n").unwrap().1).unwrap();
-            let token = body["token"].as_str().unwrap_or_else(|| panic!("{raw}")).to_owned();
-            match tokio_tungstenite::connect_async(format!("{url}?ws_token={token}&channel={channel}")).await {
-                Ok(_) => 101,
-                Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
-                Err(e) => panic!("{e}"),
-            }
-        }
-    };
     let gw = gateway().await;
     assert_eq!(handshake(&gw, "ann", "acme", "lobby").await, 403, "no lobby in the deployed rules");
     assert_eq!(handshake(&gw, "eve", "evil", "lobby").await, 403);
